@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up hybridvision on a fresh machine: .venv with the pinned CPU torch (no CUDA wheels, no torchvision),
+# the project and its tools, and Debian's Fashion-MNIST data set. Safe to run again: it only checks then.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv 2>/dev/null || test -x .venv/bin/python
+pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+.venv/bin/python -c "import torch" 2>/dev/null || pip_install torch==2.13.0
+pip_install -c constraints.txt -e '.[dev]'
+.venv/bin/python -c "import hybridvision, torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+
+data=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$data" ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
+    || echo "warning: could not install Debian's dataset-fashion-mnist; training needs it (or --data DIR)" >&2
+fi
+echo "hybridvision is set up in .venv"

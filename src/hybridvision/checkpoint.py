@@ -1,0 +1,218 @@
+"""Reading, writing and adapting weights, safely.
+
+- Our format: a directory with ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json``.
+- Foreign files: safetensors, or pickled ``.pth``/``.pth.tar`` read with ``torch.load(weights_only=True)`` and
+  only the classes in ``SAFE_GLOBALS`` allowed; anything else is refused with a message, never executed.
+- Every file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .models.blocks.attention import resize_table
+
+log = logging.getLogger(__name__)
+
+# Classes a pickled checkpoint may contain: the official EfficientMod trainer stores its argparse.Namespace.
+SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+
+WEIGHTS_NAME = "model.safetensors"
+EMA_WEIGHTS_NAME = "model_ema.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message says why and what to do."""
+
+
+# ---- Atomic writes
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(tensors: dict[str, Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=metadata))
+
+
+def save_json(data: Any, path: str | Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+
+    atomic_write(path, write)
+
+
+# ---- Reading
+
+
+def read_state_dict(path: str | Path, *, use_ema: bool = True) -> dict[str, Tensor]:
+    """Tensors of a checkpoint file or directory, unwrapped from trainer dicts (``state_dict[_ema]``, ``module.``)."""
+    path = Path(path)
+    if path.is_dir():
+        ema = path / EMA_WEIGHTS_NAME
+        path = ema if use_ema and ema.is_file() else path / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    data = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
+    return _unwrap(data, path, use_ema)
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (corrupt or truncated?): {e}") from None
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to unpickle {path}: it holds objects outside the allow-list "
+            f"(hybridvision.checkpoint.SAFE_GLOBALS). Details: {str(e).splitlines()[0]} "
+            "If you trust the file, load it yourself and re-save the state dict as safetensors."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {e}") from None
+
+
+def _unwrap(data: Any, path: Path, use_ema: bool) -> dict[str, Tensor]:
+    if isinstance(data, dict) and not _is_tensor_dict(data):
+        keys = ("state_dict_ema", "model_ema", "state_dict", "model") if use_ema else ("state_dict", "model")
+        found = next((k for k in keys if isinstance(data.get(k), dict)), None)
+        if found is None:
+            raise CheckpointError(f"{path} holds no weights: top-level keys are {sorted(data)[:10]}")
+        if use_ema and not found.endswith("ema"):
+            log.info("%s has no EMA weights; loading '%s'", path, found)
+        data = data[found]
+    if not _is_tensor_dict(data):
+        raise CheckpointError(f"{path} does not hold a dict of tensors")
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def _is_tensor_dict(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data) and all(isinstance(v, Tensor) for v in data.values())
+
+
+# ---- Adapting to the model
+
+
+def load_pretrained(model: nn.Module, path: str | Path, *, use_ema: bool = True) -> None:
+    """Load weights into ``model``, converting foreign layouts and adapting head, input channels and tables."""
+    state = read_state_dict(path, use_ema=use_ema)
+    if hasattr(model, "convert_state_dict"):
+        state = model.convert_state_dict(state)
+    state = adapt_state_dict(model, state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        name = getattr(model, "model_name", type(model).__name__)
+        raise CheckpointError(
+            f"{path} does not fit {name}: {len(missing)} missing keys {missing[:4]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:4]}. Is it a checkpoint of another model or size?"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def adapt_state_dict(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Reconcile shape differences a user asks for: classifier size, input channels, position-table size."""
+    own = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        target = own.get(key)
+        if target is None or target.shape == value.shape:
+            if target is not None or not key.startswith("head.fc."):
+                out[key] = value  # a classifier the model no longer has (num_classes=0) is dropped
+            continue
+        if key.startswith("head.fc."):
+            log.info("classifier %s: checkpoint %s vs model %s, keeping a fresh one", key, value.shape, target.shape)
+            out[key] = target
+        elif key.endswith("rel_pos.table"):
+            out[key] = resize_table(value, ((target.shape[1] + 1) // 2, (target.shape[2] + 1) // 2))
+        elif _is_input_conv(value, target):
+            out[key] = adapt_input_conv(value, target.shape[1])
+        else:
+            raise CheckpointError(
+                f"weight {key!r} has shape {tuple(value.shape)} in the checkpoint but {tuple(target.shape)} in "
+                "the model: the checkpoint is for another configuration"
+            )
+    return out
+
+
+def _is_input_conv(value: Tensor, target: Tensor) -> bool:
+    return value.dim() == 4 and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]
+
+
+def adapt_input_conv(weight: Tensor, in_chans: int) -> Tensor:
+    """First-conv weights for another channel count: summed to 1 channel, or tiled and rescaled (timm's rule)."""
+    w = weight.float()
+    if in_chans == 1:
+        out = w.sum(dim=1, keepdim=True)  # (O, C, k, k) -> (O, 1, k, k)
+    else:
+        reps = -(-in_chans // w.shape[1])
+        out = w.repeat(1, reps, 1, 1)[:, :in_chans] * (w.shape[1] / in_chans)  # (O, in_chans, k, k)
+    return out.to(weight.dtype)
+
+
+# ---- Our format
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | None = None) -> Path:
+    """Write ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json`` to ``directory``."""
+    from .registry import model_config_dict
+
+    directory = Path(directory)
+    save_tensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    if ema is not None:
+        save_tensors(ema.state_dict(), directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
+    save_json(model_config_dict(model), directory / CONFIG_NAME)
+    return directory
+
+
+def load_model(directory: str | Path, *, use_ema: bool = True, **overrides: Any) -> nn.Module:
+    """Rebuild a model saved with ``save_pretrained`` (config and weights)."""
+    from .registry import create_model
+
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} has no {CONFIG_NAME}; was it written by save_pretrained?")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        name, saved = cfg["model"], cfg.get("overrides", {})
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{cfg_path} is not a valid model config: {e}") from None
+    return create_model(name, pretrained=directory, pretrained_ema=use_ema, **{**saved, **overrides})

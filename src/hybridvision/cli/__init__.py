@@ -1,0 +1,1 @@
+"""The ``hybridvision`` command line: one entry point, one module per command."""

@@ -1,0 +1,111 @@
+"""Multi-head self-attention over NCHW maps through ``F.scaled_dot_product_attention``.
+
+The learned relative-position bias (CoAtNet eq. 3) is passed to SDPA as a float additive mask, so the fused
+kernel still runs; its gather index is a cached buffer for the native size and rebuilt only for other sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def relative_index(h: int, w: int, device: torch.device | None = None) -> Tensor:
+    """Flat index into a (2h-1, 2w-1) table for every (query, key) pair of an h x w grid: shape (N*N,)."""
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    coords = torch.stack([ys.flatten(), xs.flatten()])  # (2, N)
+    rel = coords[:, :, None] - coords[:, None, :]  # (2, N, N): query minus key offsets
+    return ((rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)).flatten()  # (N*N,)
+
+
+def resize_table(table: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinearly resample a (heads, 2H-1, 2W-1) table to grid ``size`` (CoAtNet §4.1).
+
+    ``align_corners=True`` keeps the zero offset and the extreme offsets on their own cells.
+    """
+    h, w = size
+    if table.shape[-2:] == (2 * h - 1, 2 * w - 1):
+        return table
+    out = F.interpolate(table[None].float(), size=(2 * h - 1, 2 * w - 1), mode="bilinear", align_corners=True)
+    return out[0].to(table.dtype)  # (1, heads, 2h-1, 2w-1) -> (heads, 2h-1, 2w-1)
+
+
+class RelPosBias(nn.Module):
+    """Learned 2-D relative-position bias: one scalar per head per offset, table (heads, 2H-1, 2W-1).
+
+    ``size`` is the grid the table is built for; a different grid at run time resamples the table
+    bilinearly (no parameters change); ``resize_`` changes the native size for good (fine-tuning).
+    Window attention passes ``global_grid=False``: its grid is the window, which input size never changes.
+    """
+
+    def __init__(self, num_heads: int, size: tuple[int, int], *, global_grid: bool = True) -> None:
+        super().__init__()
+        h, w = size
+        self.size = (h, w)
+        self.global_grid = global_grid  # True: the grid is the whole stage map (follows the input size)
+        self.table = nn.Parameter(torch.zeros(num_heads, 2 * h - 1, 2 * w - 1))
+        self.register_buffer("index", relative_index(h, w), persistent=False)
+        nn.init.trunc_normal_(self.table, std=0.02)
+
+    def forward(self, h: int, w: int) -> Tensor:
+        """Bias for an h x w grid: (1, heads, N, N)."""
+        table, index = self.table, self.index
+        if (h, w) != self.size:
+            table = resize_table(table, (h, w))
+            index = relative_index(h, w, device=table.device)
+        bias = table.flatten(1).index_select(1, index)  # (heads, (2h-1)(2w-1)) -> (heads, N*N)
+        return bias.view(1, -1, h * w, h * w)  # (heads, N*N) -> (1, heads, N, N)
+
+    @torch.no_grad()
+    def resize_(self, size: tuple[int, int]) -> None:
+        self.table = nn.Parameter(resize_table(self.table.data, size))
+        self.size = tuple(size)
+        self.index = relative_index(*size, device=self.table.device)
+
+    def extra_repr(self) -> str:
+        return f"heads={self.table.shape[0]}, size={self.size}"
+
+
+class Attention(nn.Module):
+    """Global multi-head self-attention on an NCHW map (ViT), optionally with a relative-position bias.
+
+    The inner width ``num_heads * head_dim`` may differ from ``dim`` (EfficientMod keeps head_dim >= 32) and
+    the output width from both (CoAtNet widens in the first block of a stage). q/k/v channels are laid out
+    [q | k | v], each (heads, head_dim).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int | None = None,
+        *,
+        num_heads: int,
+        head_dim: int,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        rel_pos_size: tuple[int, int] | None = None,
+        attn_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, head_dim
+        inner = num_heads * head_dim
+        self.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
+        self.rel_pos = RelPosBias(num_heads, rel_pos_size) if rel_pos_size else None
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(inner, out_dim or dim, bias=proj_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, _, H, W = x.shape
+        N = H * W
+        t = x.permute(0, 2, 3, 1).reshape(B, N, -1)  # (B, C, H, W) -> (B, N, C); a view if channels_last
+        qkv = self.qkv(t).view(B, N, 3, self.num_heads, self.head_dim)  # (B, N, 3, h, d)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, h, N, d)
+        bias = self.rel_pos(H, W) if self.rel_pos is not None else None  # (1, h, N, N)
+        drop = self.attn_drop if self.training else 0.0
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop)  # (B, h, N, d)
+        # SDPA's output strides differ between kernels (and between an exporter's trace and its decomposed
+        # graph), so pack explicitly: one copy of (B, N, C), robust for every backend and exporter.
+        o = o.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(B, N, -1)  # -> (B, N, h*d)
+        o = self.proj(o)  # (B, N, C_out)
+        return o.view(B, H, W, -1).permute(0, 3, 1, 2)  # (B, N, C_out) -> (B, C_out, H, W)

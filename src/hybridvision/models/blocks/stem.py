@@ -1,0 +1,47 @@
+"""Stems: the layers before the first stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .conv import fold_bn
+
+
+class ConvStem(nn.Module):
+    """Two 3x3 convs, the first with stride 2 (CoAtNet S0, AsCAN): conv -> BN -> act -> conv [-> BN -> act].
+
+    ``out_norm`` adds BN + act after the second conv; CoAtNet leaves it out because the next block's
+    pre-norm follows.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        dims: tuple[int, int],
+        *,
+        act: Callable[[], nn.Module] = nn.GELU,
+        bias: bool = False,
+        out_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, dims[0], 3, stride=2, padding=1, bias=bias)
+        self.norm1 = nn.BatchNorm2d(dims[0])
+        self.act1 = act()
+        self.conv2 = nn.Conv2d(dims[0], dims[1], 3, stride=1, padding=1, bias=bias)
+        self.norm2 = nn.BatchNorm2d(dims[1]) if out_norm else nn.Identity()
+        self.act2 = act() if out_norm else nn.Identity()
+        self.out_dim = dims[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act1(self.norm1(self.conv1(x)))  # (B, C0, H/2, W/2)
+        return self.act2(self.norm2(self.conv2(x)))  # (B, C1, H/2, W/2)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        if isinstance(self.norm1, nn.BatchNorm2d):
+            self.conv1, self.norm1 = fold_bn(self.conv1, self.norm1), nn.Identity()
+        if isinstance(self.norm2, nn.BatchNorm2d):
+            self.conv2, self.norm2 = fold_bn(self.conv2, self.norm2), nn.Identity()

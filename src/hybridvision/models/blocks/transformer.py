@@ -1,0 +1,57 @@
+"""Transformer blocks on NCHW maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from .attention import Attention
+from .conv import make_pool, shortcut
+from .drop import drop_path
+from .mlp import Mlp
+from .norm import LayerNorm2d
+
+
+class TransformerBlock(nn.Module):
+    """Sequential pre-norm transformer block: ``x += Attn(LN(x)); x += MLP(LN(x))`` (ViT, CoAtNet, EfficientMod).
+
+    With stride 2 (first block of a CoAtNet stage, eq. 4) both branches are pooled:
+    ``x = Proj(Pool(x)) + Attn(Pool(LN(x)))``. ``expand_first`` sizes the attention from the output width
+    (qkv widens) rather than the input width (the output projection widens).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None = None,
+        *,
+        stride: int = 1,
+        num_heads: int | None = None,
+        head_dim: int = 32,
+        expand_first: bool = True,
+        rel_pos_size: tuple[int, int] | None = None,
+        mlp_ratio: float = 4.0,
+        pool: str = "avg2",
+        qkv_bias: bool = True,
+        shortcut_bias: bool = True,
+        norm_eps: float = 1e-6,
+        act: Callable[[], nn.Module] = nn.GELU,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        out_dim = out_dim or in_dim
+        heads = num_heads or (out_dim if expand_first else in_dim) // head_dim
+        self.shortcut = shortcut(in_dim, out_dim, stride, pool=pool, bias=shortcut_bias)
+        self.norm1 = LayerNorm2d(in_dim, eps=norm_eps)
+        self.pool = make_pool(pool) if stride == 2 else nn.Identity()
+        self.attn = Attention(
+            in_dim, out_dim, num_heads=heads, head_dim=head_dim, qkv_bias=qkv_bias, rel_pos_size=rel_pos_size
+        )
+        self.norm2 = LayerNorm2d(out_dim, eps=norm_eps)
+        self.mlp = Mlp(out_dim, int(out_dim * mlp_ratio), act=act)
+        self.drop_path = drop_path(drop_path_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.shortcut(x) + self.drop_path(self.attn(self.pool(self.norm1(x))))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
