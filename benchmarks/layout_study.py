@@ -39,8 +39,19 @@ def main(name: str, out_dir: str = "results") -> None:
             rows.append(row)
     path = Path(out_dir) / f"cpu-layout-{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": name, "precision": "fp32", "mode": "eager, inference_mode",
-                                "environment": environment(), "rows": rows}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "model": name,
+                "precision": "fp32",
+                "mode": "eager, inference_mode",
+                "environment": environment(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {path}")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# Wide enough that tables never truncate names when output goes to a file or CI log.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def millions(n: int) -> str:

@@ -44,6 +44,7 @@ class CoAtNetConfig(ModelConfig):
     layout: tuple[str, ...] = ("CC", "CCC", "TTTTT", "TT")  # CoAtNet-0: C-C-T-T with 2/3/5/2 blocks
     dims: tuple[int, ...] = (96, 192, 384, 768)  # channels per stage (S1..S4)
     stem_dims: tuple[int, int] = (64, 64)  # S0: two 3x3 convs
+    stem_stride: int = 2  # 1 keeps full resolution for small inputs (32x32)
     head_dim: int = 32  # channels per attention head
     mlp_ratio: float = 4.0
     pool: str = "max2"  # pool of downsampling blocks: "max2" (paper) or "avg2" (timm)
@@ -66,6 +67,8 @@ class CoAtNetConfig(ModelConfig):
         _check_choice("pool", self.pool, POOLS)
         _check_choice("conv_expand_from", self.conv_expand_from, ("in", "out"))
         _check_choice("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         for i, (pattern, dim) in enumerate(zip(self.layout, self.dims)):
             if "T" in pattern and dim % self.head_dim:
                 raise ValueError(f"stage {i} width {dim} is not a multiple of head_dim {self.head_dim}")
@@ -89,10 +92,10 @@ class CoAtNet(Backbone):
     def __init__(self, config: CoAtNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.stem = ConvStem(config.in_chans, config.stem_dims, act=get_act(config.conv_act))
+        self.stem = ConvStem(config.in_chans, config.stem_dims, act=get_act(config.conv_act), stride=config.stem_stride)
         rates = drop_path_rates(config.drop_path_rate, config.depths)
         img_h, img_w = config.img_hw
-        in_dim, reduction, stages, self.feature_info = config.stem_dims[1], 2, [], []
+        in_dim, reduction, stages, self.feature_info = config.stem_dims[1], config.stem_stride, [], []
         for i, (pattern, dim) in enumerate(zip(config.layout, config.dims)):
             reduction *= 2
             factories = self._block_factories((img_h // reduction, img_w // reduction))

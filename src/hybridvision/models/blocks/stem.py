@@ -11,10 +11,10 @@ from .conv import fold_bn
 
 
 class ConvStem(nn.Module):
-    """Two 3x3 convs, the first with stride 2 (CoAtNet S0, AsCAN): conv -> BN -> act -> conv [-> BN -> act].
+    """Two 3x3 convs, the first strided (CoAtNet S0, AsCAN): conv -> BN -> act -> conv [-> BN -> act].
 
     ``out_norm`` adds BN + act after the second conv; CoAtNet leaves it out because the next block's
-    pre-norm follows.
+    pre-norm follows. ``stride=1`` keeps full resolution for small inputs (32x32 data sets).
     """
 
     def __init__(
@@ -25,9 +25,11 @@ class ConvStem(nn.Module):
         act: Callable[[], nn.Module] = nn.GELU,
         bias: bool = False,
         out_norm: bool = False,
+        stride: int = 2,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, dims[0], 3, stride=2, padding=1, bias=bias)
+        self.stride = stride
+        self.conv1 = nn.Conv2d(in_chans, dims[0], 3, stride=stride, padding=1, bias=bias)
         self.norm1 = nn.BatchNorm2d(dims[0])
         self.act1 = act()
         self.conv2 = nn.Conv2d(dims[0], dims[1], 3, stride=1, padding=1, bias=bias)
@@ -36,8 +38,8 @@ class ConvStem(nn.Module):
         self.out_dim = dims[1]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.act1(self.norm1(self.conv1(x)))  # (B, C0, H/2, W/2)
-        return self.act2(self.norm2(self.conv2(x)))  # (B, C1, H/2, W/2)
+        x = self.act1(self.norm1(self.conv1(x)))  # (B, C0, H/s, W/s)
+        return self.act2(self.norm2(self.conv2(x)))  # (B, C1, H/s, W/s)
 
     @torch.no_grad()
     def fuse(self) -> None:
