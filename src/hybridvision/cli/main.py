@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("hybridvision.cli.models", "list registered models with params and MACs"),
     "info": ("hybridvision.cli.info", "params, MACs and feature levels of one model"),
     "summary": ("hybridvision.cli.summary", "params / MACs / CPU throughput table of a family"),
+    "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
+    "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),
+    "plot-run": ("hybridvision.cli.plot_run", "draw a run's loss and accuracy curves to PNG"),
+    "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
 }
 
 USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
