@@ -10,6 +10,7 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..models.contract import InputError
+from ..train.loop import TrainingDiverged
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
 }
 
-USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
+USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError, TrainingDiverged)
 
 
 def build_parser() -> argparse.ArgumentParser:

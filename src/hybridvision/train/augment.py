@@ -51,12 +51,12 @@ def random_crop_flip(x: Tensor, cfg: AugConfig, gen: torch.Generator) -> Tensor:
     flip = torch.rand(b, generator=gen) < cfg.hflip
     if cfg.crop == "none":
         return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x) if cfg.hflip else x
-    if cfg.crop == "rrc":
-        theta, mode = rrc_theta(b, cfg.crop_scale, cfg.crop_ratio, gen), "bilinear"
+    if cfg.crop == "rrc":  # the box lies inside the image: edge pixels, not fill, for the last half pixel
+        theta, mode, padding = rrc_theta(b, cfg.crop_scale, cfg.crop_ratio, gen), "bilinear", "border"
     else:
-        theta, mode = shift_theta(b, x.shape[-2:], cfg.shift_px, gen), "nearest"
+        theta, mode, padding = shift_theta(b, x.shape[-2:], cfg.shift_px, gen), "nearest", "fill"
     theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])  # mirror x inside the crop
-    return affine_sample(x, theta, cfg.fill, mode)
+    return affine_sample(x, theta, cfg.fill, mode, padding)
 
 
 # ---- Erasing, mixing, targets

@@ -23,9 +23,14 @@ COLOR = (
 OPS = GEOMETRIC + COLOR
 
 
-def affine_sample(x: Tensor, theta: Tensor, fill: float = 0.0, mode: str = "bilinear") -> Tensor:
-    """Resample ``x`` (B, C, H, W) through per-sample output->input maps ``theta`` (B, 2, 3), normalised coords."""
+def affine_sample(x: Tensor, theta: Tensor, fill: float = 0.0, mode: str = "bilinear", padding: str = "fill") -> Tensor:
+    """Resample ``x`` (B, C, H, W) through per-sample output->input maps ``theta`` (B, 2, 3), normalised coords.
+
+    ``padding``: "fill" brings in ``fill`` outside the image; "border" repeats edge pixels (crops inside the image).
+    """
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    if padding == "border":
+        return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
     if fill == 0.0:
         return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return F.grid_sample(x - fill, grid, mode=mode, padding_mode="zeros", align_corners=False) + fill

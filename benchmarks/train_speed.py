@@ -1,0 +1,189 @@
+"""Training speed on this machine: img/s and share of the fp32 GEMM peak, naive vs. our train path, one run.
+
+    python benchmarks/train_speed.py                       # -> results/cpu-train-speed.json
+    python benchmarks/train_speed.py --model ascan_nano --threads 2 --batch 128 --rounds 5
+
+Every configuration trains the same model on the same in-memory Fashion-MNIST-sized batches; they are
+measured interleaved (round-robin, ``--rounds`` times) so machine load hits all alike, and reported as the
+median img/s with the ratio to the naive baseline. "Share of peak" = training FLOPs (3 x 2 x forward MACs per
+image: forward + backward) x img/s / the fp32 GEMM peak measured in the same process. A profile of the
+default configuration, grouped by kind of work, shows where the remaining time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from hybridvision.bench.env import environment
+from hybridvision.bench.macs import model_cost
+from hybridvision.bench.timing import gemm_peak_flops
+from hybridvision.registry import create_model, list_models
+from hybridvision.train.augment import Augment
+from hybridvision.train.config import AugConfig, OptimConfig
+from hybridvision.train.optim import build_optimizer
+
+# coatnet_test re-sized to ~1.6M params / ~27 MMACs at 32x32 (stem stride 1): the stand-in when neither
+# ascan_nano nor coatnet_nano is registered.
+STANDIN = ("coatnet_test", dict(layout=("CC", "CC", "TTT", "TT"), dims=(32, 64, 128, 192), stem_dims=(16, 32),
+                                stem_stride=1, head_dim=32, head_hidden_dim=0))  # fmt: skip
+
+VARIANTS = {  # name: (batched augmentation, channels_last, AdamW kernel, compile, host sync every step)
+    "naive": (False, False, "loop", False, True),
+    "batched_aug": (True, False, "loop", False, True),
+    "channels_last": (True, True, "loop", False, True),
+    "fused_adamw_no_sync (train default)": (True, True, "fused", False, False),
+    "compile": (True, True, "fused", True, False),
+}
+
+KINDS = {  # profiler op name fragment -> kind of work
+    "convolution": "conv (fwd+bwd)",
+    "addmm": "matmul",
+    "aten::mm": "matmul",
+    "bmm": "matmul",
+    "flash_attention": "attention (SDPA)",
+    "batch_norm": "batch norm",
+    "layer_norm": "layer norm",
+    "gelu": "activation",
+    "silu": "activation",
+    "sigmoid": "activation",
+    "pool": "pooling",
+    "copy_": "layout/copies",
+    "clone": "layout/copies",
+    "adamw": "optimizer",
+    "grid_sampler": "augmentation",
+    "aten::mul": "element-wise mul/add/div",
+    "aten::add": "element-wise mul/add/div",
+    "aten::div": "element-wise mul/add/div",
+    "aten::sum": "reductions",
+    "aten::mean": "reductions",
+}
+
+
+def pick_model(name: str | None) -> tuple[str, dict]:
+    if name:
+        return name, {}
+    for candidate in ("ascan_nano", "coatnet_nano"):
+        if candidate in list_models():
+            return candidate, {}
+    return STANDIN
+
+
+def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Callable[[int], None]:
+    batched, channels_last, impl, compiled, sync = variant
+    torch.manual_seed(0)
+    model = create_model(name, in_chans=1, num_classes=10, img_size=32, drop_path_rate=0.1, **kwargs)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.memory_format = fmt  # the layout the trunk runs in
+    model = model.to(memory_format=fmt)
+    opt = build_optimizer(model, OptimConfig(impl=impl), torch.device("cpu"))
+    fwd = torch.compile(model, fullgraph=True) if compiled else model
+    aug = Augment(AugConfig(), (0.286,), (0.353,), 10)
+    images = torch.randint(0, 256, (batch, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(batch) % 10
+
+    def augment(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        if batched:
+            return aug(images, labels, g)
+        pairs = [aug(images[j : j + 1], labels[j : j + 1], g) for j in range(batch)]  # per-image work
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+    def step(i: int) -> None:
+        x, t = augment(i)
+        loss = aug.loss(fwd(x.contiguous(memory_format=fmt)), t)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if sync:
+            loss.item()
+
+    return step
+
+
+def measure(steps: dict[str, Callable], batch: int, rounds: int, iters: int) -> dict[str, list[float]]:
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        step(0), step(1)  # warm-up (and compilation)
+        print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    out: dict[str, list[float]] = {k: [] for k in steps}
+    for r in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            for i in range(iters):
+                step(r * iters + i)
+            out[name].append(batch * iters / (time.perf_counter() - t0))
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in out.items()), flush=True)
+    return out
+
+
+def profile_kinds(step: Callable, iters: int = 3) -> dict[str, float]:
+    """Share of self CPU time per kind of work over ``iters`` steps."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(iters):
+            step(i)
+    totals: dict[str, float] = {}
+    for evt in prof.key_averages():
+        if not evt.key.startswith("aten::"):
+            continue
+        kind = next((v for k, v in KINDS.items() if k in evt.key), "other aten ops")
+        totals[kind] = totals.get(kind, 0.0) + evt.self_cpu_time_total
+    total = sum(totals.values())
+    return {k: round(v / total, 4) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="registered model (default: ascan_nano, else coatnet_nano, else a stand-in)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--iters", type=int, default=3, help="steps per configuration per round")
+    p.add_argument("--skip", default="", help="comma-separated variants to leave out (e.g. compile)")
+    p.add_argument("--out", default="results/cpu-train-speed.json")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name, kwargs = pick_model(args.model)
+    cost = model_cost(name, img_size=32, in_chans=1, num_classes=10, **kwargs)
+    peak = gemm_peak_flops()
+    chosen = {k: v for k, v in VARIANTS.items() if k not in args.skip.split(",")}
+    steps = {k: make_step(name, kwargs, v, args.batch) for k, v in chosen.items()}
+    speeds = measure(steps, args.batch, args.rounds, args.iters)
+    base = statistics.median(speeds["naive"]) if "naive" in speeds else None
+    rows = []
+    for k, v in speeds.items():
+        med = statistics.median(v)
+        rows.append({"config": k, "img_s": round(med, 1), "img_s_runs": [round(x, 1) for x in v],
+                     "vs_naive": round(med / base, 3) if base else None,
+                     "peak_share": round(6 * cost.macs * med / peak, 4)})  # fmt: skip
+        print(f"{k:40s} {med:7.1f} img/s  x{rows[-1]['vs_naive']}  {100 * rows[-1]['peak_share']:.1f}% of peak")
+    default = "fused_adamw_no_sync (train default)"
+    kinds = profile_kinds(steps[default]) if default in steps else {}
+    result = {
+        "what": "training img/s (batch %d, 32x32 grey, AdamW, clip, batched RandAugment+erasing)" % args.batch,
+        "model": name,
+        "model_kwargs": kwargs,
+        "params": cost.params,
+        "forward_macs_per_img": cost.macs,
+        "gemm_peak_gflops": round(peak / 1e9, 1),
+        "rows": rows,
+        "profile_of_default": kinds,
+        "environment": environment(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(kinds, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
