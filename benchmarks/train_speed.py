@@ -169,7 +169,7 @@ def main() -> None:
     default = "fused_adamw_no_sync (train default)"
     kinds = profile_kinds(steps[default]) if default in steps else {}
     result = {
-        "what": "training img/s (batch %d, 32x32 grey, AdamW, clip, batched RandAugment+erasing)" % args.batch,
+        "what": f"training img/s (batch {args.batch}, 32x32 grey, AdamW, clip, RandAugment + erasing)",
         "model": name,
         "model_kwargs": kwargs,
         "params": cost.params,
