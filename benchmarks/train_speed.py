@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 from hybridvision.bench.env import environment
 from hybridvision.bench.macs import model_cost
 from hybridvision.bench.timing import gemm_peak_flops
-from hybridvision.registry import create_model, list_models
+from hybridvision.registry import create_model, get_entry, list_models
 from hybridvision.train.augment import Augment
 from hybridvision.train.config import AugConfig, OptimConfig
 from hybridvision.train.optim import build_optimizer
@@ -41,6 +41,14 @@ VARIANTS = {  # name: (batched augmentation, channels_last, AdamW kernel, compil
     "channels_last": (True, True, "loop", False, True),
     "fused_adamw_no_sync (train default)": (True, True, "fused", False, False),
     "compile": (True, True, "fused", True, False),
+}
+
+# Block-level alternatives, measured with the train default (CoAtNet-family models only: they are config fields):
+# what the element-wise share of the profile would shrink to with cheaper activations or pooling.
+CANDIDATES = {
+    "block candidate: conv_act=silu": {"conv_act": "silu"},
+    "block candidate: conv_act=gelu_tanh": {"conv_act": "gelu_tanh"},
+    "block candidate: pool=avg2": {"pool": "avg2"},
 }
 
 KINDS = {  # profiler op name fragment -> kind of work
@@ -148,6 +156,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--iters", type=int, default=3, help="steps per configuration per round")
     p.add_argument("--skip", default="", help="comma-separated variants to leave out (e.g. compile)")
+    p.add_argument("--candidates", action="store_true", help="also time block-level alternatives (CoAtNet only)")
     p.add_argument("--out", default="results/cpu-train-speed.json")
     args = p.parse_args()
     if args.threads:
@@ -157,6 +166,9 @@ def main() -> None:
     peak = gemm_peak_flops()
     chosen = {k: v for k, v in VARIANTS.items() if k not in args.skip.split(",")}
     steps = {k: make_step(name, kwargs, v, args.batch) for k, v in chosen.items()}
+    if args.candidates and get_entry(name).family == "coatnet":
+        default = VARIANTS["fused_adamw_no_sync (train default)"]
+        steps.update({k: make_step(name, {**kwargs, **v}, default, args.batch) for k, v in CANDIDATES.items()})
     speeds = measure(steps, args.batch, args.rounds, args.iters)
     base = statistics.median(speeds["naive"]) if "naive" in speeds else None
     rows = []

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(cfg)
     s = result.summary
-    if "top1" in s:
+    if result.is_main and "top1" in s:
         ema = f", EMA {s['ema_top1']:.2f}%" if "ema_top1" in s else ""
         console.print(
             f"{result.run_dir}: top-1 {s['top1']:.2f}%{ema} after {s['epochs']} epochs, "

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..checkpoint import CheckpointError, save_json, save_tensors
+from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, save_json, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,14 @@ def save_checkpoint(run_dir: Path, step: int, ts: TrainState, keep: int = 2) -> 
     for stale in root.glob(".tmp-step_*"):
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def save_final(directory: Path, config: dict, weights: dict[str, Tensor], ema: dict[str, Tensor] | None) -> None:
+    """The trained weights in ``save_pretrained``'s layout (``load_model`` and ``--init-from`` read it)."""
+    save_tensors(weights, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    if ema is not None:
+        save_tensors(ema, directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
+    save_json(config, directory / CONFIG_NAME)
 
 
 def latest_good(run_dir: Path) -> Path | None:

@@ -138,3 +138,13 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> None:
         for key, value in state.items():
             if isinstance(value, Tensor) and value.shape == p.shape and value.stride() != p.stride():
                 state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> Tensor:
+    """Clip the global gradient norm; under FSDP the norm of the sharded gradients is gathered first."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = nn.utils.get_total_norm([p.grad for p in params])
+    if hasattr(norm, "full_tensor"):  # a DTensor (FSDP): each process holds part of the sum
+        norm = norm.full_tensor()
+    nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm

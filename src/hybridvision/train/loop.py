@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .augment import Augment
 from .config import TrainConfig
 from .data import Split, epoch_order, eval_batches, micro_batches
-from .distributed import Dist, max_across, sum_across
+from .distributed import Dist, clip_gradients, max_across, sum_across
 from .ema import ModelEma
 from .metrics import RunLogger
 from .schedule import Schedule
@@ -90,7 +90,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
         # -- Clip and update.
         if cfg.optim.clip_grad > 0:
             ctx.scaler.unscale_(ctx.optimizer)
-            nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.optim.clip_grad)
+            clip_gradients(ctx.model, cfg.optim.clip_grad)
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
         ctx.optimizer.zero_grad(set_to_none=True)

@@ -25,12 +25,12 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from ..bench.env import environment
-from ..checkpoint import CheckpointError, save_json, save_pretrained
+from ..checkpoint import CheckpointError, save_json
 from ..config import dump_yaml
-from ..registry import create_model
+from ..registry import create_model, model_config_dict
 from . import distributed as dist
 from .augment import Augment
-from .checkpoint import TrainState, latest_good, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import TrainState, latest_good, load_checkpoint, restore_rng, save_checkpoint, save_final
 from .config import TrainConfig
 from .data import load_split, steps_per_epoch
 from .ema import ModelEma
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
+    is_main: bool = True  # False on the other processes of a torchrun job
 
 
 # ---- Run directory
@@ -90,7 +91,9 @@ def init_source(path: str) -> Path:
 # ---- Building the pieces
 
 
-def build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+def build_model(
+    cfg: TrainConfig, num_classes: int, device: torch.device, params_channels_last: bool = True
+) -> nn.Module:
     kwargs = dict(cfg.model_kwargs)
     kwargs.update(num_classes=num_classes, in_chans=cfg.data.channels, img_size=cfg.img_size)
     model = create_model(cfg.model, drop_path_rate=cfg.drop_path_rate, **kwargs)
@@ -101,21 +104,28 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.
         load_pretrained(model, source, use_ema=cfg.init_ema)
         log.info("initialised %s from %s", cfg.model, source)
     model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+    if not cfg.channels_last:
+        model.memory_format = torch.contiguous_format  # the layout the trunk's activations run in
+    # Weights channels_last too (FSDP2 shards only contiguous ones); activations follow model.memory_format.
+    return model.to(memory_format=torch.channels_last) if params_channels_last else model
 
 
 def make_context(cfg: TrainConfig, d: dist.Dist, run_dir: Path, resume: TrainState | None) -> tuple[Context, Any]:
     train = load_split(cfg.data, cfg.data.train_split, cfg.img_size, cfg.data.train_subset)
     evals = load_split(cfg.data, cfg.data.eval_split, cfg.img_size, cfg.data.eval_subset)
-    model = build_model(cfg, train.num_classes, d.device)
-    optimizer = build_optimizer(model, cfg.optim, d.device)
+    sharded = d.active and cfg.distributed == "fsdp"
+    if sharded and cfg.ema.decay > 0:
+        raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
+    model = build_model(cfg, train.num_classes, d.device, params_channels_last=cfg.channels_last and not sharded)
+    ema = ModelEma(model, cfg.ema) if cfg.ema.decay > 0 else None
+    step_model = dist.wrap(model, d, cfg.distributed)  # FSDP shards ``model`` in place: build the optimizer after
     amp = resolve_amp(cfg.amp, d.device)
     steps = steps_per_epoch(len(train), cfg.batch_size)
     ctx = Context(
         cfg=cfg,
         model=model,
-        step_model=model,
-        optimizer=optimizer,
+        step_model=step_model,
+        optimizer=build_optimizer(model, cfg.optim, d.device),
         scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
         schedule=Schedule(cfg.optim, steps * cfg.epochs, steps, cfg.budget_minutes * 60),
         augment=Augment(cfg.aug, cfg.data.mean, cfg.data.std, train.num_classes),
@@ -123,18 +133,17 @@ def make_context(cfg: TrainConfig, d: dist.Dist, run_dir: Path, resume: TrainSta
         dist=d,
         logger=None,
         autocast=(lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext,
-        ema=ModelEma(model, cfg.ema) if cfg.ema.decay > 0 else None,
+        ema=ema,
     )
     if resume is not None:
         _restore(ctx, resume)
-    ctx.step_model = dist.wrap(model, d, cfg.distributed)
     if cfg.compile:
         ctx.step_model = torch.compile(ctx.step_model, fullgraph=not d.active)
     return ctx, evals
 
 
 def _restore(ctx: Context, ts: TrainState) -> None:
-    dist.load_states(ctx.model, ctx.optimizer, ts.model, ts.optimizer)
+    dist.load_states(ctx.step_model if ctx.dist.active else ctx.model, ctx.optimizer, ts.model, ts.optimizer)
     if ctx.ema is not None and ts.ema is not None:
         ctx.ema.load_state_dict(ts.ema, ts.state["ema_updates"])
     if ts.state.get("scaler"):
@@ -238,9 +247,11 @@ def _finish(ctx: Context, row: dict[str, float], run_dir: Path, wall0: float, st
         **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step")},
         "environment": environment(str(ctx.dist.device)),
     }
+    weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)  # collective under FSDP
     if ctx.dist.is_main:
-        save_pretrained(ctx.model, run_dir / "final", ema=ctx.ema.module if ctx.ema else None)
+        ema = ctx.ema.state_dict() if ctx.ema else None
+        save_final(run_dir / "final", model_config_dict(ctx.model), weights, ema)
         save_json(summary, run_dir / "summary.json")
     if ctx.skipped:
         log.warning("%d unreadable images were skipped (see the warnings above for their names)", ctx.skipped)
-    return RunResult(run_dir, summary)
+    return RunResult(run_dir, summary, ctx.dist.is_main)
