@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_args, describe_fields, dump_yaml, parse_overrides, resolve
+from ..config import dump_yaml, parse_overrides, resolve
 from ..train.demo import DemoConfig
-from .common import console
+from .common import add_typed_config, console
 
 ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_args(parser)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(DemoConfig))
+    add_typed_config(parser, DemoConfig)
 
 
 def run(args: argparse.Namespace) -> int:

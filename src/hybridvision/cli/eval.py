@@ -13,18 +13,16 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import save_json
-from ..config import add_config_args, describe_fields, dump_yaml, flatten, load_file, parse_overrides, replace
+from ..config import dump_yaml, flatten, load_file, parse_overrides, replace
 from ..train.config import EvalConfig
-from .common import console, table
+from .common import add_typed_config, console, table
 
 ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory or saved-model directory")
-    add_config_args(parser)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(EvalConfig))
+    add_typed_config(parser, EvalConfig)
 
 
 def run(args: argparse.Namespace) -> int:

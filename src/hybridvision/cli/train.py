@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import add_config_args, describe_fields, dump_yaml, parse_overrides, resolve
+from ..config import dump_yaml, parse_overrides, resolve
 from ..train.config import TrainConfig
-from .common import console
+from .common import add_typed_config, console
 
 ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_args(parser)
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(TrainConfig))
+    add_typed_config(parser, TrainConfig)
 
 
 def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
