@@ -174,6 +174,9 @@ def test_eval_plot_and_dry_run(data, tmp_path, capsys):
     assert main(["train", "--dry-run", "--optim.lr", "3e-4", "--model_kwargs.dims", "8,16"]) == 0
     out = capsys.readouterr().out
     assert "model: ascan_nano" in out and "lr: 0.0003" in out and "dims: 8,16" in out
+    assert main(["train", "--dry-run", "--data", "/data/fmnist", "--init-from", "runs/x", "--img-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "root: /data/fmnist" in out and "init_from: runs/x" in out and "img_size: 64" in out
 
 
 def test_demo_quick_writes_report(data, tmp_path):
@@ -187,3 +190,21 @@ def test_demo_quick_writes_report(data, tmp_path):
         assert (run / png).stat().st_size > 1000
     bench = json.loads((run / "bench.json").read_text())
     assert bench["rows"][0]["model"] == "coatnet_test" and bench["rows"][0]["bN_img_s"] > 0
+
+
+def test_recipe_runner_writes_results(data, tmp_path, monkeypatch):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_recipe.py"
+    spec = importlib.util.spec_from_file_location("run_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recipe = tmp_path / "tiny_recipe.yaml"
+    recipe.write_text("# A tiny recipe for the test.\nmodel: coatnet_test\nepochs: 1\nmax_steps: 4\n")
+    monkeypatch.chdir(tmp_path)
+    out = module.main(str(recipe), *args(data, tmp_path)[2:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and "environment" in summary
+    assert summary["target_note"] == "A tiny recipe for the test."
+    for name in ("config.yaml", "curves.png", "train_log.csv", "eval_log.csv"):
+        assert (out / name).is_file()

@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from ..config import add_config_args, describe_fields
+from ..config import add_config_args, describe_fields, parse_overrides
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -36,3 +36,11 @@ def add_typed_config(parser: argparse.ArgumentParser, cls: type) -> None:
     add_config_args(parser)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(cls))
+
+
+def config_overrides(tokens: list[str]) -> dict[str, str]:
+    """``--key value`` flags as config overrides; ``--data DIR`` is short for ``--data.root DIR``."""
+    overrides = parse_overrides(tokens)
+    if "data" in overrides:
+        overrides["data.root"] = overrides.pop("data")
+    return overrides

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import save_json
-from ..config import dump_yaml, flatten, load_file, parse_overrides, replace
+from ..config import dump_yaml, flatten, load_file, replace
 from ..train.config import EvalConfig
-from .common import add_typed_config, console, table
+from .common import add_typed_config, config_overrides, console, table
 
 ACCEPTS_OVERRIDES = True
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = eval_defaults(run_dir)
     if args.config:
         cfg = replace(cfg, **flatten(load_file(args.config)))
-    cfg = replace(cfg, **parse_overrides(args.overrides))
+    cfg = replace(cfg, **config_overrides(args.overrides))
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import dump_yaml, parse_overrides, resolve
+from ..config import dump_yaml, resolve
 from ..train.config import TrainConfig
-from .common import add_typed_config, console
+from .common import add_typed_config, config_overrides, console
 
 ACCEPTS_OVERRIDES = True
 
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults < --config file < flags. ``--resume RUN`` starts from RUN/config.yaml instead of the defaults."""
-    overrides = parse_overrides(args.overrides)
+    overrides = config_overrides(args.overrides)
     resume = overrides.get("resume", "")
     if resume and resume != "auto" and not args.config:
         saved = Path(resume) / "config.yaml"
