@@ -23,6 +23,8 @@ def test_defaults_are_the_fashion_mnist_ascan_nano_recipe():
     assert cfg.model == "ascan_nano" and cfg.data.dataset == "fashion_mnist" and cfg.data.channels == 1
     assert "fashion-mnist" in cfg.data.root and cfg.img_size == 32
     assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+    recipe = resolve(TrainConfig, str(CONFIGS[0].parent / "fmnist_ascan_nano_30min.yaml"))
+    assert recipe == TrainConfig()  # the defaults are the 30-minute recipe, spelled out in its YAML
 
 
 def test_overrides_and_typos():

@@ -34,6 +34,7 @@ def args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         *("--model", "coatnet_test", "--data.root", str(data), "--out_dir", str(out), "--threads", "1"),
         *("--batch_size", "16", "--epochs", "2", "--eval_batch_size", "128", "--log_every", "4"),
+        *("--budget_minutes", "0", "--eval_every", "1"),
         *("--progress", "false", "--tensorboard", "false", "--aug.mixup_alpha", "0.8", "--aug.cutmix_alpha", "1.0"),
         *extra,
     ]

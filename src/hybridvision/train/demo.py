@@ -19,7 +19,7 @@ from ..bench.macs import model_cost
 from ..bench.timing import time_forward
 from ..checkpoint import atomic_write, save_json
 from ..registry import create_model, list_models
-from .config import TrainConfig
+from .config import OptimConfig, TrainConfig
 from .report import markdown_table, plot_curves, plot_table
 from .run import train
 
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def _demo_train() -> TrainConfig:
-    return TrainConfig(epochs=4, budget_minutes=4.0, batch_size=128, log_every=10)
+    """The default recipe, time-boxed to 4 minutes of training (the schedule completes within them)."""
+    optim = OptimConfig(warmup_epochs=0.2)
+    return TrainConfig(epochs=3, budget_minutes=4.0, eval_every=1, log_every=10, optim=optim)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def bench_row(name: str, cfg: DemoConfig, kwargs: dict[str, Any]) -> dict[str, A
 
 
 def benchmark(cfg: DemoConfig) -> list[dict[str, Any]]:
-    names = [cfg.train.model, *cfg.compare]
+    names = [cfg.train.model, *(n for n in cfg.compare if n != cfg.train.model)]
     registered = set(list_models())
     rows = []
     for name in names:
@@ -134,7 +136,8 @@ Measured now, in one process, on {env["device"]} with {env["threads"]} threads (
 ## Reproduce
 
 ```bash
-hybridvision demo{" --quick" if cfg.quick else ""}
+hybridvision demo{" --quick" if cfg.quick else ""}        # all of it again; or step by step:
+hybridvision train --config {run_dir}/config.yaml --run_name again
 hybridvision eval {run_dir}
 hybridvision plot-run {run_dir}
 ```

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
         if done:
             now = time.perf_counter()
             ctx.elapsed_s += now - t0
-            _log_row(ctx, epoch, loss_sum, seen, now - t0)
+            _log_row(ctx, epoch + (s + 1) / steps, loss_sum, seen, now - t0)
             loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, now
             if _over_budget(ctx):
                 return True
@@ -113,7 +114,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
     return False
 
 
-def _log_row(ctx: Context, epoch: int, loss_sum: Tensor, seen: int, dt: float) -> None:
+def _log_row(ctx: Context, epochs_done: float, loss_sum: Tensor, seen: int, dt: float) -> None:
     n_steps, ctx.last_log_step = ctx.step - ctx.last_log_step, ctx.step
     loss = float(sum_across(loss_sum.clone(), ctx.dist)) / max(n_steps, 1) / ctx.dist.world
     if not torch.isfinite(torch.tensor(loss)):
@@ -121,7 +122,8 @@ def _log_row(ctx: Context, epoch: int, loss_sum: Tensor, seen: int, dt: float) -
             f"the loss became {loss} at step {ctx.step}; lower --optim.lr, keep --optim.clip_grad on, or turn --amp off"
         )
     lr = ctx.optimizer.param_groups[0]["lr"]
-    row = {"epoch": epoch, "step": ctx.step, "loss": loss, "lr": lr, "img_s": seen / max(dt, 1e-9)}
+    row = {"epoch": math.ceil(epochs_done) - 1, "step": ctx.step, "epochs_done": epochs_done, "loss": loss, "lr": lr}
+    row["img_s"] = seen / max(dt, 1e-9)
     row["elapsed_s"] = ctx.elapsed_s
     if ctx.logger is not None:
         ctx.logger.train_row(row, n_steps)

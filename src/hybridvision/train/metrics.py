@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-TRAIN_CSV = "train_log.csv"  # one row per log interval: epoch, step, loss, lr, img_s, elapsed_s
-EVAL_CSV = "eval_log.csv"  # one row per evaluation: epoch, step, top1, top5, loss (+ ema_*)
+TRAIN_CSV = "train_log.csv"  # one row per log interval: epoch, step, epochs_done, loss, lr, img_s, elapsed_s
+EVAL_CSV = "eval_log.csv"  # one row per evaluation: epoch, step, epochs_done, top1, top5, loss (+ ema_*)
 
 
 class CsvLog:
@@ -87,10 +87,10 @@ class RunLogger:
         self.eval.write(row)
         if self.tb is not None:
             for key, value in row.items():
-                if key not in ("epoch", "step"):
+                if key not in ("epoch", "step", "epochs_done"):
                     self.tb.add_scalar(f"eval/{key}", value, int(row["step"]))
         parts = [f"{k} {v:.2f}" for k, v in row.items() if "top" in k]
-        message = f"eval after epoch {int(row['epoch']) + 1}: " + "  ".join(parts)
+        message = f"eval after {row['epochs_done']:.2f} epochs: " + "  ".join(parts)
         if self.bar is not None:
             self.bar.console.print(message)
         else:

@@ -35,9 +35,8 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | Non
         train, evals = read_csv(Path(run) / TRAIN_CSV), read_csv(Path(run) / EVAL_CSV)
         if not train and not evals:
             raise FileNotFoundError(f"{run} has no {TRAIN_CSV} or {EVAL_CSV}; is it a training run directory?")
-        steps_per_epoch = _steps_per_epoch(train)
-        ax_loss.plot([r["step"] / steps_per_epoch for r in train], [r["loss"] for r in train], label=label)
-        x = [r["step"] / steps_per_epoch for r in evals]
+        ax_loss.plot([r["epochs_done"] for r in train], [r["loss"] for r in train], label=label)
+        x = [r["epochs_done"] for r in evals]
         (line,) = ax_acc.plot(x, [r["top1"] for r in evals], marker="o", label=f"{label}")
         if evals and "ema_top1" in evals[0]:
             ema = [r["ema_top1"] for r in evals]
@@ -52,22 +51,14 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | Non
     return out
 
 
-def _steps_per_epoch(train: list[dict[str, float]]) -> float:
-    """Optimizer steps per epoch, from rows where the epoch changes (1 when unknown: x is then in steps)."""
-    for prev, row in zip(train, train[1:]):
-        if row["epoch"] > prev["epoch"]:
-            return prev["step"] / (prev["epoch"] + 1)
-    if train and train[-1]["epoch"] == 0:
-        return max(train[-1]["step"], 1.0)
-    return 1.0
-
-
 def plot_table(columns: Sequence[str], rows: Sequence[Sequence[str]], out: Path, title: str = "") -> Path:
     """A table as a PNG (for reports read where markdown does not render)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.6 * len(columns), 0.45 * (len(rows) + 2)))
+    fig, ax = plt.subplots(figsize=(1.8 * len(columns), 0.45 * (len(rows) + 2)))
     ax.axis("off")
-    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(columns), loc="center", cellLoc="right")
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) + 2 for i, c in enumerate(columns)]
+    widths = [w / sum(widths) for w in widths]  # column widths by their longest text
+    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(columns), loc="center", colWidths=widths)
     t.auto_set_font_size(False)
     t.set_fontsize(9)
     t.scale(1.0, 1.3)

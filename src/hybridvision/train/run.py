@@ -169,10 +169,10 @@ def save_state(ctx: Context, epoch: int, run_dir: Path) -> None:
     dist.barrier(ctx.dist)
 
 
-def evaluate_all(ctx: Context, evals: Any, epoch: int) -> dict[str, float]:
+def evaluate_all(ctx: Context, evals: Any, epoch: int, steps: int) -> dict[str, float]:
     dist.sync_buffers(ctx.model, ctx.dist)
     b, d = ctx.cfg.eval_batch_size, ctx.dist
-    row: dict[str, float] = {"epoch": epoch, "step": ctx.step}
+    row: dict[str, float] = {"epoch": epoch, "step": ctx.step, "epochs_done": ctx.step / steps}
     row.update(evaluate(ctx.model, evals, b, d, ctx.autocast, ctx.augment))
     if ctx.ema is not None:
         ema = evaluate(ctx.ema.module, evals, b, d, ctx.autocast, ctx.augment)
@@ -223,7 +223,7 @@ def _epochs(ctx: Context, evals: Any, run_dir: Path, wall0: float) -> RunResult:
         stopped = train_one_epoch(ctx, epoch, steps, stop_at)
         finished = stopped or epoch == cfg.epochs - 1 or ctx.step >= stop_at
         if finished or (epoch + 1) % cfg.eval_every == 0:
-            row = evaluate_all(ctx, evals, epoch)
+            row = evaluate_all(ctx, evals, epoch, steps)
         save_state(ctx, epoch + 1 if ctx.step % steps == 0 else epoch, run_dir)
         epoch += 1
         if stopped:
@@ -244,7 +244,7 @@ def _finish(ctx: Context, row: dict[str, float], run_dir: Path, wall0: float, st
         "wall_s": round(time.perf_counter() - wall0, 1),
         "train_img_s": round(ctx.step * cfg.batch_size / max(ctx.elapsed_s, 1e-9), 1),
         "skipped_images": ctx.skipped,
-        **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step")},
+        **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step", "epochs_done")},
         "environment": environment(str(ctx.dist.device)),
     }
     weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)  # collective under FSDP
