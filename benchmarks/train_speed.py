@@ -8,15 +8,22 @@ measured interleaved (round-robin, ``--rounds`` times) so machine load hits all 
 median img/s with the ratio to the naive baseline. "Share of peak" = training FLOPs (3 x 2 x forward MACs per
 image: forward + backward) x img/s / the fp32 GEMM peak measured in the same process. A profile of the
 default configuration, grouped by kind of work, shows where the remaining time goes.
+
+The allocator policy (glibc keeping freed memory, ``TrainConfig.keep_freed_memory``) is switched per
+configuration inside the one process; memory a kept-heap configuration left in glibc's free lists can still
+serve the others, so the interleaved ratio under-states that gain rather than over-stating it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +35,7 @@ from hybridvision.bench.timing import gemm_peak_flops
 from hybridvision.registry import create_model, get_entry, list_models
 from hybridvision.train.augment import Augment
 from hybridvision.train.config import AugConfig, OptimConfig
+from hybridvision.train.distributed import keep_freed_memory
 from hybridvision.train.optim import build_optimizer
 
 # coatnet_test re-sized to ~1.6M params / ~27 MMACs at 32x32 (stem stride 1): the stand-in when neither
@@ -35,13 +43,16 @@ from hybridvision.train.optim import build_optimizer
 STANDIN = ("coatnet_test", dict(layout=("CC", "CC", "TTT", "TT"), dims=(32, 64, 128, 192), stem_dims=(16, 32),
                                 stem_stride=1, head_dim=32, head_hidden_dim=0))  # fmt: skip
 
-VARIANTS = {  # name: (batched augmentation, channels_last, AdamW kernel, compile, host sync every step)
-    "naive": (False, False, "loop", False, True),
-    "batched_aug": (True, False, "loop", False, True),
-    "channels_last": (True, True, "loop", False, True),
-    "fused_adamw_no_sync (train default)": (True, True, "fused", False, False),
-    "compile": (True, True, "fused", True, False),
+# name: (batched augmentation, channels_last, AdamW kernel, compile, host sync every step, glibc keeps freed memory)
+VARIANTS = {
+    "naive": (False, False, "loop", False, True, False),
+    "batched_aug": (True, False, "loop", False, True, False),
+    "channels_last": (True, True, "loop", False, True, False),
+    "fused_adamw_no_sync": (True, True, "fused", False, False, False),
+    "keep_freed_memory (train default)": (True, True, "fused", False, False, True),
+    "compile": (True, True, "fused", True, False, True),
 }
+DEFAULT = "keep_freed_memory (train default)"
 
 # Block-level alternatives, measured with the train default (CoAtNet-family models only: they are config fields):
 # what the element-wise share of the profile would shrink to with cheaper activations or pooling.
@@ -84,8 +95,25 @@ def pick_model(name: str | None) -> tuple[str, dict]:
     return STANDIN
 
 
-def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Callable[[int], None]:
-    batched, channels_last, impl, compiled, sync = variant
+def set_heap(keep: bool) -> None:
+    """glibc's allocation policy for what follows: keep freed memory (train default) or unmap big blocks."""
+    if keep:
+        keep_freed_memory()
+    else:  # glibc's static defaults: blocks of 128 KiB and more are mmap-ed and unmapped on free
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024), libc.mallopt(-1, 128 * 1024)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training configuration: ``prepare()`` before timing it (process-wide settings), ``run(i)`` per step."""
+
+    prepare: Callable[[], None]
+    run: Callable[[int], None]
+
+
+def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Step:
+    batched, channels_last, impl, compiled, sync, heap = variant
     torch.manual_seed(0)
     model = create_model(name, in_chans=1, num_classes=10, img_size=32, drop_path_rate=0.1, **kwargs)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -114,30 +142,34 @@ def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Callable[[
         if sync:
             loss.item()
 
-    return step
+    return Step(lambda: set_heap(heap), step)
 
 
-def measure(steps: dict[str, Callable], batch: int, rounds: int, iters: int) -> dict[str, list[float]]:
+def measure(steps: dict[str, Step], batch: int, rounds: int, iters: int) -> dict[str, list[float]]:
     for name, step in steps.items():
         t0 = time.perf_counter()
-        step(0), step(1)  # warm-up (and compilation)
+        step.prepare()
+        step.run(0), step.run(1)  # warm-up (and compilation)
         print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", flush=True)
     out: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(rounds):
         for name, step in steps.items():
+            step.prepare()
+            step.run(r)  # one untimed step settles the allocator after a policy change
             t0 = time.perf_counter()
             for i in range(iters):
-                step(r * iters + i)
+                step.run(r * iters + i)
             out[name].append(batch * iters / (time.perf_counter() - t0))
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in out.items()), flush=True)
     return out
 
 
-def profile_kinds(step: Callable, iters: int = 3) -> dict[str, float]:
+def profile_kinds(step: Step, iters: int = 3) -> dict[str, float]:
     """Share of self CPU time per kind of work over ``iters`` steps."""
+    step.prepare()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(iters):
-            step(i)
+            step.run(i)
     totals: dict[str, float] = {}
     for evt in prof.key_averages():
         if not evt.key.startswith("aten::"):
@@ -166,8 +198,10 @@ def main() -> None:
     peak = gemm_peak_flops()
     chosen = {k: v for k, v in VARIANTS.items() if k not in args.skip.split(",")}
     steps = {k: make_step(name, kwargs, v, args.batch) for k, v in chosen.items()}
+    if DEFAULT in steps and "fused_adamw_no_sync" in steps:  # the allocator A/B runs on the very same model
+        steps[DEFAULT] = Step(steps[DEFAULT].prepare, steps["fused_adamw_no_sync"].run)
     if args.candidates and get_entry(name).family == "coatnet":
-        default = VARIANTS["fused_adamw_no_sync (train default)"]
+        default = VARIANTS[DEFAULT]
         steps.update({k: make_step(name, {**kwargs, **v}, default, args.batch) for k, v in CANDIDATES.items()})
     speeds = measure(steps, args.batch, args.rounds, args.iters)
     base = statistics.median(speeds["naive"]) if "naive" in speeds else None
@@ -178,8 +212,7 @@ def main() -> None:
                      "vs_naive": round(med / base, 3) if base else None,
                      "peak_share": round(6 * cost.macs * med / peak, 4)})  # fmt: skip
         print(f"{k:40s} {med:7.1f} img/s  x{rows[-1]['vs_naive']}  {100 * rows[-1]['peak_share']:.1f}% of peak")
-    default = "fused_adamw_no_sync (train default)"
-    kinds = profile_kinds(steps[default]) if default in steps else {}
+    kinds = profile_kinds(steps[DEFAULT]) if DEFAULT in steps else {}
     result = {
         "what": f"training img/s (batch {args.batch}, 32x32 grey, AdamW, clip, RandAugment + erasing)",
         "model": name,

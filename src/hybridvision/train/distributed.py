@@ -8,7 +8,11 @@ parameter names for all three cases, so checkpoints do not depend on how a run w
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,9 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,25 @@ def setup(device_name: str) -> Dist:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, local, device)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of unmapping it (Linux/glibc only; returns success).
+
+    CPU training allocates and frees megabyte-sized activations every step. By default glibc serves each from a
+    fresh ``mmap`` and unmaps it on free, so every step pays page faults and zeroing again for all of them;
+    with the heap kept, the same pages are reused. Measured on 2 cores, interleaved in one process: 1.46-1.53x
+    training img/s for a 1.6M-parameter CoAtNet at 32x32, batch 128 (``benchmarks/train_speed.py``).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 31) == 1
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    log.info("glibc keeps freed memory for reuse: %s", ok)
+    return ok
 
 
 def cleanup(d: Dist) -> None:

@@ -190,6 +190,8 @@ def train(cfg: TrainConfig) -> RunResult:
     d = dist.setup(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.keep_freed_memory and d.device.type == "cpu":
+        dist.keep_freed_memory()
     wall0 = time.perf_counter()
     try:
         run_dir = run_dir_for(cfg, d)
