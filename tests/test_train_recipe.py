@@ -98,3 +98,16 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
     assert "apt-get install dataset-fashion-mnist" in err and "--data.root" in err and "Traceback" not in err
     assert main(["train", "--optim.lr", "fast"]) == 2
     assert "expected float" in capsys.readouterr().err
+
+
+def test_csv_log_drops_rows_after_the_resumed_step(tmp_path):
+    from hybridvision.train.metrics import CsvLog, read_csv
+
+    path = tmp_path / "log.csv"
+    log = CsvLog(path)
+    for step in (10, 20, 30):
+        log.write({"step": step, "loss": 1.0 / step})
+    path.write_text(path.read_text() + "4")  # the start of a row a killed run was writing
+    resumed = CsvLog(path, resume_step=20)
+    resumed.write({"step": 30, "loss": 0.5})
+    assert [r["step"] for r in read_csv(path)] == [10, 20, 30] and read_csv(path)[-1]["loss"] == 0.5

@@ -24,9 +24,11 @@ class CsvLog:
             path.unlink()
 
     def _truncate_after(self, step: int) -> None:
-        with open(self.path, newline="") as f:
-            reader = csv.DictReader(f)
-            fields, rows = reader.fieldnames, [r for r in reader if int(float(r["step"])) <= step]
+        lines = self.path.read_text().splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines.pop()  # a row cut short by the kill
+        reader = csv.DictReader(lines)
+        fields, rows = reader.fieldnames, [r for r in reader if int(float(r["step"])) <= step]
         if fields:
             with open(self.path, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=fields)
