@@ -27,7 +27,7 @@ from torch import nn
 from ..bench.env import environment
 from ..checkpoint import CheckpointError, save_json
 from ..config import dump_yaml
-from ..registry import create_model, model_config_dict
+from ..registry import create_model, get_entry, model_config_dict
 from . import distributed as dist
 from .augment import Augment
 from .checkpoint import TrainState, latest_good, load_checkpoint, restore_rng, save_checkpoint, save_final
@@ -111,6 +111,7 @@ def build_model(
 
 
 def make_context(cfg: TrainConfig, d: dist.Dist, run_dir: Path, resume: TrainState | None) -> tuple[Context, Any]:
+    get_entry(cfg.model)  # an unknown name fails before the data is read
     train = load_split(cfg.data, cfg.data.train_split, cfg.img_size, cfg.data.train_subset)
     evals = load_split(cfg.data, cfg.data.eval_split, cfg.img_size, cfg.data.eval_subset)
     sharded = d.active and cfg.distributed == "fsdp"
