@@ -25,7 +25,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from ..bench.env import environment
-from ..checkpoint import CheckpointError, save_json
+from ..checkpoint import CheckpointError, atomic_write, save_json
 from ..config import dump_yaml
 from ..registry import create_model, get_entry, model_config_dict
 from . import distributed as dist
@@ -205,7 +205,8 @@ def train(cfg: TrainConfig) -> RunResult:
         ctx, evals = make_context(cfg, d, run_dir, resume)
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+            text = dump_yaml(cfg)
+            atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
             start = resume.state["step"] if resume else None
             ctx.logger = RunLogger(run_dir, resume_step=start, progress=cfg.progress, tensorboard=cfg.tensorboard)
         ctx.save = lambda c, e: save_state(c, e, run_dir)
@@ -231,6 +232,8 @@ def _epochs(ctx: Context, evals: Any, run_dir: Path, wall0: float) -> RunResult:
         epoch += 1
         if stopped:
             break
+    if not row:  # resumed after the last step: nothing was trained, report the final weights anyway
+        row = evaluate_all(ctx, evals, epoch - 1, steps)
     if ctx.logger is not None:
         ctx.logger.close()
     return _finish(ctx, row, run_dir, wall0, steps)
