@@ -111,3 +111,13 @@ def test_loss_uses_label_smoothing():
     expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
     torch.testing.assert_close(aug.loss(logits, labels), expected)
     torch.testing.assert_close(aug.loss(logits, smooth_targets(labels, 3, 0.1)), expected)
+
+
+def test_crops_from_larger_decoded_images():
+    x = images(4, 3, 40)
+    aug = Augment(AugConfig(crop="rrc", randaug_n=0, erase_prob=0.0), (0.0,) * 3, (1.0,) * 3, 10, size=32)
+    out, _ = aug(x, torch.arange(4), gen())
+    assert out.shape == (4, 3, 32, 32)
+    assert torch.equal(aug.normalize(x), x[:, :, 4:36, 4:36].float() / 255)  # evaluation: the centre
+    shift = Augment(AugConfig(crop="shift", randaug_n=0, erase_prob=0.0), (0.0,) * 3, (1.0,) * 3, 10, size=32)
+    assert shift(x, torch.arange(4), gen())[0].shape == (4, 3, 32, 32)

@@ -45,18 +45,33 @@ def shift_theta(batch: int, size: tuple[int, int], max_px: int, gen: torch.Gener
     return theta
 
 
-def random_crop_flip(x: Tensor, cfg: AugConfig, gen: torch.Generator) -> Tensor:
-    """The configured crop with the horizontal flip folded into the same resample."""
+def center_crop(x: Tensor, size: int) -> Tensor:
+    """The central ``size`` x ``size`` window (images decoded larger than the training size)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]  # (B, C, size, size), a view
+
+
+def random_crop_flip(x: Tensor, cfg: AugConfig, gen: torch.Generator, size: int | None = None) -> Tensor:
+    """The configured crop to ``size`` (default: the input's) with the horizontal flip folded into the resample.
+
+    Random-resized-crop samples its box from the whole decoded image; the other crops work on its centre.
+    """
     b = x.shape[0]
+    size = size or x.shape[-1]
     flip = torch.rand(b, generator=gen) < cfg.hflip
+    if cfg.crop == "rrc":  # the box lies inside the image: edge pixels, not fill, for the last half pixel
+        theta = rrc_theta(b, cfg.crop_scale, cfg.crop_ratio, gen)
+        theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])  # mirror x inside the crop
+        return affine_sample(x, theta, cfg.fill, "bilinear", "border", out_size=(size, size))
+    x = center_crop(x, size)
     if cfg.crop == "none":
         return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x) if cfg.hflip else x
-    if cfg.crop == "rrc":  # the box lies inside the image: edge pixels, not fill, for the last half pixel
-        theta, mode, padding = rrc_theta(b, cfg.crop_scale, cfg.crop_ratio, gen), "bilinear", "border"
-    else:
-        theta, mode, padding = shift_theta(b, x.shape[-2:], cfg.shift_px, gen), "nearest", "fill"
-    theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])  # mirror x inside the crop
-    return affine_sample(x, theta, cfg.fill, mode, padding)
+    theta = shift_theta(b, x.shape[-2:], cfg.shift_px, gen)
+    theta[:, 0, 0] = torch.where(flip, -theta[:, 0, 0], theta[:, 0, 0])
+    return affine_sample(x, theta, cfg.fill, "nearest", "fill")
 
 
 # ---- Erasing, mixing, targets
@@ -119,20 +134,28 @@ def mix_batch(x: Tensor, targets: Tensor, cfg: AugConfig, gen: torch.Generator) 
 class Augment:
     """uint8 batch -> (normalised float batch, targets): labels, or soft targets when mixing is on."""
 
-    def __init__(self, cfg: AugConfig, mean: tuple[float, ...], std: tuple[float, ...], num_classes: int) -> None:
-        self.cfg, self.num_classes = cfg, num_classes
+    def __init__(
+        self,
+        cfg: AugConfig,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        num_classes: int,
+        size: int | None = None,  # training size when images are decoded larger (data.load_size)
+    ) -> None:
+        self.cfg, self.num_classes, self.size = cfg, num_classes, size
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
 
     def normalize(self, images: Tensor) -> Tensor:
-        x = images.float().div_(255.0)
+        """Evaluation: centre crop to the training size, scale to [0, 1], normalise."""
+        x = center_crop(images, self.size or images.shape[-1]).float().div_(255.0)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def __call__(self, images: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
         x = images.float().div_(255.0)  # (B, C, H, W) uint8 -> float on [0, 1]
-        x = random_crop_flip(x, cfg, gen)
+        x = random_crop_flip(x, cfg, gen, self.size)
         if cfg.randaug_n > 0:
             x = rand_augment(x, cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd, cfg.randaug_ops, cfg.fill, gen)
         x = (x - self.mean.to(x.device)) / self.std.to(x.device)

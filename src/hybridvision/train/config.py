@@ -26,6 +26,7 @@ class DataConfig:
     train_subset: int = 0  # use only the first N training images (0 = all); for quick runs and tests
     eval_subset: int = 0
     workers: int = 0  # decoding processes for folder data sets (idx data lives in memory and needs none)
+    load_size: int = 0  # folder images: decode at this size, crop to img_size on the batch (0 = img_size)
 
 
 @dataclass(frozen=True)

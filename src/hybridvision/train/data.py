@@ -197,7 +197,8 @@ def load_split(cfg: DataConfig, split: str, size: int, subset: int = 0) -> Split
     items, classes = list_folder(Path(cfg.root) / split)
     if subset:
         items = items[:subset]
-    return Split(len(classes), size, folder=FolderBatches(items, size, cfg.channels), workers=cfg.workers)
+    load = max(cfg.load_size, size)  # decoded larger, the batch crop (random or central) brings it to ``size``
+    return Split(len(classes), size, folder=FolderBatches(items, load, cfg.channels), workers=cfg.workers)
 
 
 # ---- Order: resumable, identical for any number of processes

@@ -55,7 +55,7 @@ def evaluate_run(run: str | Path, cfg: EvalConfig) -> dict[str, dict[str, float]
     device = pick_device(cfg.device)
     size = cfg.img_size or (saved_train_config(run) or TrainConfig()).img_size
     split = load_split(cfg.data, cfg.data.eval_split, size, cfg.data.eval_subset)
-    augment = Augment(AugConfig(), cfg.data.mean, cfg.data.std, split.num_classes)
+    augment = Augment(AugConfig(), cfg.data.mean, cfg.data.std, split.num_classes, size)
     kinds = {"model": ["model"], "ema": ["ema"], "both": ["model", "ema"]}[cfg.weights]
     if not has_ema(run):
         kinds = ["model"]

@@ -23,12 +23,21 @@ COLOR = (
 OPS = GEOMETRIC + COLOR
 
 
-def affine_sample(x: Tensor, theta: Tensor, fill: float = 0.0, mode: str = "bilinear", padding: str = "fill") -> Tensor:
+def affine_sample(
+    x: Tensor,
+    theta: Tensor,
+    fill: float = 0.0,
+    mode: str = "bilinear",
+    padding: str = "fill",
+    out_size: tuple[int, int] | None = None,
+) -> Tensor:
     """Resample ``x`` (B, C, H, W) through per-sample output->input maps ``theta`` (B, 2, 3), normalised coords.
 
     ``padding``: "fill" brings in ``fill`` outside the image; "border" repeats edge pixels (crops inside the image).
+    ``out_size``: the output's (H, W) (default: the input's).
     """
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
+    shape = [*x.shape[:2], *(out_size or x.shape[-2:])]
+    grid = F.affine_grid(theta.to(x.device, x.dtype), shape, align_corners=False)  # (B, H_out, W_out, 2)
     if padding == "border":
         return F.grid_sample(x, grid, mode=mode, padding_mode="border", align_corners=False)
     if fill == 0.0:

@@ -129,7 +129,7 @@ def make_context(cfg: TrainConfig, d: dist.Dist, run_dir: Path, resume: TrainSta
         optimizer=build_optimizer(model, cfg.optim, d.device),
         scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
         schedule=Schedule(cfg.optim, steps * cfg.epochs, steps, cfg.budget_minutes * 60),
-        augment=Augment(cfg.aug, cfg.data.mean, cfg.data.std, train.num_classes),
+        augment=Augment(cfg.aug, cfg.data.mean, cfg.data.std, train.num_classes, cfg.img_size),
         train=train,
         dist=d,
         logger=None,
