@@ -209,3 +209,9 @@ def test_recipe_runner_writes_results(data, tmp_path, monkeypatch):
     assert summary["target_note"] == "A tiny recipe for the test."
     for name in ("config.yaml", "curves.png", "train_log.csv", "eval_log.csv"):
         assert (out / name).is_file()
+
+
+def test_divergence_is_a_clear_error(data, tmp_path, capsys):
+    bad = ("--optim.lr", "1e8", "--optim.warmup_epochs", "0", "--optim.clip_grad", "0", "--log_every", "2")
+    assert main(["train", *args(data, tmp_path, "--max_steps", "4", *bad)]) == 2
+    assert "the loss became nan" in capsys.readouterr().err

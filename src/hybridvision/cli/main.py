@@ -10,7 +10,6 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..models.contract import InputError
-from ..train.loop import TrainingDiverged
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
 }
 
-USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError, TrainingDiverged)
+USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,8 +21,8 @@ from .metrics import RunLogger
 from .schedule import Schedule
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: a setting (learning rate, precision) to change, reported as a user error."""
 
 
 @dataclass
