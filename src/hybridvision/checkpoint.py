@@ -136,6 +136,8 @@ def load_pretrained(model: nn.Module, path: str | Path, *, use_ema: bool = True)
         state = model.convert_state_dict(state)
     state = adapt_state_dict(model, state)
     own = model.state_dict()
+    for key in [k for k in own if k.startswith("head.fc.") and k not in state]:
+        state[key] = own[key]  # a checkpoint saved without a classifier: keep the model's fresh one
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
