@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("hybridvision.cli.models", "list registered models with params and MACs"),
     "info": ("hybridvision.cli.info", "params, MACs and feature levels of one model"),
     "summary": ("hybridvision.cli.summary", "params / MACs / CPU throughput table of a family"),
+    "export": ("hybridvision.cli.export", "export to ONNX and check the file in onnxruntime"),
 }
 
 USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
