@@ -121,6 +121,9 @@ def _plan_onnx(name: str, ours: nn.Module, chw: tuple, config: BenchConfig, work
 
     from ..export import ExportError, check_onnx, export_onnx
 
+    if config.device.startswith("cuda") and not _ort_has_cuda():
+        plan.notes.append(f"{name}: onnxruntime skipped: no CUDAExecutionProvider (install onnxruntime-gpu)")
+        return None
     model = copy.deepcopy(ours).eval()
     if config.fused and callable(getattr(model, "fuse", None)):
         model.fuse()
@@ -134,6 +137,12 @@ def _plan_onnx(name: str, ours: nn.Module, chw: tuple, config: BenchConfig, work
         return None
     log.info("%s: exported with the %s exporter", name, result.exporter)
     return Job(model=name, input_chw=chw, backend="onnxruntime", onnx_path=str(path))
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def max_abs_diff(ours: nn.Module, theirs: nn.Module, chw: tuple[int, int, int], config: BenchConfig) -> float:
