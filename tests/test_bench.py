@@ -184,6 +184,23 @@ def test_precision_layout_and_compile_preparation():
     torch.testing.assert_close(torch_runner(model, compiled)(x), model(x))
 
 
+def test_compile_time_is_reported_apart():
+    """compile_s comes from the first call after torch.compile; the eager backend keeps this test fast."""
+    threads = torch.get_num_threads()
+    config = dataclasses.replace(
+        quick(),
+        models=("coatnet_test",),
+        batch_sizes=(1,),
+        compile=True,
+        compile_backend="eager",
+        isolate=False,
+        **FAST,
+    )
+    (row,) = run_bench(config).rows
+    assert row["status"] == "ok" and row["compiled"] and row["compile_s"] > 0 and row["latency_p50_ms"] > 0
+    assert torch.get_num_threads() == threads  # an in-process run leaves the caller's thread count alone
+
+
 def test_fused_model_is_measured_fused():
     from hybridvision import create_model
 
@@ -226,6 +243,8 @@ def test_cli_errors_are_one_line(capsys):
     assert "unknown model 'coatnet0'" in capsys.readouterr().err
     assert main(["bench", "--quick"]) == 2
     assert "name at least one model" in capsys.readouterr().err
+    assert main(["bench", "coatnet_test", "--quick", "--img-size", "65"]) == 2
+    assert "Nearest valid sizes" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "coatnet_test", "--batch-sizes", "one"])
 

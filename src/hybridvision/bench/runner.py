@@ -7,6 +7,7 @@ the median over repeats of each repeat's statistic, with the repeats' min and ma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -15,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,14 @@ class BenchResult:
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchResult:
     """Measure every model of ``config``; see ``BenchConfig`` for the protocol's knobs."""
     check_runtime(config)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     for module in config.plugins:
         importlib.import_module(module)
     names = expand_models(config.models)
-    env = environment(config.device)
-    peak = _gemm_peak(config) if config.roofline else None
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="hybridvision-bench-") as workdir:
+    with _threads(config.threads), tempfile.TemporaryDirectory(prefix="hybridvision-bench-") as workdir:
+        env = environment(config.device)
+        peak = _gemm_peak(config) if config.roofline else None
         for i, name in enumerate(names):
             step = _step_progress(progress, name, i, len(names), config.repeats)
             model_rows, model_notes = _bench_model(name, config, Path(workdir), peak, step)
@@ -65,6 +64,18 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRes
             notes += model_notes
     _add_ratios(rows)
     return BenchResult(config, env, rows, notes, peak)
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Iterator[None]:
+    """Use ``count`` torch threads inside (0: leave as is), and restore the caller's count after."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _gemm_peak(config: BenchConfig) -> float:

@@ -9,9 +9,13 @@ the environment in every row. Values come from defaults < --quick < --config FIL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from ..bench.config import AGAINST, BACKENDS, COMPILE_MODES, PRECISIONS, QUICK, BenchConfig
 from ..bench.results import payload, result_stem, write_csv, write_json
@@ -97,14 +101,21 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
-    result = run_bench(config, progress=_progress())
+    with _progress() as progress:
+        result = run_bench(config, progress=progress)
     print_result(result)
     _write(result, args)
     return 0 if all(row["status"] == "ok" for row in result.rows) else 1
 
 
-def _progress() -> Callable[[str, int, int], None]:
-    """Live progress on a terminal, one line per step in logs."""
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A live status line on a terminal; one line per step on stderr otherwise (CI logs)."""
+    if sys.stderr.isatty():
+        status_console = Console(stderr=True)
+        with status_console.status("starting") as status:
+            yield lambda text, done, total: status.update(f"{text}  ({done}/{total} measurements of this model)")
+        return
     last = [""]
 
     def report(text: str, done: int, total: int) -> None:
@@ -112,7 +123,7 @@ def _progress() -> Callable[[str, int, int], None]:
             print(f"  {text}", file=sys.stderr, flush=True)
             last[0] = text
 
-    return report
+    yield report
 
 
 def _write(result: BenchResult, args: argparse.Namespace) -> None:
@@ -147,7 +158,7 @@ def print_result(result: BenchResult) -> None:
     console.print(main_table(result, title))
     ratios = ratio_rows(result.rows, cfg.backend)
     if ratios:
-        console.print(table("same weights, same run: other / ours", _RATIO_COLS, ratios))
+        console.print(_table("same weights, same run: other / ours", _RATIO_COLS, ratios))
     for note in result.notes:
         console.print(f"note: {note}")
     for row in result.rows:
@@ -167,7 +178,7 @@ def _spread(value: float | None, lo: float | None, hi: float | None, fmt: str = 
     return text
 
 
-def main_table(result: BenchResult, title: str):
+def main_table(result: BenchResult, title: str) -> Table:
     batches = sorted(result.config.batch_sizes)
     cols = ["model", "impl", "params", "MACs", "b1 p50 ms", "p90", "p99"]
     cols += [f"img/s @{b}" for b in batches] + [f"mem MB @{batches[-1]}", "compile s", "% peak"]
@@ -193,7 +204,16 @@ def main_table(result: BenchResult, title: str):
         frac = last.get("peak_fraction")
         cells.append("-" if frac is None else f"{100 * frac:.1f}%")
         out.append(cells)
-    return table(title, cols, out)
+    return _table(title, cols, out)
+
+
+def _table(title: str, cols: list[str], rows: list[list[str]]) -> Table:
+    """common.table, but on narrow terminals headers wrap while cells stay whole."""
+    t = table(title, cols, rows)
+    for i, column in enumerate(t.columns):
+        column.overflow = "fold"
+        column.min_width = max((len(row[i]) for row in rows), default=1)
+    return t
 
 
 def _num(value: float | None, fmt: str = "{:.1f}") -> str:
