@@ -24,6 +24,7 @@ from hybridvision.bench.memory import MemoryMeter, peak_rss_mb
 from hybridvision.bench.results import ROW_FIELDS, SCHEMA, gpu_slug, read_rows, result_stem
 from hybridvision.bench.runner import run_bench
 from hybridvision.bench.timing import device_sync, timed_loop
+from hybridvision.bench.worker import setup_process
 from hybridvision.cli.main import main
 from hybridvision.config import ConfigError
 
@@ -155,6 +156,14 @@ def test_cuda_paths_use_the_cuda_apis(monkeypatch):
     syncs = [s for s in seen if s[0] == "sync"]
     assert all(d == "cuda:1" for _, d in syncs) and len(syncs) >= 1 + 2 + 4 + 1  # first, warm-up, latency, blocks
     assert meter.kind == "cuda_max_allocated" and MemoryMeter("cpu").kind == "cpu_peak_rss"
+
+
+def test_measuring_process_setup_for_cuda(monkeypatch):
+    devices = []
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch.cuda, "set_device", devices.append)
+    setup_process(BenchConfig(device="cuda:1"))
+    assert devices == [1] and torch.backends.cudnn.benchmark is True  # fixed shapes: autotuned kernels
 
 
 def test_cpu_peak_rss_sees_an_allocation():

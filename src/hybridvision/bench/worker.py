@@ -50,7 +50,9 @@ def setup_process(config: BenchConfig) -> None:
         importlib.import_module(module)
     if config.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-        torch.cuda.set_device(torch.device(config.device))
+        index = torch.device(config.device).index
+        if index is not None:
+            torch.cuda.set_device(index)
     torch.manual_seed(config.seed)
 
 
