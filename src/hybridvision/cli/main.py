@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("hybridvision.cli.models", "list registered models with params and MACs"),
     "info": ("hybridvision.cli.info", "params, MACs and feature levels of one model"),
     "summary": ("hybridvision.cli.summary", "params / MACs / CPU throughput table of a family"),
+    "bench": ("hybridvision.cli.bench", "latency, throughput, memory: reproducible, against timm / onnxruntime"),
+    "export": ("hybridvision.cli.export", "export to ONNX and check the file in onnxruntime"),
+    "plot": ("hybridvision.cli.plot", "throughput vs MACs (or accuracy) figure from bench results"),
 }
 
 USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
