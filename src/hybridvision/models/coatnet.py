@@ -249,6 +249,21 @@ register(
     description="tiny CoAtNet for tests",
 )
 register(
+    "coatnet_nano",
+    CoAtNet,
+    CoAtNetConfig(
+        layout=("C", "CC", "TTT", "TT"),
+        dims=(32, 64, 128, 192),
+        stem_dims=(16, 32),
+        stem_stride=1,
+        head_hidden_dim=0,
+        num_classes=10,
+        img_size=32,
+    ),
+    family="coatnet",
+    description="small-data CoAtNet for 32x32 inputs (stem stride 1)",
+)
+register(
     "coatnet_0",
     CoAtNet,
     _paper((96, 192, 384, 768), (2, 3, 5, 2), 64),
