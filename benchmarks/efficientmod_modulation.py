@@ -90,7 +90,7 @@ def main() -> None:
     p = parser(__doc__, "results/cpu-efficientmod-modulation.json")
     p.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
-    p.add_argument("--opset", type=int, default=20, help="ONNX opset of the onnxruntime rows (default: 20)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset of the onnxruntime rows (default: 18)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
