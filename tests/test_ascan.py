@@ -143,6 +143,8 @@ def test_config_errors_name_the_problem():
         hv.get_config("ascan_t", layout="CC-CCCX-CCTT-CTTT")
     with pytest.raises(ValueError, match=r"stage 1 \('CCCT'\).*width 48 is not a multiple of head_dim 32"):
         AsCANConfig(dims=(64, 48, 256, 512))
+    with pytest.raises(ValueError, match="at least one stage"):
+        AsCANConfig(layout=(), dims=())
     with pytest.raises(ValueError, match="positive"):
         AsCANConfig(window_size=0)
     assert AsCANConfig(dims=(64, 48, 256, 512), layout=("CC", "CCCC", "CCTT", "CTTT")).dims[1] == 48  # no T there
@@ -201,3 +203,18 @@ def test_nano_takes_32x32_and_explains_28x28():
     assert model.forward_features(torch.randn(1, 1, 32, 32)).shape == (1, 160, 2, 2)
     with pytest.raises(InputError, match="Nearest valid sizes: height 16 or 32"):
         model(torch.randn(2, 1, 28, 28))
+
+
+# ---- Checkpoints
+
+
+def test_checkpoint_round_trip_and_adaptation(tmp_path):
+    model = hv.create_model("ascan_test", attention="grid", window_size=2).eval()
+    x = torch.randn(1, 3, 64, 64)
+    hv.save_pretrained(model, tmp_path)
+    torch.testing.assert_close(hv.load_model(tmp_path).eval()(x), model(x))
+    # fine-tuning set-up: other classes, grey input, larger size (global tables resample, window tables stay)
+    kw = dict(attention="grid", window_size=2, num_classes=5, in_chans=1, img_size=128)
+    tuned = hv.create_model("ascan_test", pretrained=tmp_path, **kw).eval()
+    assert tuned(torch.randn(1, 1, 128, 128)).shape == (1, 5)
+    torch.testing.assert_close(tuned.stages[3].blocks[1].mlp.fc1.weight, model.stages[3].blocks[1].mlp.fc1.weight)

@@ -64,6 +64,8 @@ class AsCANConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.layout:
+            raise ValueError("layout needs at least one stage, e.g. ('CC', 'CCCT', 'CCTT', 'CTTT')")
         if len(self.layout) != len(self.dims):
             raise ValueError(f"layout has {len(self.layout)} stages but dims has {len(self.dims)}; give one each")
         check_layout(self.layout, "CT")
@@ -109,6 +111,9 @@ def _conv_block(c: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: flo
 
 class AsCAN(Backbone):
     """Conv stem, stages of C / T blocks laid out by ``config.layout``, projection head (pool after it)."""
+
+    # channels_last: 1.3x NCHW at batch 16, on par or better at batch 1 (interleaved A/B, docs/models/ascan.md)
+    memory_format = torch.channels_last
 
     def __init__(self, config: AsCANConfig) -> None:
         super().__init__()
