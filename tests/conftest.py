@@ -25,3 +25,19 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "manifest.json").is_file():
         pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (set HYBRIDVISION_REFERENCE to their folder)")
     return REFERENCE_DIR
+
+
+def _randomize_batchnorms(model: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(-1.3, 1.3)
+                m.bias.normal_(0, 0.1)
+
+
+@pytest.fixture
+def randomize_batchnorms():
+    """Give every BatchNorm non-trivial statistics and affine parameters, so BN folding is really exercised."""
+    return _randomize_batchnorms

@@ -138,6 +138,11 @@ def test_adaptation_head_channels_and_size(tmp_path):
     m = hv.create_model("coatnet_test", pretrained=tmp_path / "m.pth", num_classes=3).eval()
     torch.testing.assert_close(m.forward_features(x), src.forward_features(x))
     assert m(x).shape == (2, 3)
+    # a checkpoint without a classifier loads into a model with one (fresh head), and back
+    hv.save_pretrained(hv.create_model("coatnet_test", num_classes=0), tmp_path / "headless")
+    m0 = hv.create_model("coatnet_test", pretrained=tmp_path / "headless" / "model.safetensors").eval()
+    assert m0(x).shape == (2, 10)
+    assert hv.create_model("coatnet_test", pretrained=tmp_path / "m.pth", num_classes=0)(x).shape == (2, 32)
     # one input channel: first conv summed over RGB, so a grey image equals the RGB-replicated one
     grey = torch.randn(2, 1, 64, 64)
     m1 = hv.create_model("coatnet_test", pretrained=tmp_path / "m.pth", in_chans=1).eval()

@@ -49,6 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())  # mkstemp makes 0600
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -57,6 +58,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def save_tensors(tensors: dict[str, Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -136,6 +148,8 @@ def load_pretrained(model: nn.Module, path: str | Path, *, use_ema: bool = True)
         state = model.convert_state_dict(state)
     state = adapt_state_dict(model, state)
     own = model.state_dict()
+    for key in [k for k in own if k.startswith("head.fc.") and k not in state]:
+        state[key] = own[key]  # a checkpoint saved without a classifier: keep the model's fresh one
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:

@@ -1,10 +1,17 @@
-"""Export to ONNX (dynamo exporter, legacy TorchScript exporter as fallback) and check it in onnxruntime."""
+"""Export to ONNX (dynamo exporter, legacy TorchScript exporter as fallback) and check it in onnxruntime.
+
+``export_onnx`` writes atomically: the file appears at its path only once the export (and, with ``check=True``,
+the onnxruntime comparison) succeeded, so a failed export never replaces a good file. The check compares
+onnxruntime's outputs with PyTorch's fp32 outputs: ``max |ort - torch| <= atol + rtol * max |torch|``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,18 +19,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import atomic_write
+
 log = logging.getLogger(__name__)
+
+# Tolerances of the onnxruntime check, per exported precision (against the fp32 PyTorch model's outputs).
+# fp32: the reference fixtures' minimum check (1e-4; measured noise <= 7e-7). fp16: half precision keeps ~3
+# significant digits; measured error on our test variants is 3e-4 .. 2e-3, so 1e-2 + 1e-2 * max|output|.
+TOLERANCES = {torch.float32: (1e-4, 0.0), torch.float16: (1e-2, 1e-2)}
 
 
 class ExportError(RuntimeError):
     """An export that failed or whose outputs differ from PyTorch's beyond the tolerance."""
 
 
+class RuntimeUnsupported(ExportError):
+    """onnxruntime cannot load or run the exported model here (e.g. fp16 kernels missing on this provider)."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
     exporter: str  # "dynamo" or "legacy"
-    max_abs_diff: float | None = None  # onnxruntime vs PyTorch on the check input
+    max_abs_diff: float | None = None  # onnxruntime vs PyTorch on the check inputs (None: not checked)
+    dtype: str = "float32"
+    tolerance: str = ""  # the check's tolerance in words
 
 
 def export_onnx(
@@ -34,27 +54,85 @@ def export_onnx(
     dynamic_batch: bool = False,
     opset: int = 18,
     exporter: str = "auto",
+    check: bool = False,
+    reference: nn.Module | None = None,
+    check_batches: Sequence[int] = (),
 ) -> ExportResult:
-    """Write ``model`` (eval mode) as ONNX; ``exporter`` is 'dynamo', 'legacy' or 'auto' (dynamo, then legacy)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` (eval mode, in its parameters' dtype) as ONNX.
+
+    Args:
+        model: the module to export; fp16 modules export fp16 graphs.
+        path: output file; written atomically.
+        input_shape: example input (B, C, H, W).
+        dynamic_batch: leave the batch dimension free.
+        opset: ONNX opset (the legacy exporter uses at most 17).
+        exporter: 'dynamo', 'legacy' or 'auto' (dynamo, then legacy on failure).
+        check: run the file in onnxruntime and compare with ``reference`` (default ``model``) in fp32 before
+            the file is put in place; raises ExportError beyond ``TOLERANCES``.
+        check_batches: batch sizes to check (default: the example's; with ``dynamic_batch`` also 1 and 3).
+    """
+    if exporter not in ("auto", "dynamo", "legacy"):
+        raise ValueError(f"unknown exporter {exporter!r}; expected 'dynamo', 'legacy' or 'auto'")
     model = model.eval()
-    x = torch.randn(input_shape)
+    dtype = next(model.parameters()).dtype
+    x = torch.randn(input_shape, dtype=dtype)
+    outcome: dict[str, object] = {}
+
+    def write(tmp: str) -> None:
+        outcome["exporter"] = _export_any(exporter, model, x, Path(tmp), dynamic_batch, opset)
+        if check:
+            batches = check_batches or ((input_shape[0], 1, 3) if dynamic_batch else (input_shape[0],))
+            inputs = [torch.randn(b, *input_shape[1:]) for b in batches]
+            outcome["diff"] = max(check_onnx(reference or model, tmp, xi, *TOLERANCES[dtype]) for xi in inputs)
+
+    atomic_write(path, write)
+    return ExportResult(
+        Path(path),
+        str(outcome["exporter"]),
+        outcome.get("diff"),  # type: ignore[arg-type]
+        str(dtype).removeprefix("torch."),
+        tolerance_text(dtype) if check else "",
+    )
+
+
+def tolerance_text(dtype: torch.dtype) -> str:
+    """The check's tolerance in words, e.g. 'max|diff| <= 1e-04'."""
+    atol, rtol = TOLERANCES[dtype]
+    return f"max|diff| <= {atol:.0e}" + (f" + {rtol:.0e} * max|output|" if rtol else "")
+
+
+def _export_any(exporter: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool, opset: int) -> str:
     order = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
     errors = []
     for kind in order:
         try:
-            _export(kind, model, x, path, dynamic_batch, opset)
-            return ExportResult(path, kind)
+            _export(kind, model, x, path, dynamic, opset)
+            return kind
         except Exception as e:  # noqa: BLE001 - the next exporter may succeed; all errors are reported
-            log.warning("%s exporter failed: %s", kind, str(e).splitlines()[0] if str(e) else type(e).__name__)
-            errors.append(f"{kind}: {e}")
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.warning("%s exporter failed: %s", kind, first)
+            errors.append(f"{kind}: {first}")
     raise ExportError("ONNX export failed:\n" + "\n".join(errors))
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' progress prints and warnings (failures still raise)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _export(kind: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool, opset: int) -> None:
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    with torch.no_grad(), quiet:
+    with torch.no_grad(), _quiet():
         if kind == "dynamo":
             shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
             program = torch.onnx.export(
@@ -83,27 +161,53 @@ def _export(kind: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic_ba
             raise ValueError(f"unknown exporter {kind!r}; expected 'dynamo', 'legacy' or 'auto'")
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session (``threads`` intra-op threads, default: onnxruntime's)."""
+def onnx_session(path: str | Path, threads: int | None = None, device: str = "cpu"):
+    """An onnxruntime session (``threads`` intra-op threads, default: onnxruntime's) on CPU or CUDA."""
     import onnxruntime as ort
 
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeUnsupported(
+                "this onnxruntime has no CUDAExecutionProvider; install onnxruntime-gpu to run ONNX models on CUDA"
+            )
+        index = torch.device(device).index or 0
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 
-def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor, atol: float = 1e-4) -> float:
-    """Max |onnxruntime - PyTorch| on ``x``; raises ExportError above ``atol``."""
-    session = onnx_session(path)
-    name = session.get_inputs()[0].name
-    got = session.run(None, {name: x.numpy()})[0]
+def check_onnx(model: nn.Module, path: str | Path, x: torch.Tensor, atol: float = 1e-4, rtol: float = 0.0) -> float:
+    """Max |onnxruntime - PyTorch fp32| on ``x``; raises ExportError above ``atol + rtol * max|PyTorch|``.
+
+    ``model`` is the fp32 reference; ``x`` is cast to the ONNX input's dtype (e.g. fp16) for onnxruntime.
+    """
+    got = _run_onnx(path, x)
     with torch.no_grad():
-        want = model.eval()(x).numpy()
+        want = model.eval()(x.float()).float().numpy()
     if got.shape != want.shape:
         raise ExportError(f"onnxruntime output shape {got.shape} != PyTorch {want.shape}")
-    diff = float(np.abs(got - want).max())
-    if not diff <= atol:
-        raise ExportError(f"onnxruntime output differs from PyTorch by {diff:.3g} (tolerance {atol:g})")
+    diff = float(np.abs(got.astype(np.float32) - want).max())
+    limit = atol + rtol * float(np.abs(want).max())
+    if not diff <= limit:
+        raise ExportError(
+            f"onnxruntime output differs from PyTorch by {diff:.3g} (tolerance {atol:g} + {rtol:g} * max|output| "
+            f"= {limit:.3g})"
+        )
     return diff
+
+
+def _run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
+    try:
+        session = onnx_session(path)
+        inp = session.get_inputs()[0]
+        dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        return session.run(None, {inp.name: x.numpy().astype(dtype)})[0]
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types; report them in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeUnsupported(f"onnxruntime (CPUExecutionProvider) cannot run {Path(path).name}: {first}") from e

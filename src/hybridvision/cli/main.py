@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("hybridvision.cli.models", "list registered models with params and MACs"),
     "info": ("hybridvision.cli.info", "params, MACs and feature levels of one model"),
     "summary": ("hybridvision.cli.summary", "params / MACs / CPU throughput table of a family"),
+    "bench": ("hybridvision.cli.bench", "latency, throughput, memory: reproducible, against timm / onnxruntime"),
+    "export": ("hybridvision.cli.export", "export to ONNX and check the file in onnxruntime"),
+    "plot": ("hybridvision.cli.plot", "throughput vs MACs (or accuracy) figure from bench results"),
     "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
     "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),
     "plot-run": ("hybridvision.cli.plot_run", "draw a run's loss and accuracy curves to PNG"),
@@ -27,7 +30,7 @@ USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, F
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hybridvision", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details; show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except USER_ERRORS as e:
+        if args.verbose:
+            raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -1,16 +1,20 @@
-"""``hybridvision summary``: params, MACs and CPU speed of a family's named models, measured now."""
+"""``hybridvision summary``: params, MACs and CPU speed of a family's named models, measured now.
+
+A quick view on top of the bench harness (one in-process repeat per model, short bounds); ``hybridvision bench``
+runs the full protocol (fresh-process repeats, percentiles, comparisons) and writes result files.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 
-import torch
-
+from ..bench.config import BenchConfig
 from ..bench.env import environment
 from ..bench.macs import model_cost
-from ..bench.timing import gemm_peak_flops, time_forward
-from ..registry import create_model, list_models
+from ..bench.runner import run_bench
+from ..checkpoint import save_json
+from ..registry import list_models
 from .common import console, giga, millions, table
 
 
@@ -24,20 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the rows and environment to this JSON file")
 
 
-def measure_row(name: str, batch_sizes: list[int], img_size: int | None, min_s: float, peak: float) -> dict:
-    cost = model_cost(name, img_size=img_size)
-    row = {"model": name, "params": cost.params, "macs": cost.macs, "img_size": cost.input_shape[-1]}
-    if not batch_sizes:
-        return row
-    torch.manual_seed(0)
-    model = create_model(name, **({"img_size": img_size} if img_size else {})).eval()
-    for bs in batch_sizes:
-        x = torch.randn(bs, *cost.input_shape[1:])
-        timing = time_forward(model, x, min_s=min_s, min_iters=3 if bs > 1 else 5, warmup_iters=2, warmup_s=0.2)
-        row[f"b{bs}_p50_ms"] = round(timing.p50_ms, 2)
-        row[f"b{bs}_img_s"] = round(timing.img_per_s, 2)
-        row[f"b{bs}_peak_frac"] = round(2 * cost.macs * timing.img_per_s / peak, 3)
-    return row
+def summary_config(names: list[str], batch_sizes: tuple[int, ...], img_size: int | None, min_s: float) -> BenchConfig:
+    """Short bounds, one repeat in this process: a first look, not a result file."""
+    quick = dict(repeats=1, isolate=False, warmup_iters=2, warmup_s=0.2, iters=3, min_s=min_s, max_s=max(60.0, min_s))
+    return dataclasses.replace(BenchConfig(), models=tuple(names), batch_sizes=batch_sizes, img_size=img_size, **quick)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,21 +39,39 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         console.print(f"no models in family {args.family!r} match {args.pattern!r}")
         return 1
-    batch_sizes = [] if args.no_speed else [int(b) for b in args.batch_sizes.split(",")]
-    peak = gemm_peak_flops() if batch_sizes else float("nan")
-    rows = []
-    with console.status("measuring") as status:
-        for name in names:
-            status.update(f"measuring {name}")
-            rows.append(measure_row(name, batch_sizes, args.img_size, args.min_seconds, peak))
-    _print(rows, batch_sizes, peak)
+    batch_sizes = () if args.no_speed else tuple(int(b) for b in args.batch_sizes.split(","))
+    rows = [_cost_row(name, args.img_size) for name in names]
+    env: dict = environment()
+    peak = float("nan")
+    if batch_sizes:
+        with console.status("measuring") as status:
+            config = summary_config(names, batch_sizes, args.img_size, args.min_seconds)
+            result = run_bench(config, progress=lambda text, done, total: status.update(text))
+        env, peak = result.environment, result.gemm_peak_flops or float("nan")
+        _add_speed(rows, result.rows)
+    _print(rows, batch_sizes, peak, env)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"environment": environment(), "gemm_peak_gflops": peak / 1e9, "rows": rows}, f, indent=2)
+        save_json({"environment": env, "gemm_peak_gflops": peak / 1e9, "rows": rows}, args.json)
     return 0
 
 
-def _print(rows: list[dict], batch_sizes: list[int], peak: float) -> None:
+def _cost_row(name: str, img_size: int | None) -> dict:
+    cost = model_cost(name, img_size=img_size)
+    return {"model": name, "params": cost.params, "macs": cost.macs, "img_size": cost.input_shape[-1]}
+
+
+def _add_speed(rows: list[dict], bench_rows: list[dict]) -> None:
+    by_model = {r["model"]: r for r in rows}
+    for b in bench_rows:
+        if b["status"] != "ok":
+            continue
+        row, bs = by_model[b["model"]], b["batch_size"]
+        row[f"b{bs}_p50_ms"] = round(1e3 * bs / b["throughput_img_s"], 2)  # median time of one batch
+        row[f"b{bs}_img_s"] = round(b["throughput_img_s"], 2)
+        row[f"b{bs}_peak_frac"] = round(b["peak_fraction"], 3)
+
+
+def _print(rows: list[dict], batch_sizes: tuple[int, ...], peak: float, env: dict) -> None:
     cols = ["model", "params", "MACs", "img"]
     for bs in batch_sizes:
         cols += [f"b{bs} ms", f"b{bs} img/s", f"b{bs} % peak"]
@@ -67,10 +79,13 @@ def _print(rows: list[dict], batch_sizes: list[int], peak: float) -> None:
     for r in rows:
         cells = [r["model"], millions(r["params"]), giga(r["macs"]), str(r["img_size"])]
         for bs in batch_sizes:
+            if f"b{bs}_img_s" not in r:
+                cells += ["-", "-", "-"]
+                continue
             cells += [f"{r[f'b{bs}_p50_ms']:.1f}", f"{r[f'b{bs}_img_s']:.1f}", f"{100 * r[f'b{bs}_peak_frac']:.0f}%"]
         out.append(cells)
-    env = environment()
-    title = f"fp32, eager, {env['threads']} threads, {env['cpu']}"
+    title = "params and MACs"
     if batch_sizes:
+        title = f"fp32, eager, fused, {env['threads']} threads, {env['cpu']}"
         title += f"; fp32 GEMM peak measured now: {peak / 1e9:.0f} GFLOP/s"
     console.print(table(title, cols, out))

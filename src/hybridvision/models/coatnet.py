@@ -24,15 +24,12 @@ from .blocks import (
     LayerNorm2d,
     MBConv,
     TransformerBlock,
-    build_blocks,
     check_layout,
-    drop_path_rates,
     get_act,
-    init_conv_fan_out,
-    init_transformer,
+    init_hybrid,
 )
 from .blocks.conv import POOLS
-from .contract import Backbone, FeatureInfo, ModelConfig, Stage
+from .contract import Backbone, ModelConfig, build_stages, check_choice
 
 # ---- Config
 
@@ -64,9 +61,9 @@ class CoAtNetConfig(ModelConfig):
         if len(self.layout) != len(self.dims):
             raise ValueError(f"layout has {len(self.layout)} stages but dims has {len(self.dims)}")
         check_layout(self.layout, "CT")
-        _check_choice("pool", self.pool, POOLS)
-        _check_choice("conv_expand_from", self.conv_expand_from, ("in", "out"))
-        _check_choice("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
+        check_choice("pool", self.pool, POOLS)
+        check_choice("conv_expand_from", self.conv_expand_from, ("in", "out"))
+        check_choice("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         for i, (pattern, dim) in enumerate(zip(self.layout, self.dims)):
@@ -76,11 +73,6 @@ class CoAtNetConfig(ModelConfig):
     @property
     def depths(self) -> tuple[int, ...]:
         return tuple(len(s) for s in self.layout)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {choices}")
 
 
 # ---- Model (paper fig. 4)
@@ -93,16 +85,16 @@ class CoAtNet(Backbone):
         super().__init__()
         self.config = config
         self.stem = ConvStem(config.in_chans, config.stem_dims, act=get_act(config.conv_act), stride=config.stem_stride)
-        rates = drop_path_rates(config.drop_path_rate, config.depths)
         img_h, img_w = config.img_hw
-        in_dim, reduction, stages, self.feature_info = config.stem_dims[1], config.stem_stride, [], []
-        for i, (pattern, dim) in enumerate(zip(config.layout, config.dims)):
-            reduction *= 2
-            factories = self._block_factories((img_h // reduction, img_w // reduction))
-            stages.append(Stage(build_blocks(pattern, in_dim, dim, factories, rates[i])))
-            self.feature_info.append(FeatureInfo(dim, reduction, f"stages.{i}"))
-            in_dim = dim
-        self.stages = nn.ModuleList(stages)
+        self.stages, self.feature_info = build_stages(
+            config.layout,
+            config.dims,
+            config.stem_dims[1],
+            config.stem_stride,
+            lambda reduction: self._block_factories((img_h // reduction, img_w // reduction)),
+            config.drop_path_rate,
+        )
+        in_dim = config.dims[-1]
         hidden = config.head_hidden_dim
         self.norm = nn.Identity() if hidden else LayerNorm2d(in_dim, eps=1e-6)
         self.head = ClassifierHead(in_dim, config.num_classes, norm=bool(hidden), hidden_dim=hidden)
@@ -145,10 +137,7 @@ class CoAtNet(Backbone):
 
     def _init_weights(self) -> None:
         # timm's 'vit_eff' scheme: fan-out normal in conv blocks, Xavier in attention blocks; head default.
-        init_conv_fan_out(self.stem)
-        for stage in self.stages:
-            for block in stage.blocks:
-                (init_transformer if isinstance(block, TransformerBlock) else init_conv_fan_out)(block)
+        init_hybrid(self.stem, self.stages, (TransformerBlock,))
 
     def convert_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Accept timm ``maxxvit`` CoAtNet state dicts as well as our own."""
@@ -247,6 +236,21 @@ register(
     ),
     family="coatnet",
     description="tiny CoAtNet for tests",
+)
+register(
+    "coatnet_nano",
+    CoAtNet,
+    CoAtNetConfig(
+        layout=("C", "CC", "TTT", "TT"),
+        dims=(32, 64, 128, 192),
+        stem_dims=(16, 32),
+        stem_stride=1,
+        head_hidden_dim=0,
+        num_classes=10,
+        img_size=32,
+    ),
+    family="coatnet",
+    description="small-data CoAtNet for 32x32 inputs (stem stride 1)",
 )
 register(
     "coatnet_0",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .blocks.attention import RelPosBias
+from .blocks.drop import drop_path_rates
+from .blocks.stage import BlockFactory, build_blocks
 
 
 class InputError(ValueError):
@@ -57,6 +59,12 @@ class ModelConfig:
         return pair(self.img_size)
 
 
+def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    """Raise a ValueError naming the valid choices when a string option is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {tuple(choices)}")
+
+
 def pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return size, size
@@ -93,6 +101,29 @@ class Stage(nn.Module):
 
             return checkpoint_sequential(self.blocks, len(self.blocks), x, use_reentrant=False)
         return self.blocks(x)
+
+
+def build_stages(
+    layout: Sequence[str],
+    dims: Sequence[int],
+    in_dim: int,
+    in_reduction: int,
+    make_factories: Callable[[int], Mapping[str, BlockFactory]],
+    drop_path_rate: float = 0.0,
+) -> tuple[nn.ModuleList, list[FeatureInfo]]:
+    """Stages from a layout (a string per stage): stage i halves the map in its first block and has width dims[i].
+
+    ``make_factories(reduction)`` gives the letter -> block factories of the stage at that total reduction
+    (relative-position tables are sized from it). Stochastic depth rises linearly over all blocks.
+    """
+    rates = drop_path_rates(drop_path_rate, [len(p) for p in layout])
+    stages, info, reduction = [], [], in_reduction
+    for i, (pattern, dim) in enumerate(zip(layout, dims)):
+        reduction *= 2
+        stages.append(Stage(build_blocks(pattern, in_dim, dim, make_factories(reduction), rates[i])))
+        info.append(FeatureInfo(dim, reduction, f"stages.{i}"))
+        in_dim = dim
+    return nn.ModuleList(stages), info
 
 
 def nearest_sizes(size: int, stride: int) -> str:

@@ -3,7 +3,9 @@
 from .act import ACTIVATIONS, get_act
 from .attention import Attention, RelPosBias, relative_index, resize_table
 from .conv import (
+    ConvNormAct,
     Downsample,
+    FusedMBConv,
     MBConv,
     SqueezeExcite,
     fold_bn,
@@ -12,26 +14,35 @@ from .conv import (
     make_pool,
     shortcut,
 )
+from .convnext import ConvNeXtBlock
 from .drop import DropPath, drop_path, drop_path_rates
 from .head import ClassifierHead
-from .init import init_conv_fan_out, init_transformer
+from .init import init_conv_fan_out, init_hybrid, init_transformer
 from .mlp import Mlp
 from .norm import LayerNorm2d
 from .stage import build_blocks, check_layout
 from .stem import ConvStem
-from .transformer import TransformerBlock
+from .transformer import ParallelTransformerBlock, TransformerBlock
+from .window import ATTENTIONS, MultiAxisAttention, PartitionAttention, make_attention, partition, unpartition
 
 __all__ = [
     "ACTIVATIONS",
+    "ATTENTIONS",
     "get_act",
     "Attention",
     "ClassifierHead",
+    "ConvNeXtBlock",
+    "ConvNormAct",
     "ConvStem",
     "DropPath",
     "Downsample",
+    "FusedMBConv",
     "LayerNorm2d",
     "MBConv",
     "Mlp",
+    "MultiAxisAttention",
+    "ParallelTransformerBlock",
+    "PartitionAttention",
     "RelPosBias",
     "SqueezeExcite",
     "TransformerBlock",
@@ -42,10 +53,14 @@ __all__ = [
     "fold_bn",
     "fold_bn_before",
     "init_conv_fan_out",
+    "init_hybrid",
     "init_transformer",
     "make_divisible",
+    "make_attention",
     "make_pool",
+    "partition",
     "relative_index",
     "resize_table",
     "shortcut",
+    "unpartition",
 ]

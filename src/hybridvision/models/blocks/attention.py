@@ -52,10 +52,18 @@ class RelPosBias(nn.Module):
         """Bias for an h x w grid: (1, heads, N, N)."""
         table, index = self.table, self.index
         if (h, w) != self.size:
-            table = resize_table(table, (h, w))
+            table = self._table_for(h, w)
             index = relative_index(h, w, device=table.device)
         bias = table.flatten(1).index_select(1, index)  # (heads, (2h-1)(2w-1)) -> (heads, N*N)
         return bias.view(1, -1, h * w, h * w)  # (heads, N*N) -> (1, heads, N, N)
+
+    def _table_for(self, h: int, w: int) -> Tensor:
+        sh, sw = self.size
+        if not self.global_grid and h <= sh and w <= sw:
+            # A window smaller than the table's (a stage map smaller than the window): its offsets are a
+            # centred sub-range of the table, so crop rather than resample.
+            return self.table[:, sh - h : sh + h - 1, sw - w : sw + w - 1]  # (heads, 2h-1, 2w-1)
+        return resize_table(self.table, (h, w))
 
     @torch.no_grad()
     def resize_(self, size: tuple[int, int]) -> None:
@@ -85,13 +93,14 @@ class Attention(nn.Module):
         qkv_bias: bool = True,
         proj_bias: bool = True,
         rel_pos_size: tuple[int, int] | None = None,
+        rel_pos_global: bool = True,  # False: the table is window-sized (see RelPosBias)
         attn_drop: float = 0.0,
     ) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, head_dim
         inner = num_heads * head_dim
         self.qkv = nn.Linear(dim, 3 * inner, bias=qkv_bias)
-        self.rel_pos = RelPosBias(num_heads, rel_pos_size) if rel_pos_size else None
+        self.rel_pos = RelPosBias(num_heads, rel_pos_size, global_grid=rel_pos_global) if rel_pos_size else None
         self.attn_drop = attn_drop
         self.proj = nn.Linear(inner, out_dim or dim, bias=proj_bias)
 

@@ -1,4 +1,4 @@
-"""Convolution blocks: pools, shortcut downsampling, squeeze-excite, MBConv, and BatchNorm folding."""
+"""Convolution blocks: pools, shortcut downsampling, squeeze-excite, conv-BN-act, MBConv, FusedMBConv, BN folding."""
 
 from __future__ import annotations
 
@@ -198,3 +198,74 @@ class MBConv(nn.Module):
             scale, _ = _bn_scale_shift(self.pre_norm)
             return bool((scale > 0).all())
         return True
+
+
+# ---- Conv -> BN -> act, and FusedMBConv
+
+
+class ConvNormAct(nn.Module):
+    """k x k conv (no bias) -> BatchNorm -> activation; ``act=None`` leaves the activation out.
+
+    ``fuse`` folds the BatchNorm into the conv, so inference runs one conv (with bias) and the activation.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        kernel_size: int = 1,
+        *,
+        stride: int = 1,
+        act: Callable[[], nn.Module] | None = nn.GELU,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+        self.norm = nn.BatchNorm2d(out_dim)
+        self.act = act() if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        if isinstance(self.norm, nn.BatchNorm2d):
+            self.conv, self.norm = fold_bn(self.conv, self.norm), nn.Identity()
+
+
+class FusedMBConv(nn.Module):
+    """Fused inverted bottleneck (EfficientNetV2; AsCAN's C block, §3.1): ``y = x + P(SE(C(x)))``.
+
+    C is a full 3x3 conv expanding ``expand_ratio`` times, with BN and activation; SE gates the expanded
+    channels; P is a 1x1 projection with BN. No depthwise conv: dense 3x3 convs use a GPU's (and oneDNN's)
+    GEMM throughput far better. With stride 2 the 3x3 conv is strided and the shortcut is pooled and projected.
+    ``expand_from`` picks the width the expansion and the SE ratio refer to: "in" (the block input,
+    EfficientNetV2 and the paper's ``C(X)``) or "out".
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        *,
+        stride: int = 1,
+        expand_ratio: float = 4.0,
+        expand_from: str = "in",
+        se_ratio: float = 0.25,
+        act: Callable[[], nn.Module] = nn.GELU,
+        se_act: Callable[[], nn.Module] = nn.GELU,
+        pool: str = "avg2",
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if expand_from not in ("in", "out"):
+            raise ValueError(f"expand_from must be 'in' or 'out', got {expand_from!r}")
+        base = in_dim if expand_from == "in" else out_dim
+        mid = make_divisible(base * expand_ratio)
+        self.shortcut = shortcut(in_dim, out_dim, stride, pool=pool)
+        self.conv_expand = ConvNormAct(in_dim, mid, 3, stride=stride, act=act)
+        self.se = SqueezeExcite(mid, max(1, int(se_ratio * base)), act=se_act)
+        self.conv_project = ConvNormAct(mid, out_dim, 1, act=None)
+        self.drop_path = drop_path(drop_path_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.shortcut(x) + self.drop_path(self.conv_project(self.se(self.conv_expand(x))))

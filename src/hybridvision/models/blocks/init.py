@@ -7,6 +7,7 @@ Convolution blocks: EfficientNet fan-out normal. Attention blocks: Xavier-unifor
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from torch import nn
 
@@ -35,3 +36,12 @@ def init_transformer(module: nn.Module) -> None:
                     nn.init.normal_(m.bias, std=1e-6)
                 else:
                     nn.init.zeros_(m.bias)
+
+
+def init_hybrid(stem: nn.Module, stages: Iterable[nn.Module], attention_blocks: tuple[type, ...]) -> None:
+    """timm's 'vit_eff' scheme for a conv-attention trunk: fan-out normal for the stem and every conv block,
+    Xavier for every block of an ``attention_blocks`` type (each stage holds its blocks in ``.blocks``)."""
+    init_conv_fan_out(stem)
+    for stage in stages:
+        for block in stage.blocks:
+            (init_transformer if isinstance(block, attention_blocks) else init_conv_fan_out)(block)

@@ -1,4 +1,4 @@
-"""Transformer blocks on NCHW maps."""
+"""Transformer blocks on NCHW maps: sequential pre-norm (ViT, CoAtNet) and parallel (ViT-22B, AsCAN)."""
 
 from __future__ import annotations
 
@@ -55,3 +55,40 @@ class TransformerBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.shortcut(x) + self.drop_path(self.attn(self.pool(self.norm1(x))))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ParallelTransformerBlock(nn.Module):
+    """Parallel attention and MLP (ViT-22B; AsCAN's T block, §3.1): ``y = x + Attn(x^) + MLP(x^)``.
+
+    ``x^ = LN(GELU(x))``, shared by both branches (the paper's order: activation, then LayerNorm). ``attn`` is
+    any NCHW self-attention mapping ``in_dim`` to ``out_dim`` channels on the (pooled) map, e.g. from
+    ``window.make_attention``. With stride 2, ``x^`` is pooled and the shortcut is pooled and projected, as in
+    CoAtNet eq. 4; stochastic depth drops both branches together (they are one residual function).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int | None = None,
+        *,
+        attn: nn.Module,
+        stride: int = 1,
+        mlp_ratio: float = 4.0,
+        pool: str = "avg2",
+        norm_eps: float = 1e-6,
+        act: Callable[[], nn.Module] = nn.GELU,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        out_dim = out_dim or in_dim
+        self.shortcut = shortcut(in_dim, out_dim, stride, pool=pool)
+        self.act = act()
+        self.norm = LayerNorm2d(in_dim, eps=norm_eps)
+        self.pool = make_pool(pool) if stride == 2 else nn.Identity()
+        self.attn = attn
+        self.mlp = Mlp(in_dim, int(out_dim * mlp_ratio), out_dim, act=act)
+        self.drop_path = drop_path(drop_path_rate)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.pool(self.norm(self.act(x)))  # (B, C_in, H', W')
+        return self.shortcut(x) + self.drop_path(self.attn(y) + self.mlp(y))

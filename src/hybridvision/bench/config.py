@@ -1,0 +1,170 @@
+"""``BenchConfig``: what ``hybridvision bench`` measures and how (the protocol of spec §5).
+
+One config describes one setting (device, precision, layout, compile, backend, fusion) swept over models and
+batch sizes. The command line builds it (defaults < ``--quick`` < ``--config file.yaml`` < flags); library users
+build it directly. Invalid combinations raise ``ConfigError`` naming the fix when the config is made;
+``check_runtime`` adds the checks that depend on this machine (CUDA present, onnxruntime importable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..config import ConfigError
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS = ("torch", "onnxruntime")
+AGAINST = ("timm", "onnxruntime")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark setting. Latency is always batch 1; throughput is measured at every batch size."""
+
+    models: tuple[str, ...] = ()  # registered names or glob patterns ("coatnet_*"); globs skip *_test variants
+    batch_sizes: tuple[int, ...] = (1, 16, 64)  # throughput at each; latency percentiles at batch 1
+    img_size: int | None = None  # square input side; None = each model's own size
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16"
+    amp: bool = True  # bf16/fp16 through autocast (True) or with weights and inputs cast (False)
+    channels_last: bool = True  # NHWC weights and inputs (the layout our backbones run in)
+    fused: bool = True  # model.fuse() before timing: BatchNorm folded into convs (inference form)
+    compile: bool = False  # torch.compile(fullgraph=True); compile time is reported apart
+    compile_mode: str = "default"
+    compile_backend: str = "inductor"
+    backend: str = "torch"  # "torch" or "onnxruntime" (our model exported, timed through onnxruntime)
+    against: tuple[str, ...] = ()  # other implementations timed in the same run: "timm", "onnxruntime"
+    timm_names: tuple[str, ...] = ()  # extra "ours=theirs" name pairs for --against timm
+    repeats: int = 3  # measurements per model; median of repeat medians, min/max as the spread
+    isolate: bool = True  # every repeat in a fresh process (False: in this process, for debugging)
+    warmup_iters: int = 50  # warm-up lasts at least this many iterations ...
+    warmup_s: float = 2.0  # ... and at least this many seconds (whichever is longer)
+    iters: int = 200  # timed iterations per loop (at least) ...
+    min_s: float = 1.0  # ... and timed seconds (at least)
+    max_s: float = 60.0  # cap on each warm-up and timed loop, so slow models and big batches finish
+    threads: int = 0  # CPU threads for torch and onnxruntime; 0 = torch's default
+    seed: int = 0  # weights come from this seed (or from timm's model under --against timm)
+    atol: float = 1e-4  # max |difference| allowed between implementations before timing (fp32 outputs)
+    roofline: bool = True  # measure the device's GEMM peak in the same run and report the fraction reached
+    plugins: tuple[str, ...] = ()  # modules imported first in every process (e.g. ones that register models)
+    timeout_s: float = 0.0  # per measuring process; 0 = no limit
+
+    def __post_init__(self) -> None:
+        _check_choice("precision", self.precision, tuple(PRECISIONS))
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        for other in self.against:
+            _check_choice("against", other, AGAINST)
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        self._check_counts()
+        self._check_combinations()
+        for pair in self.timm_names:
+            if pair.count("=") != 1 or not all(pair.split("=")):
+                raise ConfigError(f"timm_names entries look like 'ours=theirs', got {pair!r}")
+
+    def _check_counts(self) -> None:
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
+        if self.img_size is not None and self.img_size < 1:
+            raise ConfigError(f"img_size must be positive, got {self.img_size}")
+        positive = {"repeats": self.repeats, "iters": self.iters}
+        non_negative = {"warmup_iters": self.warmup_iters, "warmup_s": self.warmup_s, "min_s": self.min_s}
+        non_negative |= {"threads": self.threads, "timeout_s": self.timeout_s, "atol": self.atol}
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        for key, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
+        if self.max_s <= 0 or self.max_s < self.min_s:
+            raise ConfigError(f"max_s ({self.max_s}) must be positive and >= min_s ({self.min_s})")
+
+    def _check_combinations(self) -> None:
+        if self.backend == "onnxruntime":
+            if self.compile:
+                raise ConfigError("--compile applies to the torch backend; drop it or use --backend torch")
+            if self.precision != "fp32":
+                raise ConfigError(
+                    "the onnxruntime backend is timed in fp32; use --precision fp32 "
+                    "(`hybridvision export --precision fp16 --check` checks an fp16 export)"
+                )
+            if "onnxruntime" in self.against:
+                raise ConfigError("--against onnxruntime compares with the torch backend; use --backend torch")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+    @property
+    def layout(self) -> str:
+        return "nhwc" if self.channels_last else "nchw"
+
+    def timm_name_map(self) -> dict[str, str]:
+        return dict(pair.split("=") for pair in self.timm_names)
+
+
+# Smoke-test bounds for CI and tests: a few iterations, one repeat, still in fresh processes.
+QUICK = dict(repeats=1, warmup_iters=2, warmup_s=0.0, iters=5, min_s=0.0, max_s=5.0)
+
+
+def quick(config: BenchConfig | None = None) -> BenchConfig:
+    """``config`` (default: the defaults) with the ``--quick`` bounds."""
+    return dataclasses.replace(config or BenchConfig(), **QUICK)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def expand_models(patterns: tuple[str, ...]) -> list[str]:
+    """Names and glob patterns -> registered names, in the order given, without duplicates."""
+    from ..registry import get_entry, list_models
+
+    if not patterns:
+        raise ConfigError("name at least one model (or a pattern such as 'coatnet_*'); see `hybridvision models`")
+    names: list[str] = []
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            matched = [n for n in list_models(pattern) if "test" in pattern or not n.endswith("_test")]
+            if not matched:
+                raise ConfigError(f"no model matches {pattern!r}; see `hybridvision models`")
+        else:
+            get_entry(pattern)  # raises KeyError with suggestions
+            matched = [pattern]
+        names += [n for n in matched if n not in names]
+    return names
+
+
+def check_runtime(config: BenchConfig) -> None:
+    """Checks that depend on this machine: the device exists, the chosen backends import."""
+    if config.device.startswith("cuda"):
+        _check_cuda(config)
+    if config.backend == "onnxruntime" or "onnxruntime" in config.against:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "onnxruntime is not installed; install it with `pip install 'hybridvision[onnx]'`"
+            ) from None
+
+
+def _check_cuda(config: BenchConfig) -> None:
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {config.device} was asked for, but torch {torch.__version__} sees no CUDA device "
+            "(torch.cuda.is_available() is False). Use --device cpu, or run on a machine with a GPU and a "
+            "CUDA build of torch."
+        )
+    index = torch.device(config.device).index or 0
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {config.device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"{torch.cuda.get_device_name(index)} does not support bf16; use --precision fp16")
