@@ -4,6 +4,7 @@ process, multi-stage init, eval, plots and the demo. Tiny model, tiny synthetic 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ def args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         *("--model", "coatnet_test", "--data.root", str(data), "--out_dir", str(out), "--threads", "1"),
         *("--batch_size", "16", "--epochs", "2", "--eval_batch_size", "128", "--log_every", "4"),
-        *("--budget_minutes", "0", "--eval_every", "1"),
+        *("--budget_minutes", "0", "--eval_every", "1", "--amp", "off"),
         *("--progress", "false", "--tensorboard", "false", "--aug.mixup_alpha", "0.8", "--aug.cutmix_alpha", "1.0"),
         *extra,
     ]
@@ -215,3 +216,14 @@ def test_divergence_is_a_clear_error(data, tmp_path, capsys):
     bad = ("--optim.lr", "1e8", "--optim.warmup_epochs", "0", "--optim.clip_grad", "0", "--log_every", "2")
     assert main(["train", *args(data, tmp_path, "--max_steps", "4", *bad)]) == 2
     assert "the loss became nan" in capsys.readouterr().err
+
+
+def test_bf16_autocast_trains(data, tmp_path):
+    from hybridvision.train.run import resolve_amp
+
+    assert (
+        resolve_amp("off", torch.device("cpu")) is None and resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16
+    )
+    run = train(in_process(data, tmp_path, "--run_name", "b", "--max_steps", "3", "--epochs", "1", "--amp", "bf16"))
+    assert run.summary["steps"] == 3 and math.isfinite(run.summary["loss"])
+    assert all(v.dtype == torch.float32 for v in weights(run.run_dir).values() if v.is_floating_point())

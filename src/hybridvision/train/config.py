@@ -96,7 +96,7 @@ class TrainConfig:
     resume: str = ""  # "auto" (the run directory's newest good checkpoint) or a run directory
     init_from: str = ""  # run directory or weights to start from (multi-stage training)
     init_ema: bool = True  # take the EMA weights of ``init_from`` when it has them
-    amp: str = "auto"  # "auto" (bf16 where the device runs it fast), "bf16", "fp16" or "off"
+    amp: str = "auto"  # "auto" (bf16 on CUDA with bf16 and on CPUs with AMX, else fp32), "bf16", "fp16", "off"
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (fullgraph)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1" ...

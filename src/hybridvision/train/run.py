@@ -69,9 +69,17 @@ def run_dir_for(cfg: TrainConfig, d: dist.Dist) -> Path:
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast dtype, or None. "auto" is bf16 on CUDA that supports it, off on CPU (slow there)."""
+    """bf16/fp16 autocast dtype, or None. "auto": bf16 where the hardware runs it fast, else fp32.
+
+    CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where a bf16
+    training step measured 1.45x the fp32 one (ascan_nano, batch 128); without AMX, bf16 matmuls are emulated
+    and up to ~100x slower than fp32, so fp32 stays.
+    """
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        return torch.bfloat16 if device.type == "cpu" and amx() else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
 
 
