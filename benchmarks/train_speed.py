@@ -9,6 +9,9 @@ median img/s with the ratio to the naive baseline. "Share of peak" = training FL
 image: forward + backward) x img/s / the fp32 GEMM peak measured in the same process. A profile of the
 default configuration, grouped by kind of work, shows where the remaining time goes.
 
+On CPUs with AMX (where ``amp: auto`` trains in bf16) a bf16-autocast row is added; its share is still taken of
+the fp32 peak, so it shows how far bf16 moves past the fp32 roofline.
+
 The allocator policy (glibc keeping freed memory, ``TrainConfig.keep_freed_memory``) is switched per
 configuration inside the one process; memory a kept-heap configuration left in glibc's free lists can still
 serve the others, so the interleaved ratio under-states that gain rather than over-stating it.
@@ -43,16 +46,18 @@ from hybridvision.train.optim import build_optimizer
 STANDIN = ("coatnet_test", dict(layout=("CC", "CC", "TTT", "TT"), dims=(32, 64, 128, 192), stem_dims=(16, 32),
                                 stem_stride=1, head_dim=32, head_hidden_dim=0))  # fmt: skip
 
-# name: (batched augmentation, channels_last, AdamW kernel, compile, host sync every step, glibc keeps freed memory)
+# name: (batched augmentation, channels_last, AdamW kernel, compile, host sync every step, glibc keeps freed memory,
+#        bf16 autocast)
 VARIANTS = {
-    "naive": (False, False, "loop", False, True, False),
-    "batched_aug": (True, False, "loop", False, True, False),
-    "channels_last": (True, True, "loop", False, True, False),
-    "fused_adamw_no_sync": (True, True, "fused", False, False, False),
-    "keep_freed_memory (train default)": (True, True, "fused", False, False, True),
-    "compile": (True, True, "fused", True, False, True),
+    "naive": (False, False, "loop", False, True, False, False),
+    "batched_aug": (True, False, "loop", False, True, False, False),
+    "channels_last": (True, True, "loop", False, True, False, False),
+    "fused_adamw_no_sync": (True, True, "fused", False, False, False, False),
+    "keep_freed_memory (fp32 train default)": (True, True, "fused", False, False, True, False),
+    "compile": (True, True, "fused", True, False, True, False),
+    "bf16_autocast (default on AMX CPUs)": (True, True, "fused", False, False, True, True),
 }
-DEFAULT = "keep_freed_memory (train default)"
+DEFAULT = "keep_freed_memory (fp32 train default)"
 
 # Block-level alternatives, measured with the train default (CoAtNet-family models only: they are config fields):
 # what the element-wise share of the profile would shrink to with cheaper activations or pooling.
@@ -113,7 +118,7 @@ class Step:
 
 
 def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Step:
-    batched, channels_last, impl, compiled, sync, heap = variant
+    batched, channels_last, impl, compiled, sync, heap, bf16 = variant
     torch.manual_seed(0)
     model = create_model(name, in_chans=1, num_classes=10, img_size=32, drop_path_rate=0.1, **kwargs)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -134,7 +139,8 @@ def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Step:
 
     def step(i: int) -> None:
         x, t = augment(i)
-        loss = aug.loss(fwd(x.contiguous(memory_format=fmt)), t)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = aug.loss(fwd(x.contiguous(memory_format=fmt)), t)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -196,7 +202,10 @@ def main() -> None:
     name, kwargs = pick_model(args.model)
     cost = model_cost(name, img_size=32, in_chans=1, num_classes=10, **kwargs)
     peak = gemm_peak_flops()
-    chosen = {k: v for k, v in VARIANTS.items() if k not in args.skip.split(",")}
+    skip = set(args.skip.split(","))
+    if not torch.cpu._is_amx_tile_supported():  # bf16 without AMX is emulated: orders of magnitude slower
+        skip.add("bf16_autocast (default on AMX CPUs)")
+    chosen = {k: v for k, v in VARIANTS.items() if k not in skip}
     steps = {k: make_step(name, kwargs, v, args.batch) for k, v in chosen.items()}
     if DEFAULT in steps and "fused_adamw_no_sync" in steps:  # the allocator A/B runs on the very same model
         steps[DEFAULT] = Step(steps[DEFAULT].prepare, steps["fused_adamw_no_sync"].run)
