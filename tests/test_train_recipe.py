@@ -36,6 +36,8 @@ def test_overrides_and_typos():
         resolve(TrainConfig, None, {"optim.lrr": "1"})
     with pytest.raises(ValueError, match="amp must be"):
         resolve(TrainConfig, None, {"amp": "fp8"})
+    with pytest.raises(ValueError, match="unknown aug.randaug_ops"):
+        resolve(TrainConfig, None, {"aug.randaug_ops": "rotate,wobble"})
     with pytest.raises(ValueError, match="one value per channel"):
         resolve(TrainConfig, None, {"data.channels": "3"})
 

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+RANDAUG_OPS = (
+    "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "identity", "autocontrast", "equalize", "invert",
+    "posterize", "solarize", "solarize_add", "color", "contrast", "brightness", "sharpness",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,9 @@ class TrainConfig:
         _check(self.distributed in ("ddp", "fsdp"), f"distributed must be ddp or fsdp, got {self.distributed!r}")
         _check(self.aug.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc/shift/none, got {self.aug.crop!r}")
         _check(self.data.dataset in ("fashion_mnist", "folder"), f"unknown data.dataset {self.data.dataset!r}")
+        _check(self.optim.impl in ("auto", "fused", "foreach", "loop"), f"unknown optim.impl {self.optim.impl!r}")
+        unknown_ops = sorted(set(self.aug.randaug_ops) - set(RANDAUG_OPS))
+        _check(not unknown_ops, f"unknown aug.randaug_ops {unknown_ops}; choose from {', '.join(RANDAUG_OPS)}")
         _check(
             len(self.data.mean) == len(self.data.std) == self.data.channels,
             f"data.mean and data.std need one value per channel ({self.data.channels}); "

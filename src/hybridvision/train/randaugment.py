@@ -15,12 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
-COLOR = (
-    "identity", "autocontrast", "equalize", "invert", "posterize", "solarize", "solarize_add", "color",
-    "contrast", "brightness", "sharpness",
-)  # fmt: skip
-OPS = GEOMETRIC + COLOR
+from .config import RANDAUG_OPS
+
+GEOMETRIC = RANDAUG_OPS[:5]  # folded into one affine resample
+OPS = RANDAUG_OPS
 
 
 def affine_sample(
