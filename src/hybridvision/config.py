@@ -65,6 +65,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return None
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value, prefix=f"{key}.")
+    if (tp is dict or typing.get_origin(tp) is dict) and isinstance(value, str):
+        value = yaml.safe_load(value) or {}  # --model_kwargs '{dims: [32, 64]}'
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping such as '{{name: value}}', got {value!r}")
     origin = typing.get_origin(tp)
     if origin is tuple or tp is tuple:
         if isinstance(value, str):  # "a,b", "a b" and (for layouts) "CC-CCCT-CTTT" all split
@@ -127,7 +131,11 @@ def replace(config: T, **overrides: Any) -> T:
             raise ConfigError(f"unknown option {key!r} for {type(config).__name__}.{suggest(key, names)}")
     values = {k: _coerce(v, hints[k], k) for k, v in flat.items()}
     for key, sub in nested.items():
-        values[key] = replace(getattr(config, key), **sub)
+        current = values.get(key, getattr(config, key))
+        if isinstance(current, dict):  # a free-form mapping field (e.g. model kwargs): merge the keys
+            values[key] = {**current, **sub}
+        else:
+            values[key] = replace(current, **sub)
     return dataclasses.replace(config, **values)
 
 

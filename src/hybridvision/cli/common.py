@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from rich.console import Console
 from rich.table import Table
+
+from ..config import add_config_args, describe_fields, parse_overrides
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -26,3 +29,18 @@ def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def add_typed_config(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config``/``--dry-run``, and every key of the config dataclass ``cls`` listed in ``--help``."""
+    add_config_args(parser)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(cls))
+
+
+def config_overrides(tokens: list[str]) -> dict[str, str]:
+    """``--key value`` flags as config overrides; ``--data DIR`` is short for ``--data.root DIR``."""
+    overrides = parse_overrides(tokens)
+    if "data" in overrides:
+        overrides["data.root"] = overrides.pop("data")
+    return overrides

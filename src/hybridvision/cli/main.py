@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("hybridvision.cli.bench", "latency, throughput, memory: reproducible, against timm / onnxruntime"),
     "export": ("hybridvision.cli.export", "export to ONNX and check the file in onnxruntime"),
     "plot": ("hybridvision.cli.plot", "throughput vs MACs (or accuracy) figure from bench results"),
+    "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
+    "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),
+    "plot-run": ("hybridvision.cli.plot_run", "draw a run's loss and accuracy curves to PNG"),
+    "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
 }
 
 USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
