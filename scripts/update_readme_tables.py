@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Rewrite the README's results section from the bench CSV files in results/ (never hand-typed numbers).
+"""Rewrite the README's generated sections: speed tables from results/*.csv, model sizes from the registry.
 
 python scripts/update_readme_tables.py            # rewrite README.md
 python scripts/update_readme_tables.py --check    # exit 1 if README.md is out of date
@@ -14,7 +14,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from hybridvision.bench.report import result_files, results_markdown, update_section  # noqa: E402
+from hybridvision.bench.report import (  # noqa: E402
+    SIZES_BEGIN,
+    SIZES_END,
+    result_files,
+    results_markdown,
+    sizes_markdown,
+    update_section,
+)
 from hybridvision.checkpoint import atomic_write  # noqa: E402
 
 
@@ -27,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     text = args.readme.read_text()
     files = result_files(args.results)
     new = update_section(text, results_markdown(files))
+    if SIZES_BEGIN in new:  # the registry's sizes table, where the README asks for it
+        new = update_section(new, sizes_markdown(), SIZES_BEGIN, SIZES_END)
     if args.check:
         if new != text:
             print(f"{args.readme} is out of date; run scripts/update_readme_tables.py", file=sys.stderr)
