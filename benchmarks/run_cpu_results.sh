@@ -18,11 +18,13 @@ PY="${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
 MODELS="${MODELS:-*}"
 OUT_DIR="${OUT_DIR:-results}"
 
-# shellcheck disable=SC2086  # MODELS may hold several names or patterns
+# shellcheck disable=SC2086  # MODELS may hold several names or patterns: globs for `hybridvision bench`, not the shell
+set -f
 "$PY" -m hybridvision bench $MODELS --device cpu --precision fp32 --channels-last --fused \
   --batch-sizes "${BATCH_SIZES:-1,16}" --repeats "${REPEATS:-3}" \
   --warmup-iters 50 --warmup-s 2 --iters 200 --min-s 1 --max-s "${MAX_S:-30}" \
   --against onnxruntime --save-dir "$OUT_DIR" "$@"
+set +f
 
 if [ "$OUT_DIR" = results ]; then
   "$PY" scripts/update_readme_tables.py

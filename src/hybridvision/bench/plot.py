@@ -71,22 +71,24 @@ def _figure(rows: list[dict[str, Any]], acc: dict[str, float | None] | None, bat
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 6))
     largest = max(r["params"] for r in rows)
     series: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         label = row["impl"] if row["backend"] == "torch" else f"{row['impl']} ({row['backend']})"
         series.setdefault(label, []).append(row)
-    for label, points in series.items():
+    for i, (label, points) in enumerate(series.items()):
         xs = [p["throughput_img_s"] for p in points]
         ys = [acc[p["model"]] if acc else p["macs"] / 1e9 for p in points]
         sizes = [30 + 600 * p["params"] / largest for p in points]
         ax.scatter(xs, ys, s=sizes, alpha=0.6, label=label, edgecolors="black", linewidths=0.5)
-        for p, xv, yv in zip(points, xs, ys):
+        for p, xv, yv in zip(points, xs, ys) if i == 0 else ():  # names once, on the first implementation
             ax.annotate(p["model"], (xv, yv), textcoords="offset points", xytext=(6, 4), fontsize=8)
     xs = [r["throughput_img_s"] for r in rows]
     if max(xs) / min(xs) > 10:
         ax.set_xscale("log")
+    if not acc and max(r["macs"] for r in rows) / min(r["macs"] for r in rows) > 30:
+        ax.set_yscale("log")
     first = rows[0]
     ax.set_xlabel(f"throughput (img/s) at batch {batch}, {first['precision']}, {first['device']}")
     ax.set_ylabel("ImageNet-1k top-1 (%) from model cards" if acc else "GMACs per image")

@@ -220,6 +220,11 @@ def _num(value: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _ratio(value: float | None) -> str:
+    """A ratio with three significant digits, so a small one does not print as 0.00x."""
+    return "-" if value is None else f"{value:.3g}x"
+
+
 _RATIO_COLS = [
     "model",
     "other",
@@ -250,8 +255,8 @@ def ratio_rows(rows: list[dict], backend: str = "torch") -> list[list[str]]:
                 str(r["batch_size"]),
                 _num(ref["throughput_img_s"]),
                 _num(r["throughput_img_s"]),
-                f"{r['rel_throughput']:.2f}x",
-                "-" if r["rel_latency_p50"] is None else f"{r['rel_latency_p50']:.2f}x",
+                _ratio(r["rel_throughput"]),
+                _ratio(r["rel_latency_p50"]),
                 "-" if diff is None else f"{diff:.1e}",
             ]
         )
