@@ -82,7 +82,9 @@ def _figure(rows: list[dict[str, Any]], acc: dict[str, float | None] | None, bat
         ys = [acc[p["model"]] if acc else p["macs"] / 1e9 for p in points]
         sizes = [30 + 600 * p["params"] / largest for p in points]
         ax.scatter(xs, ys, s=sizes, alpha=0.6, label=label, edgecolors="black", linewidths=0.5)
-        for p, xv, yv in zip(points, xs, ys) if i == 0 else ():  # names once, on the first implementation
+        if i > 0:
+            continue  # model names once, on the first implementation's points
+        for p, xv, yv in zip(points, xs, ys):
             ax.annotate(p["model"], (xv, yv), textcoords="offset points", xytext=(6, 4), fontsize=8)
     xs = [r["throughput_img_s"] for r in rows]
     if max(xs) / min(xs) > 10:

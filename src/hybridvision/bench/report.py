@@ -113,9 +113,10 @@ def sizes_markdown() -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in list_models():
-        if name.endswith("_test") or "study_of" in get_entry(name).card:
+        card = get_entry(name).card
+        if name.endswith("_test") or "study_of" in card:
             continue
-        card, cost = get_entry(name).card, model_cost(name)
+        cost = model_cost(name)
         paper_p = f"{card['paper_params_m']}M" if "paper_params_m" in card else ""
         paper_m = f"{card['paper_gmacs']}G" if "paper_gmacs" in card else ""
         macs = f"{cost.macs / 1e9:.3f}G" if cost.macs >= 1e8 else f"{cost.macs / 1e6:.1f}M"

@@ -220,11 +220,7 @@ def _num(value: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _ratio(value: float | None) -> str:
-    """A ratio with three significant digits, so a small one does not print as 0.00x."""
-    return "-" if value is None else f"{value:.3g}x"
-
-
+RATIO_FMT = "{:.3g}x"  # three significant digits, so a small ratio does not print as 0.00x
 _RATIO_COLS = [
     "model",
     "other",
@@ -255,8 +251,8 @@ def ratio_rows(rows: list[dict], backend: str = "torch") -> list[list[str]]:
                 str(r["batch_size"]),
                 _num(ref["throughput_img_s"]),
                 _num(r["throughput_img_s"]),
-                _ratio(r["rel_throughput"]),
-                _ratio(r["rel_latency_p50"]),
+                _num(r["rel_throughput"], RATIO_FMT),
+                _num(r["rel_latency_p50"], RATIO_FMT),
                 "-" if diff is None else f"{diff:.1e}",
             ]
         )
