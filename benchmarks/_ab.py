@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import torch
 
-from hybridvision.bench.env import environment
 from hybridvision.bench.timing import Timing, time_fn
-from hybridvision.checkpoint import save_json
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
 
 EFFICIENTMOD = ("efficientmod_xxs", "efficientmod_xs", "efficientmod_s", "efficientmod_s_conv")
 

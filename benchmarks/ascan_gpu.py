@@ -19,9 +19,9 @@ import time
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.env import environment
 from hybridvision.bench.timing import time_forward
-from hybridvision.checkpoint import save_json
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
 
 log = logging.getLogger("ascan_gpu")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}

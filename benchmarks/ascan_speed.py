@@ -19,10 +19,10 @@ import logging
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.env import environment
-from hybridvision.bench.macs import model_cost
 from hybridvision.bench.timing import gemm_peak_flops, time_forward
-from hybridvision.checkpoint import save_json
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
+from hybridvision.profile import model_cost
 
 log = logging.getLogger("ascan_speed")
 DEFAULT_MODELS = "ascan_*,coatnet_0,efficientmod_s"

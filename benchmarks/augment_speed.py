@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hybridvision.bench.env import environment
+from hybridvision.env import environment
 from hybridvision.train.augment import Augment
 from hybridvision.train.config import AugConfig
 

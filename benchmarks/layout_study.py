@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.env import environment
-from hybridvision.checkpoint import save_json
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
 
 FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 

@@ -15,11 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from hybridvision.checkpoint import save_json
 from hybridvision.config import parse_overrides, resolve
+from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV
+from hybridvision.engine.report import plot_curves
+from hybridvision.fileio import save_json
 from hybridvision.train import TrainConfig, train
-from hybridvision.train.metrics import EVAL_CSV, TRAIN_CSV
-from hybridvision.train.report import plot_curves
 
 
 def main(recipe: str, *flags: str) -> Path:

@@ -22,7 +22,7 @@ from hybridvision.bench.report import (  # noqa: E402
     sizes_markdown,
     update_section,
 )
-from hybridvision.checkpoint import atomic_write  # noqa: E402
+from hybridvision.fileio import atomic_write  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

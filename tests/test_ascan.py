@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.macs import model_cost
 from hybridvision.cli.main import main as cli
 from hybridvision.models import InputError
 from hybridvision.models.ascan import AsCANConfig
@@ -20,6 +19,7 @@ from hybridvision.models.blocks import (
     PartitionAttention,
     RelPosBias,
 )
+from hybridvision.profile import model_cost
 
 STUDY = {
     "ascan_t": dict(layout=("CC", "CCCT", "CCTT", "CTTT")),

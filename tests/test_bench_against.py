@@ -11,8 +11,9 @@ import textwrap
 import pytest
 import torch
 
-from hybridvision.bench.against import TIMM_NAMES, import_timm, plan_jobs
+from hybridvision.bench.against import plan_jobs
 from hybridvision.bench.config import quick
+from hybridvision.bench.jobs import import_timm, timm_name
 from hybridvision.bench.runner import run_bench
 
 # A stand-in for timm: `create_model` returns a model with timm's calling convention. "coatnet_test_timm" is our
@@ -107,10 +108,15 @@ def test_model_without_a_timm_equivalent_is_a_note(fake_timm, tmp_path):
     assert "no timm model shares its weights (add --timm-name)" in plan.notes[0]
 
 
-def test_timm_names_cover_the_shared_weight_layouts():
+def test_timm_twins_come_from_model_cards():
     import hybridvision as hv
 
-    assert set(TIMM_NAMES) <= set(hv.list_models()) and TIMM_NAMES["coatnet_0_rw_224"] == "coatnet_0_rw_224"
+    twins = {n: hv.get_entry(n).card["timm_twin"] for n in hv.list_models() if "timm_twin" in hv.get_entry(n).card}
+    assert twins == {"coatnet_0_rw_224": "coatnet_0_rw_224", "coatnet_nano_rw_224": "coatnet_nano_rw_224"}
+    assert timm_name("coatnet_0_rw_224", quick()) == "coatnet_0_rw_224"
+    assert timm_name("coatnet_0", quick()) is None
+    config = dataclasses.replace(quick(), timm_names=("coatnet_0=coatnet_0_224",))
+    assert timm_name("coatnet_0", config) == "coatnet_0_224"
 
 
 def test_onnxruntime_backend_is_the_primary_measurement():

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import hybridvision as hv
-from hybridvision.checkpoint import CheckpointError, atomic_write, read_state_dict
+from hybridvision.checkpoint import CheckpointError, read_state_dict
+from hybridvision.fileio import atomic_write
 
 TIMM_NAMES = [
     ("conv_expand.", "conv1_1x1."),

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.macs import model_cost
 from hybridvision.models import InputError
 from hybridvision.models.blocks import RelPosBias
+from hybridvision.profile import model_cost
 
 TEST_MODELS = hv.list_models("*_test")
 ALL_MODELS = hv.list_models()

@@ -9,17 +9,10 @@ import pytest
 import torch
 from synthetic_data import class_images, write_fmnist_like, write_idx, write_image_folder
 
+from hybridvision.data import DataError, fit_size, read_idx
+from hybridvision.engine.order import OrderError, epoch_order, eval_batches, micro_batches, steps_per_epoch
 from hybridvision.train.config import DataConfig
-from hybridvision.train.data import (
-    DataError,
-    epoch_order,
-    eval_batches,
-    fit_size,
-    load_split,
-    micro_batches,
-    read_idx,
-    steps_per_epoch,
-)
+from hybridvision.train.data import load_split
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -84,10 +77,10 @@ def test_order_and_micro_batches():
     assert not torch.equal(a, epoch_order(100, seed=1, epoch=3))
     chunks = micro_batches(a, step=1, batch_size=8, chunks=2)
     assert chunks == [a[8:12].tolist(), a[12:16].tolist()]
-    with pytest.raises(DataError, match="divisible"):
+    with pytest.raises(OrderError, match="divisible"):
         micro_batches(a, 0, 10, 4)
     assert steps_per_epoch(100, 32) == 3
-    with pytest.raises(DataError, match="fewer than one batch"):
+    with pytest.raises(OrderError, match="fewer than one batch"):
         steps_per_epoch(10, 32)
     shares = [eval_batches(10, 3, r, 2) for r in range(2)]
     assert sorted(i for s in shares for b in s for i in b) == list(range(10))

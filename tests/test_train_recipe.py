@@ -10,10 +10,11 @@ import torch
 
 import hybridvision as hv
 from hybridvision.config import ConfigError, from_dict, parse_overrides, resolve, to_dict
-from hybridvision.train.config import EmaConfig, OptimConfig, TrainConfig
-from hybridvision.train.ema import ModelEma
-from hybridvision.train.optim import build_optimizer, param_groups
-from hybridvision.train.schedule import Schedule, lr_at
+from hybridvision.engine.config import EmaConfig, OptimConfig
+from hybridvision.engine.ema import ModelEma
+from hybridvision.engine.optim import build_optimizer, param_groups
+from hybridvision.engine.schedule import Schedule, lr_at
+from hybridvision.train.config import TrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
 
@@ -103,7 +104,7 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_csv_log_drops_rows_after_the_resumed_step(tmp_path):
-    from hybridvision.train.metrics import CsvLog, read_csv
+    from hybridvision.engine.logs import CsvLog, read_csv
 
     path = tmp_path / "log.csv"
     log = CsvLog(path)

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import assert_same, kill_after_checkpoint, spawn, torchrun, weights
 from safetensors.torch import load_file
 from synthetic_data import write_fmnist_like
 
 import hybridvision as hv
 from hybridvision.cli.main import main
 from hybridvision.config import parse_overrides, resolve
+from hybridvision.engine.checkpoint import checkpoint_dirs, latest_good
 from hybridvision.train import TrainConfig, train
-from hybridvision.train.checkpoint import checkpoint_dirs, latest_good
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture(scope="module")
@@ -41,43 +35,17 @@ def args(data: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def cli(argv: list[str], **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hybridvision", "train", *argv], env=env, **kw)
-
-
-def weights(run: Path, name: str = "model.safetensors") -> dict[str, torch.Tensor]:
-    return load_file(str(run / "final" / name))
-
-
-def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 0.0) -> None:
-    assert a.keys() == b.keys()
-    for k in a:
-        if atol == 0.0:
-            assert torch.equal(a[k], b[k]), f"{k} differs (max {(a[k].float() - b[k].float()).abs().max():.3g})"
-        else:
-            torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
-
-
 def in_process(data: Path, out: Path, *extra: str) -> TrainConfig:
     return resolve(TrainConfig, None, parse_overrides(args(data, out, *extra)))
 
 
 def test_sigkill_then_resume_is_bit_exact(data, tmp_path):
-    full = cli(args(data, tmp_path, "--run_name", "full"))
+    full = spawn(args(data, tmp_path, "--run_name", "full"))
     # The interrupted run: killed with SIGKILL once a checkpoint past step 8 exists, long before its 64 steps end.
     killed_argv = args(data, tmp_path, "--run_name", "killed", "--ckpt_every", "4")
-    proc = cli(killed_argv)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = checkpoint_dirs(tmp_path / "killed")
-        if done and int(done[0].name[5:]) >= 8:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    kill_after_checkpoint(spawn(killed_argv), tmp_path / "killed", step=8)
     assert not (tmp_path / "killed" / "final").exists()
-    assert cli([*killed_argv, "--resume", "auto"]).wait() == 0
+    assert spawn([*killed_argv, "--resume", "auto"]).wait() == 0
     assert full.wait() == 0
     assert_same(weights(tmp_path / "full"), weights(tmp_path / "killed"))
     ema = "model_ema.safetensors"
@@ -104,13 +72,6 @@ def test_truncated_checkpoint_falls_back(data, tmp_path, caplog):
     assert_same(reference, weights(run))
 
 
-def torchrun(argv: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run([*cmd, "-m", "hybridvision", "train", *argv], env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 @pytest.mark.parametrize("launch", ["ddp", "fsdp"])
 def test_two_processes_match_one_process(data, tmp_path, launch):
     # FSDP shards only contiguous weights: compare it with a one-process run of the same weight layout.
@@ -133,7 +94,7 @@ def test_two_processes_match_one_process(data, tmp_path, launch):
 
 
 def _model_like(run: Path) -> torch.nn.Module:
-    from hybridvision.checkpoint import load_model
+    from hybridvision.hub import load_model
 
     return load_model(run / "final")
 
@@ -219,7 +180,7 @@ def test_divergence_is_a_clear_error(data, tmp_path, capsys):
 
 
 def test_bf16_autocast_trains(data, tmp_path):
-    from hybridvision.train.run import resolve_amp
+    from hybridvision.engine.run import resolve_amp
 
     assert (
         resolve_amp("off", torch.device("cpu")) is None and resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16

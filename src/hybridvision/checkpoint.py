@@ -3,25 +3,21 @@
 - Our format: a directory with ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json``.
 - Foreign files: safetensors, or pickled ``.pth``/``.pth.tar`` read with ``torch.load(weights_only=True)`` and
   only the classes in ``SAFE_GLOBALS`` allowed; anything else is refused with a message, never executed.
-- Every file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+- Writing (atomic) lives in ``fileio``; our own format (``save_pretrained`` / ``load_model``) in ``hub``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from .models.blocks.attention import resize_table
@@ -38,50 +34,6 @@ CONFIG_NAME = "config.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; the message says why and what to do."""
-
-
-# ---- Atomic writes
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())  # mkstemp makes 0600
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, racing other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def save_tensors(tensors: dict[str, Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(plain, tmp, metadata=metadata))
-
-
-def save_json(data: Any, path: str | Path) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-
-    atomic_write(path, write)
 
 
 # ---- Reading
@@ -199,34 +151,3 @@ def adapt_input_conv(weight: Tensor, in_chans: int) -> Tensor:
         reps = -(-in_chans // w.shape[1])
         out = w.repeat(1, reps, 1, 1)[:, :in_chans] * (w.shape[1] / in_chans)  # (O, in_chans, k, k)
     return out.to(weight.dtype)
-
-
-# ---- Our format
-
-
-def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | None = None) -> Path:
-    """Write ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json`` to ``directory``."""
-    from .registry import model_config_dict
-
-    directory = Path(directory)
-    save_tensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
-    if ema is not None:
-        save_tensors(ema.state_dict(), directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
-    save_json(model_config_dict(model), directory / CONFIG_NAME)
-    return directory
-
-
-def load_model(directory: str | Path, *, use_ema: bool = True, **overrides: Any) -> nn.Module:
-    """Rebuild a model saved with ``save_pretrained`` (config and weights)."""
-    from .registry import create_model
-
-    directory = Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_NAME}; was it written by save_pretrained?")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-        name, saved = cfg["model"], cfg.get("overrides", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{cfg_path} is not a valid model config: {e}") from None
-    return create_model(name, pretrained=directory, pretrained_ema=use_ema, **{**saved, **overrides})

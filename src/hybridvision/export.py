@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

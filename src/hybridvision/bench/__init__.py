@@ -1,9 +1,9 @@
 """Measuring models: MACs and parameters (``macs``), and the latency/throughput harness behind
 ``hybridvision bench`` (``BenchConfig`` -> ``run_bench`` -> rows; ``measure`` is the timing core)."""
 
+from ..env import environment
+from ..profile import ModelCost, count_macs, count_params, model_cost
 from .config import BenchConfig
-from .env import environment
-from .macs import ModelCost, count_macs, count_params, model_cost
 from .measure import Bounds, measure
 from .results import ROW_FIELDS, read_rows, write_csv, write_json
 from .runner import BenchResult, run_bench

@@ -13,24 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..checkpoint import save_tensors
-from ..registry import create_model
+from ..fileio import save_tensors
+from ..hub import create_model
 from .config import BenchConfig
-from .worker import Job
+from .jobs import Job, import_timm, timm_name
 
 log = logging.getLogger(__name__)
-
-# Our names whose timm counterparts share weights (same architecture, keys mapped by convert_state_dict).
-TIMM_NAMES = {
-    "coatnet_nano_rw_224": "coatnet_nano_rw_224",
-    "coatnet_0_rw_224": "coatnet_0_rw_224",
-}
 
 
 class ParityError(RuntimeError):
@@ -44,19 +37,6 @@ class Plan:
     jobs: list[Job]
     parity: dict[tuple[str, str], float] = field(default_factory=dict)  # (impl, backend) -> max |diff|
     notes: list[str] = field(default_factory=list)
-
-
-def import_timm() -> tuple[ModuleType | None, str]:
-    """(timm, '') or (None, why not)."""
-    try:
-        import timm
-    except Exception as e:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError on CPU-only machines
-        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    return timm, ""
-
-
-def timm_name(name: str, config: BenchConfig) -> str | None:
-    return (TIMM_NAMES | config.timm_name_map()).get(name)
 
 
 def plan_jobs(name: str, chw: tuple[int, int, int], config: BenchConfig, workdir: Path) -> Plan:

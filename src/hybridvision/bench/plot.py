@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write
+from ..figures import pyplot, save_png
 
 Y_CHOICES = ("auto", "macs", "accuracy")
 
@@ -60,16 +60,11 @@ def plot_rows(
         raise ValueError(f"no top-1 accuracy on the model card of {', '.join(missing)}; use y='macs'")
     fig = _figure(ok, acc if use_acc else None, batch, title)
     out = Path(out)
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
-    _close(fig)
-    return out
+    return save_png(fig, out, dpi=150)
 
 
 def _figure(rows: list[dict[str, Any]], acc: dict[str, float | None] | None, batch: int, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 6))
     largest = max(r["params"] for r in rows)
@@ -101,9 +96,3 @@ def _figure(rows: list[dict[str, Any]], acc: dict[str, float | None] | None, bat
         for handle in legend.legend_handles:
             handle.set_sizes([40])  # legend markers at one size, not the first point's
     return fig
-
-
-def _close(fig: Any) -> None:
-    from matplotlib import pyplot as plt
-
-    plt.close(fig)

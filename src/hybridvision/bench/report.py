@@ -105,8 +105,8 @@ SIZES_END = "<!-- model-sizes:end -->"
 
 def sizes_markdown() -> str:
     """Params and MACs at each model's native size for every named model, beside its paper's figures."""
+    from ..profile import model_cost
     from ..registry import get_entry, list_models
-    from .macs import model_cost
 
     lines = [
         "| model | params | paper | MACs | paper | input |",

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write, save_json
 from ..config import to_dict
+from ..env import ENV_FIELDS
+from ..fileio import atomic_write, save_json
 from .config import BenchConfig
-from .env import ENV_FIELDS
 
 SCHEMA = "hybridvision.bench/1"
 

@@ -23,14 +23,15 @@ from typing import Any
 
 import torch
 
+from ..env import environment
+from ..profile import model_cost
 from ..registry import get_entry
 from .against import plan_jobs
 from .config import BenchConfig, check_runtime, expand_models
-from .env import environment
-from .macs import model_cost
+from .jobs import Job
 from .results import new_row, with_environment
 from .timing import gemm_peak_flops
-from .worker import RESULT_MARKER, Job, job_payload, run_job
+from .worker import RESULT_MARKER, job_payload, run_job
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the directory holding `hybridvision/`
 

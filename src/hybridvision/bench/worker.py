@@ -12,34 +12,20 @@ import importlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..config import from_dict, to_dict
+from ..env import environment
 from .config import BenchConfig
-from .env import environment
+from .jobs import Job
 from .measure import Bounds, make_input, measure, onnx_runner, prepare_model, torch_runner
 from .memory import MemoryMeter
 from .timing import device_sync
 
 RESULT_MARKER = "HYBRIDVISION_BENCH_RESULT "
-
-
-@dataclass(frozen=True)
-class Job:
-    """One model under one implementation and backend, measured once at every batch size."""
-
-    model: str  # our registered name (timm jobs time the timm model that matches it)
-    input_chw: tuple[int, int, int]
-    impl: str = "hybridvision"  # "hybridvision" or "timm"
-    backend: str = "torch"  # "torch" or "onnxruntime"
-    weights: str | None = None  # safetensors file shared with the other implementations (None: seeded init)
-    timm_name: str | None = None
-    onnx_path: str | None = None
-    repeat: int = 0
 
 
 def setup_process(config: BenchConfig) -> None:
@@ -63,7 +49,7 @@ def build_model(job: Job, config: BenchConfig) -> torch.nn.Module:
     if job.impl == "timm":
         from safetensors.torch import load_file
 
-        from .against import import_timm
+        from .jobs import import_timm
 
         timm, reason = import_timm()
         if timm is None:
@@ -72,7 +58,7 @@ def build_model(job: Job, config: BenchConfig) -> torch.nn.Module:
         if job.weights:
             model.load_state_dict(load_file(job.weights), strict=True)
         return model
-    from ..registry import create_model
+    from ..hub import create_model
 
     return create_model(job.model, pretrained=job.weights, **img)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..apps.demo import DemoConfig
 from ..config import dump_yaml, parse_overrides, resolve
-from ..train.demo import DemoConfig
 from .common import add_typed_config, console
 
 ACCEPTS_OVERRIDES = True
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.demo import quick_config, run_demo
+    from ..apps.demo import quick_config, run_demo
 
     cfg = resolve(DemoConfig, args.config, parse_overrides(args.overrides))
     if args.dry_run:

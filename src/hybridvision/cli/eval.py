@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..checkpoint import save_json
 from ..config import dump_yaml, flatten, load_file, replace
+from ..fileio import save_json
 from ..train.config import EvalConfig
 from .common import add_typed_config, config_overrides, console, table
 

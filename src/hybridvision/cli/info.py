@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..bench.macs import model_cost
 from ..config import to_dict
+from ..profile import model_cost
 from ..registry import get_config, get_entry
 from .common import console, giga, millions, table
 

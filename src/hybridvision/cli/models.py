@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..bench.macs import model_cost
+from ..profile import model_cost
 from ..registry import get_entry, list_models
 from .common import console, giga, millions, table
 

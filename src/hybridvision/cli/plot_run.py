@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.report import plot_curves
+    from ..engine.report import plot_curves
 
     runs = [Path(r) for r in args.runs]
     for r in runs:

@@ -10,10 +10,10 @@ import argparse
 import dataclasses
 
 from ..bench.config import BenchConfig
-from ..bench.env import environment
-from ..bench.macs import model_cost
 from ..bench.runner import run_bench
-from ..checkpoint import save_json
+from ..env import environment
+from ..fileio import save_json
+from ..profile import model_cost
 from ..registry import list_models
 from .common import console, giga, millions, table
 

@@ -302,7 +302,13 @@ register(
     ),
     family="coatnet",
     description="timm coatnet_nano_rw_224 layout (timm weights load)",
-    card={"timm_params_m": 15.14, "timm_top1": 81.70, **_TIMM_DATA, "crop_pct": 0.9},
+    card={
+        "timm_twin": "coatnet_nano_rw_224",
+        "timm_params_m": 15.14,
+        "timm_top1": 81.70,
+        **_TIMM_DATA,
+        "crop_pct": 0.9,
+    },
 )
 register(
     "coatnet_0_rw_224",
@@ -319,5 +325,5 @@ register(
     ),
     family="coatnet",
     description="timm coatnet_0_rw_224 layout (timm weights load)",
-    card={"timm_params_m": 27.44, "timm_top1": 82.40, **_TIMM_DATA, "crop_pct": 0.95},
+    card={"timm_twin": "coatnet_0_rw_224", "timm_params_m": 27.44, "timm_top1": 82.40, **_TIMM_DATA, "crop_pct": 0.95},
 )

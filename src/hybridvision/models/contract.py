@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .blocks.attention import RelPosBias
 from .blocks.drop import drop_path_rates
-from .blocks.stage import BlockFactory, build_blocks
+from .blocks.stage import BlockFactory, Stage, build_blocks
 
 
 class InputError(ValueError):
@@ -83,24 +83,6 @@ class BackboneProtocol(Protocol):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor: ...
     def forward_intermediates(self, x: Tensor, indices: int | Sequence[int] | None = None) -> list[Tensor]: ...
     def reset_classifier(self, num_classes: int) -> None: ...
-
-
-class Stage(nn.Module):
-    """A stage: an optional downsample module, then blocks run in order (NCHW in and out)."""
-
-    def __init__(self, blocks: Sequence[nn.Module], downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.downsample = downsample if downsample is not None else nn.Identity()
-        self.blocks = nn.Sequential(*blocks)
-        self.grad_checkpointing = False
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.downsample(x)
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            from torch.utils.checkpoint import checkpoint_sequential
-
-            return checkpoint_sequential(self.blocks, len(self.blocks), x, use_reentrant=False)
-        return self.blocks(x)
 
 
 def build_stages(

@@ -1,6 +1,17 @@
-"""Classification training: typed configs, batched augmentation, resumable multi-process runs, reports."""
+"""Classification training: the classification task of the engine, its configs, data and batched augmentation."""
 
-from .config import AugConfig, DataConfig, EmaConfig, EvalConfig, OptimConfig, TrainConfig
-from .run import RunResult, train
+from ..engine import EmaConfig, OptimConfig, RunResult
+from .config import AugConfig, DataConfig, EvalConfig, TrainConfig
+from .task import Classification, train
 
-__all__ = ["AugConfig", "DataConfig", "EmaConfig", "EvalConfig", "OptimConfig", "RunResult", "TrainConfig", "train"]
+__all__ = [
+    "AugConfig",
+    "Classification",
+    "DataConfig",
+    "EmaConfig",
+    "EvalConfig",
+    "OptimConfig",
+    "RunResult",
+    "TrainConfig",
+    "train",
+]

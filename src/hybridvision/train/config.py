@@ -1,7 +1,9 @@
-"""Typed training configuration. The defaults are the 30-minute Fashion-MNIST ``ascan_nano`` recipe (2 CPU cores).
+"""Typed classification-training configuration. Defaults: the 30-minute Fashion-MNIST ``ascan_nano`` recipe.
 
-Every field can be set from a YAML file (``--config recipe.yaml``) or a flag (``--optim.lr 1e-3``); the resolved
-config is printed by ``--dry-run`` and saved as ``config.yaml`` in every run directory.
+``TrainConfig`` is the engine's ``RunConfig`` (length, batch, precision, checkpoints, optimizer, EMA) plus the
+classification fields (model options, data, augmentation). Every field can be set from a YAML file
+(``--config recipe.yaml``) or a flag (``--optim.lr 1e-3``); the resolved config is printed by ``--dry-run`` and
+saved as ``config.yaml`` in every run directory.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+from ..data import FASHION_MNIST_DIR
+from ..engine.config import RunConfig, check
+
 RANDAUG_OPS = (
     "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "identity", "autocontrast", "equalize", "invert",
     "posterize", "solarize", "solarize_add", "color", "contrast", "brightness", "sharpness",
@@ -60,78 +64,24 @@ class AugConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with warm-up and cosine decay; no weight decay on norms, biases and position tables."""
-
-    lr: float = 2e-3  # peak learning rate at ``batch_size`` (not rescaled)
-    min_lr: float = 1e-5
-    warmup_lr: float = 1e-5
-    warmup_epochs: float = 0.5
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    clip_grad: float = 1.0  # max global gradient norm (0 = off)
-    accum_steps: int = 1  # micro-batches per optimizer step (the batch is split, not multiplied)
-    impl: str = "auto"  # AdamW kernel: "auto" (fused where supported), "fused", "foreach", "loop"
-
-
-@dataclass(frozen=True)
-class EmaConfig:
-    decay: float = 0.999  # per optimizer step; 0 turns EMA off
-    warmup: bool = True  # decay ramps up as (1 + step) / (10 + step) early on (timm's ModelEmaV3)
-    every: int = 1  # update every N optimizer steps
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run."""
+class TrainConfig(RunConfig):
+    """One classification training run (the engine's fields, then the model, data and augmentation)."""
 
     model: str = "ascan_nano"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model overrides (layout, dims ...)
     img_size: int = 32  # images are padded (or resized) to this size
     drop_path_rate: float = 0.05  # stochastic depth at the deepest block
-    epochs: int = 12
-    budget_minutes: float = 30.0  # > 0: end cleanly when this much training time is spent; lr follows the budget
-    batch_size: int = 128  # images per optimizer step, over all processes and micro-batches
-    eval_batch_size: int = 500
-    seed: int = 0
-    out_dir: str = "runs"  # run directories go here as <index>-<model>
-    run_name: str = ""  # fixed run directory name instead of the auto-numbered one
-    resume: str = ""  # "auto" (the run directory's newest good checkpoint) or a run directory
-    init_from: str = ""  # run directory or weights to start from (multi-stage training)
-    init_ema: bool = True  # take the EMA weights of ``init_from`` when it has them
-    amp: str = "auto"  # "auto" (bf16 on CUDA with bf16 and on CPUs with AMX, else fp32), "bf16", "fp16", "off"
-    channels_last: bool = True
-    compile: bool = False  # torch.compile the model (fullgraph)
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1" ...
-    distributed: str = "ddp"  # under torchrun: "ddp" or "fsdp" (sharded, for models that do not fit)
-    threads: int = 0  # torch intra-op threads (0 = torch's default)
-    keep_freed_memory: bool = True  # glibc reuses freed activations instead of unmapping them (CPU: ~1.5x img/s)
-    log_every: int = 20  # optimizer steps between progress/CSV rows
-    eval_every: int = 2  # epochs between evaluations (the last epoch is always evaluated)
-    ckpt_every: int = 0  # optimizer steps between checkpoints (0 = every epoch)
-    keep_ckpts: int = 2  # checkpoints kept; the newest complete one is used on resume
-    max_steps: int = 0  # stop after this many optimizer steps (0 = all epochs); the schedule still spans epochs
-    progress: bool = True  # live progress bar (off when not a terminal)
-    tensorboard: bool = True  # also log to TensorBoard when it is installed
     data: DataConfig = field(default_factory=DataConfig)
     aug: AugConfig = field(default_factory=AugConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    ema: EmaConfig = field(default_factory=EmaConfig)
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
-        _check(self.optim.accum_steps >= 1, f"optim.accum_steps must be >= 1, got {self.optim.accum_steps}")
-        _check(self.amp in ("auto", "bf16", "fp16", "off"), f"amp must be auto/bf16/fp16/off, got {self.amp!r}")
-        _check(self.distributed in ("ddp", "fsdp"), f"distributed must be ddp or fsdp, got {self.distributed!r}")
-        _check(self.aug.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc/shift/none, got {self.aug.crop!r}")
-        _check(self.data.dataset in ("fashion_mnist", "folder"), f"unknown data.dataset {self.data.dataset!r}")
-        _check(self.optim.impl in ("auto", "fused", "foreach", "loop"), f"unknown optim.impl {self.optim.impl!r}")
+        super().__post_init__()
+        check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
+        check(self.aug.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc/shift/none, got {self.aug.crop!r}")
+        check(self.data.dataset in ("fashion_mnist", "folder"), f"unknown data.dataset {self.data.dataset!r}")
         unknown_ops = sorted(set(self.aug.randaug_ops) - set(RANDAUG_OPS))
-        _check(not unknown_ops, f"unknown aug.randaug_ops {unknown_ops}; choose from {', '.join(RANDAUG_OPS)}")
-        _check(
+        check(not unknown_ops, f"unknown aug.randaug_ops {unknown_ops}; choose from {', '.join(RANDAUG_OPS)}")
+        check(
             len(self.data.mean) == len(self.data.std) == self.data.channels,
             f"data.mean and data.std need one value per channel ({self.data.channels}); "
             f"got {len(self.data.mean)} and {len(self.data.std)}",
@@ -148,8 +98,3 @@ class EvalConfig:
     device: str = "auto"
     out: str = ""  # JSON file for the numbers (default: RUN/eval.json)
     data: DataConfig = field(default_factory=DataConfig)
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)

@@ -8,15 +8,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import EMA_WEIGHTS_NAME, CheckpointError, load_model, load_pretrained
+from ..checkpoint import EMA_WEIGHTS_NAME, CheckpointError, load_pretrained
 from ..config import resolve
-from ..registry import create_model
+from ..engine import init_source
+from ..engine.distributed import Dist, pick_device
+from ..hub import create_model, load_model
 from .augment import Augment
 from .config import AugConfig, EvalConfig, TrainConfig
 from .data import load_split
-from .distributed import Dist, pick_device
-from .loop import evaluate
-from .run import init_source
+from .task import evaluate
 
 
 def saved_train_config(run: Path) -> TrainConfig | None:

@@ -1,4 +1,4 @@
-"""Convolution blocks: pools, shortcut downsampling, squeeze-excite, conv-BN-act, MBConv, FusedMBConv, BN folding."""
+"""Convolution blocks: pools, shortcut downsampling, squeeze-excite, MBConv."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from .drop import drop_path
+from .fold import bn_scale_shift, fold_bn, fold_bn_before
+from .norm import make_norm2d
 
 POOLS = ("avg2", "max2")
 
@@ -74,59 +76,6 @@ class SqueezeExcite(nn.Module):
         return x * s.sigmoid()[:, :, None, None]  # (B, C) -> (B, C, 1, 1), broadcast over H, W
 
 
-# ---- BatchNorm folding (inference only)
-
-
-def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
-@torch.no_grad()
-def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv equal to ``bn(conv(x))`` in eval mode."""
-    scale, shift = _bn_scale_shift(bn)
-    fused = _clone_conv(conv, bias=True)
-    fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-    fused.bias.copy_(bias * scale + shift)
-    return fused
-
-
-@torch.no_grad()
-def fold_bn_before(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
-    """A 1x1 conv equal to ``conv(bn(x))`` in eval mode (a 1x1 kernel sees no padding, so this is exact)."""
-    if conv.kernel_size != (1, 1) or conv.groups != 1:
-        raise ValueError("only a dense 1x1 conv can absorb a preceding BatchNorm exactly")
-    scale, shift = _bn_scale_shift(bn)
-    fused = _clone_conv(conv, bias=True)
-    w = conv.weight[:, :, 0, 0]  # (C_out, C_in)
-    fused.weight.copy_((w * scale)[:, :, None, None])  # (C_out, C_in) -> (C_out, C_in, 1, 1)
-    bias = conv.bias if conv.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
-    fused.bias.copy_(bias + w @ shift)
-    return fused
-
-
-def _clone_conv(conv: nn.Conv2d, bias: bool) -> nn.Conv2d:
-    out = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
-        bias=bias,
-        device=conv.weight.device,
-        dtype=conv.weight.dtype,
-    )
-    return (
-        out.to(memory_format=torch.channels_last)
-        if conv.weight.is_contiguous(memory_format=torch.channels_last)
-        else out
-    )
-
-
 # ---- MBConv
 
 
@@ -136,6 +85,7 @@ class MBConv(nn.Module):
     Downsampling (stride 2) pools the shortcut and, by ``stride_mode``, the residual branch too:
     'pool' pools before the expand conv (CoAtNet eq. 5 with a pool on both branches), '1x1' strides the expand
     conv (the paper's literal eq. 5), 'dw' strides the depthwise conv (CoAtNet table 9 "strided DConv").
+    ``norm`` picks the three norms (``make_norm2d``); ``fuse`` folds only BatchNorms.
     """
 
     def __init__(
@@ -155,6 +105,7 @@ class MBConv(nn.Module):
         act: Callable[[], nn.Module] = nn.GELU,
         pre_norm_act: bool = False,
         bias: bool = True,  # bias of the projection conv and the shortcut projection
+        norm: str = "batch",
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -164,16 +115,16 @@ class MBConv(nn.Module):
         se_dim = int(se_ratio * (out_dim if expand_from == "out" else mid))
         s_pool, s_1x1, s_dw = (stride if stride_mode == m else 1 for m in ("pool", "1x1", "dw"))
         self.shortcut = shortcut(in_dim, out_dim, stride, pool=pool, bias=bias)
-        self.pre_norm = nn.BatchNorm2d(in_dim)
+        self.pre_norm = make_norm2d(norm, in_dim)
         self.pre_act = act() if pre_norm_act else nn.Identity()
         self.down = make_pool(pool) if s_pool == 2 else nn.Identity()
         self.conv_expand = nn.Conv2d(in_dim, mid, 1, stride=s_1x1, bias=False)
-        self.norm1 = nn.BatchNorm2d(mid)
+        self.norm1 = make_norm2d(norm, mid)
         self.act1 = act()
         pad = kernel_size // 2
         self.conv_dw = nn.Conv2d(mid, mid, kernel_size, stride=s_dw, padding=pad, groups=mid, bias=False)
         self.se_early = se_early
-        self.norm2 = nn.BatchNorm2d(mid)
+        self.norm2 = make_norm2d(norm, mid)
         self.act2 = act()
         self.se = SqueezeExcite(mid, se_dim, act=se_act)
         self.conv_project = nn.Conv2d(mid, out_dim, 1, bias=bias)
@@ -206,77 +157,6 @@ class MBConv(nn.Module):
         if not isinstance(self.pre_act, nn.Identity):
             return False
         if isinstance(self.down, nn.MaxPool2d):
-            scale, _ = _bn_scale_shift(self.pre_norm)
+            scale, _ = bn_scale_shift(self.pre_norm)
             return bool((scale > 0).all())
         return True
-
-
-# ---- Conv -> BN -> act, and FusedMBConv
-
-
-class ConvNormAct(nn.Module):
-    """k x k conv (no bias) -> BatchNorm -> activation; ``act=None`` leaves the activation out.
-
-    ``fuse`` folds the BatchNorm into the conv, so inference runs one conv (with bias) and the activation.
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        kernel_size: int = 1,
-        *,
-        stride: int = 1,
-        act: Callable[[], nn.Module] | None = nn.GELU,
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
-        self.norm = nn.BatchNorm2d(out_dim)
-        self.act = act() if act is not None else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.norm(self.conv(x)))
-
-    @torch.no_grad()
-    def fuse(self) -> None:
-        if isinstance(self.norm, nn.BatchNorm2d):
-            self.conv, self.norm = fold_bn(self.conv, self.norm), nn.Identity()
-
-
-class FusedMBConv(nn.Module):
-    """Fused inverted bottleneck (EfficientNetV2; AsCAN's C block, §3.1): ``y = x + P(SE(C(x)))``.
-
-    C is a full 3x3 conv expanding ``expand_ratio`` times, with BN and activation; SE gates the expanded
-    channels; P is a 1x1 projection with BN. No depthwise conv: dense 3x3 convs use a GPU's (and oneDNN's)
-    GEMM throughput far better. With stride 2 the 3x3 conv is strided and the shortcut is pooled and projected.
-    ``expand_from`` picks the width the expansion and the SE ratio refer to: "in" (the block input,
-    EfficientNetV2 and the paper's ``C(X)``) or "out".
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        *,
-        stride: int = 1,
-        expand_ratio: float = 4.0,
-        expand_from: str = "in",
-        se_ratio: float = 0.25,
-        act: Callable[[], nn.Module] = nn.GELU,
-        se_act: Callable[[], nn.Module] = nn.GELU,
-        pool: str = "avg2",
-        drop_path_rate: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if expand_from not in ("in", "out"):
-            raise ValueError(f"expand_from must be 'in' or 'out', got {expand_from!r}")
-        base = in_dim if expand_from == "in" else out_dim
-        mid = make_divisible(base * expand_ratio)
-        self.shortcut = shortcut(in_dim, out_dim, stride, pool=pool)
-        self.conv_expand = ConvNormAct(in_dim, mid, 3, stride=stride, act=act)
-        self.se = SqueezeExcite(mid, max(1, int(se_ratio * base)), act=se_act)
-        self.conv_project = ConvNormAct(mid, out_dim, 1, act=None)
-        self.drop_path = drop_path(drop_path_rate)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.shortcut(x) + self.drop_path(self.conv_project(self.se(self.conv_expand(x))))

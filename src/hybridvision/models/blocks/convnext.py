@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .cond import EmbModulation, check_emb, make_emb_modulation
 from .conv import shortcut
 from .drop import drop_path
 from .mlp import Mlp
@@ -19,6 +20,8 @@ class ConvNeXtBlock(nn.Module):
     With stride 2 (first block of a stage) the depthwise conv is strided, the MLP widens to ``out_dim`` and the
     shortcut is pooled and projected (ConvNeXt itself downsamples with separate layers; a hybrid layout needs
     the block to do it). Layer scale starts at ``layer_scale`` so each block starts close to identity.
+    ``emb_dim > 0`` conditions the normalised features on an embedding before the MLP (``cond.EmbModulation``);
+    ``context`` is accepted and ignored, as in ``FusedMBConv``.
     """
 
     def __init__(
@@ -33,6 +36,8 @@ class ConvNeXtBlock(nn.Module):
         norm_eps: float = 1e-6,
         act: Callable[[], nn.Module] = nn.GELU,
         pool: str = "avg2",
+        emb_dim: int = 0,
+        emb_mode: str = "add",
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -44,9 +49,20 @@ class ConvNeXtBlock(nn.Module):
         self.mlp = Mlp(in_dim, int(mlp_ratio * out_dim), out_dim, act=act)
         self.gamma: nn.Parameter | None = nn.Parameter(torch.full((out_dim,), layer_scale))
         self.drop_path = drop_path(drop_path_rate)
+        self.emb_proj: EmbModulation | None = make_emb_modulation(emb_dim, in_dim, emb_mode)
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.mlp(self.norm(self.conv_dw(x)))  # (B, C_out, H', W')
+    def forward(
+        self,
+        x: Tensor,
+        emb: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        check_emb(self, self.emb_proj, emb)
+        y = self.norm(self.conv_dw(x))  # (B, C_in, H', W')
+        if self.emb_proj is not None:
+            y = self.emb_proj(y, emb)
+        y = self.mlp(y)  # (B, C_out, H', W')
         if self.gamma is not None:
             y = y * self.gamma[:, None, None]  # (C_out,) -> (C_out, 1, 1), broadcast over B, H, W
         return self.shortcut(x) + self.drop_path(y)

@@ -7,14 +7,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .conv import fold_bn
+from .fold import fold_bn
+from .norm import make_norm2d
 
 
 class ConvStem(nn.Module):
-    """Two 3x3 convs, the first strided (CoAtNet S0, AsCAN): conv -> BN -> act -> conv [-> BN -> act].
+    """Two 3x3 convs, the first strided (CoAtNet S0, AsCAN): conv -> norm -> act -> conv [-> norm -> act].
 
-    ``out_norm`` adds BN + act after the second conv; CoAtNet leaves it out because the next block's
-    pre-norm follows. ``stride=1`` keeps full resolution for small inputs (32x32 data sets).
+    ``out_norm`` adds norm + act after the second conv; CoAtNet leaves it out because the next block's
+    pre-norm follows. ``stride=1`` keeps full resolution for small inputs (32x32 data sets). ``norm`` is a
+    ``make_norm2d`` kind; ``fuse`` folds only BatchNorms.
     """
 
     def __init__(
@@ -26,14 +28,15 @@ class ConvStem(nn.Module):
         bias: bool = False,
         out_norm: bool = False,
         stride: int = 2,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         self.stride = stride
         self.conv1 = nn.Conv2d(in_chans, dims[0], 3, stride=stride, padding=1, bias=bias)
-        self.norm1 = nn.BatchNorm2d(dims[0])
+        self.norm1 = make_norm2d(norm, dims[0])
         self.act1 = act()
         self.conv2 = nn.Conv2d(dims[0], dims[1], 3, stride=1, padding=1, bias=bias)
-        self.norm2 = nn.BatchNorm2d(dims[1]) if out_norm else nn.Identity()
+        self.norm2 = make_norm2d(norm, dims[1]) if out_norm else nn.Identity()
         self.act2 = act() if out_norm else nn.Identity()
         self.out_dim = dims[1]
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from .attention import Attention
+from .cond import EmbModulation, check_context, check_emb, make_emb_modulation
 from .conv import make_pool, shortcut
 from .drop import drop_path
 from .mlp import Mlp
@@ -64,6 +65,11 @@ class ParallelTransformerBlock(nn.Module):
     any NCHW self-attention mapping ``in_dim`` to ``out_dim`` channels on the (pooled) map, e.g. from
     ``window.make_attention``. With stride 2, ``x^`` is pooled and the shortcut is pooled and projected, as in
     CoAtNet eq. 4; stochastic depth drops both branches together (they are one residual function).
+
+    Conditioning (a diffusion UNet's T block): ``emb_dim > 0`` modulates ``x^`` by an embedding, adaLN-style
+    (``cond.EmbModulation``, zero at init, before the pool), and a ``cross_attn`` (e.g. ``CrossAttention``
+    from ``in_dim`` to ``out_dim``) runs as a third parallel branch on ``x^`` and the ``context`` sequence:
+    ``y = x + Attn(x^) + CrossAttn(x^, context) + MLP(x^)`` (AsCAN Fig. 2c).
     """
 
     def __init__(
@@ -77,6 +83,9 @@ class ParallelTransformerBlock(nn.Module):
         pool: str = "avg2",
         norm_eps: float = 1e-6,
         act: Callable[[], nn.Module] = nn.GELU,
+        emb_dim: int = 0,
+        emb_mode: str = "add",
+        cross_attn: nn.Module | None = None,
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -88,7 +97,24 @@ class ParallelTransformerBlock(nn.Module):
         self.attn = attn
         self.mlp = Mlp(in_dim, int(out_dim * mlp_ratio), out_dim, act=act)
         self.drop_path = drop_path(drop_path_rate)
+        # Created last and only when asked for: unconditioned blocks keep their parameters and init.
+        self.emb_proj: EmbModulation | None = make_emb_modulation(emb_dim, in_dim, emb_mode)
+        self.cross_attn = cross_attn
 
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.pool(self.norm(self.act(x)))  # (B, C_in, H', W')
-        return self.shortcut(x) + self.drop_path(self.attn(y) + self.mlp(y))
+    def forward(
+        self,
+        x: Tensor,
+        emb: Tensor | None = None,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        check_emb(self, self.emb_proj, emb)
+        check_context(self, self.cross_attn, context, context_mask)
+        y = self.norm(self.act(x))  # (B, C_in, H, W)
+        if self.emb_proj is not None:
+            y = self.emb_proj(y, emb)
+        y = self.pool(y)  # (B, C_in, H', W')
+        out = self.attn(y)  # (B, C_out, H', W')
+        if self.cross_attn is not None:
+            out = out + self.cross_attn(y, context, context_mask)
+        return self.shortcut(x) + self.drop_path(out + self.mlp(y))

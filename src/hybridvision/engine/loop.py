@@ -1,4 +1,4 @@
-"""The training step and evaluation, in sections (data, forward, backward + clip, update, log)."""
+"""The training step, in sections (schedule, data, forward, backward, clip and update, EMA, log), for any task."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
-from .augment import Augment
-from .config import TrainConfig
-from .data import Split, epoch_order, eval_batches, micro_batches
+from .config import RunConfig
 from .distributed import Dist, clip_gradients, max_across, sum_across
 from .ema import ModelEma
-from .metrics import RunLogger
+from .logs import RunLogger
+from .order import epoch_order, micro_batches
 from .schedule import Schedule
+from .task import Task
 
 
 class TrainingDiverged(ValueError):
@@ -29,21 +30,20 @@ class TrainingDiverged(ValueError):
 class Context:
     """Everything one training process works with."""
 
-    cfg: TrainConfig
+    cfg: RunConfig
+    task: Task
     model: nn.Module  # the bare model (EMA, state dicts, evaluation)
     step_model: nn.Module  # what the step runs: the model, wrapped (DDP/FSDP) and/or compiled
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     schedule: Schedule
-    augment: Augment
-    train: Split
     dist: Dist
-    logger: RunLogger | None
     autocast: Any  # () -> context manager
+    logger: RunLogger | None = None
     ema: ModelEma | None = None
     step: int = 0  # optimizer steps done
     elapsed_s: float = 0.0  # training time spent (evaluation excluded), carried across resumes
-    skipped: int = 0  # unreadable images skipped so far
+    skipped: int = 0  # unreadable samples skipped so far
     last_log_step: int = 0
     save: Callable[[Context, int], None] | None = None  # called every ``ckpt_every`` steps
 
@@ -53,15 +53,20 @@ def micro_seed(seed: int, step: int, chunk: int) -> int:
     return (seed * 1_000_003 + step) * 4099 + chunk
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Every tensor of a (nested) batch on ``device``."""
+    return tree_map(lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t, batch)
+
+
 def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
     """Optimizer steps of ``epoch`` from ``ctx.step``; returns True when training must stop (budget, max steps)."""
     cfg, d = ctx.cfg, ctx.dist
     accum, chunks = cfg.optim.accum_steps, cfg.optim.accum_steps * d.world
-    order = epoch_order(len(ctx.train), cfg.seed, epoch)
+    order = epoch_order(ctx.task.train_size(), cfg.seed, epoch)
     first = ctx.step - epoch * steps
     plan = [micro_batches(order, s, cfg.batch_size, chunks) for s in range(first, steps)]
     mine = [[p[a * d.world + d.rank] for a in range(accum)] for p in plan]  # this process's micro-batches
-    batches = ctx.train.batches([mb for step_mbs in mine for mb in step_mbs])
+    batches = ctx.task.batches([mb for step_mbs in mine for mb in step_mbs])
     ctx.model.train()
     loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, time.perf_counter()
     for s in range(first, steps):
@@ -71,23 +76,20 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
             group["lr"] = lr
         for a in range(accum):
             # -- Data: this micro-batch's augmentation and drop-path draws are seeded by its position.
-            images, labels, skipped = next(batches)
+            batch, skipped = next(batches)
             ctx.skipped += skipped
             seed = micro_seed(cfg.seed, ctx.step, a * d.world + d.rank)
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed + 1)
-            images = images.to(d.device, non_blocking=True)
-            x, target = ctx.augment(images, labels.to(d.device, non_blocking=True), gen)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            batch = to_device(batch, d.device)
             # -- Forward (gradients sync across processes only on the last micro-batch).
             defer = a < accum - 1 and hasattr(ctx.step_model, "no_sync")
             with ctx.step_model.no_sync() if defer else contextlib.nullcontext(), ctx.autocast():
-                loss = ctx.augment.loss(ctx.step_model(x), target) / accum
+                loss = ctx.task.loss(ctx.step_model, batch, gen) / accum
                 # -- Backward.
                 ctx.scaler.scale(loss).backward()
             loss_sum += loss.detach()
-            seen += x.shape[0] * d.world
+            seen += ctx.task.batch_samples(batch) * d.world
         # -- Clip and update.
         if cfg.optim.clip_grad > 0:
             ctx.scaler.unscale_(ctx.optimizer)
@@ -99,8 +101,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
             ctx.ema.update(ctx.model, ctx.step)
         ctx.step += 1
         # -- Log (the only host sync of the step, every ``log_every`` steps).
-        done = ctx.step % cfg.log_every == 0 or s == steps - 1 or ctx.step >= stop_at
-        if done:
+        if ctx.step % cfg.log_every == 0 or s == steps - 1 or ctx.step >= stop_at:
             now = time.perf_counter()
             ctx.elapsed_s += now - t0
             _log_row(ctx, epoch + (s + 1) / steps, loss_sum, seen, now - t0)
@@ -117,7 +118,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
 def _log_row(ctx: Context, epochs_done: float, loss_sum: Tensor, seen: int, dt: float) -> None:
     n_steps, ctx.last_log_step = ctx.step - ctx.last_log_step, ctx.step
     loss = float(sum_across(loss_sum.clone(), ctx.dist)) / max(n_steps, 1) / ctx.dist.world
-    if not torch.isfinite(torch.tensor(loss)):
+    if not math.isfinite(loss):
         raise TrainingDiverged(
             f"the loss became {loss} at step {ctx.step}; lower --optim.lr, keep --optim.clip_grad on, or turn --amp off"
         )
@@ -132,23 +133,3 @@ def _log_row(ctx: Context, epochs_done: float, loss_sum: Tensor, seen: int, dt: 
 def _over_budget(ctx: Context) -> bool:
     budget = ctx.cfg.budget_minutes * 60
     return budget > 0 and max_across(ctx.elapsed_s, ctx.dist) >= budget
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, d: Dist, autocast: Any, augment: Augment) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over all of ``split``."""
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, count
-    for images, labels, _ in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
-        x = augment.normalize(images.to(d.device)).contiguous(memory_format=torch.channels_last)
-        labels = labels.to(d.device)
-        with autocast():
-            logits = model(x).float()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
-        hit = top == labels[:, None]
-        loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
-        batch = torch.stack([hit[:, 0].sum(), hit.any(1).sum(), loss, torch.tensor(len(labels))])
-        totals += batch.double().cpu()
-    totals = sum_across(totals, d)
-    n = max(float(totals[3]), 1.0)
-    return {"top1": 100 * float(totals[0]) / n, "top5": 100 * float(totals[1]) / n, "loss": float(totals[2]) / n}

@@ -14,14 +14,15 @@ from typing import Any
 
 import torch
 
-from ..bench.env import environment
-from ..bench.macs import model_cost
 from ..bench.timing import time_forward
-from ..checkpoint import atomic_write, save_json
-from ..registry import create_model, list_models
-from .config import OptimConfig, TrainConfig
-from .report import markdown_table, plot_curves, plot_table
-from .run import train
+from ..engine.report import plot_curves
+from ..env import environment
+from ..fileio import atomic_write, save_json
+from ..hub import create_model
+from ..profile import model_cost
+from ..registry import list_models
+from ..train import OptimConfig, TrainConfig, train
+from .report import markdown_table, plot_table
 
 log = logging.getLogger(__name__)
 

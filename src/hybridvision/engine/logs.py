@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 TRAIN_CSV = "train_log.csv"  # one row per log interval: epoch, step, epochs_done, loss, lr, img_s, elapsed_s
-EVAL_CSV = "eval_log.csv"  # one row per evaluation: epoch, step, epochs_done, top1, top5, loss (+ ema_*)
+EVAL_CSV = "eval_log.csv"  # one row per evaluation: epoch, step, epochs_done, the task's metrics (+ ema_*)
 
 
 class CsvLog:
@@ -85,13 +85,16 @@ class RunLogger:
             self._last_line = time.monotonic()
             print(f"epoch {int(row['epoch']) + 1} step {int(row['step'])}  {text}", file=sys.stderr, flush=True)
 
-    def eval_row(self, row: dict[str, Any]) -> None:
+    def eval_row(self, row: dict[str, Any], metric: str = "") -> None:
         self.eval.write(row)
         if self.tb is not None:
             for key, value in row.items():
                 if key not in ("epoch", "step", "epochs_done"):
                     self.tb.add_scalar(f"eval/{key}", value, int(row["step"]))
-        parts = [f"{k} {v:.2f}" for k, v in row.items() if "top" in k]
+        shown = [k for k in row if k not in ("epoch", "step", "epochs_done")]
+        if metric:
+            shown = [k for k in shown if k.removeprefix("ema_") == metric]
+        parts = [f"{k} {row[k]:.2f}" for k in shown]
         message = f"eval after {row['epochs_done']:.2f} epochs: " + "  ".join(parts)
         if self.bar is not None:
             self.bar.console.print(message)

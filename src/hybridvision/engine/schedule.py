@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay, as a pure function of training progress.
+"""Learning-rate schedule: linear warm-up, then cosine, polynomial or constant, as a pure function of progress.
 
 Being a function (not a stateful scheduler) makes resuming trivial: the step (or the spent share of a time
 budget) is all the state there is.
@@ -17,15 +17,20 @@ def lr_at(progress: float, warmup: float, cfg: OptimConfig) -> float:
     if progress < warmup:
         return cfg.warmup_lr + (cfg.lr - cfg.warmup_lr) * progress / warmup
     t = (progress - warmup) / max(1.0 - warmup, 1e-12)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "poly":  # mmseg's PolyLR with eta_min: (lr - min) * (1 - t)^power + min
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * (1.0 - t) ** cfg.poly_power
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * t))
 
 
 class Schedule:
-    """Warm-up + cosine over ``total_steps`` optimizer steps, or over a time budget when one is set."""
+    """Warm-up + decay over ``total_steps`` optimizer steps, or over a time budget when one is set."""
 
     def __init__(self, cfg: OptimConfig, total_steps: int, steps_per_epoch: int, budget_s: float = 0.0) -> None:
         self.cfg, self.total_steps, self.budget_s = cfg, total_steps, budget_s
-        self.warmup = min(cfg.warmup_epochs * steps_per_epoch / total_steps, 0.5) if total_steps else 0.0
+        warmup_steps = cfg.warmup_steps or cfg.warmup_epochs * steps_per_epoch
+        self.warmup = min(warmup_steps / total_steps, 0.5) if total_steps else 0.0
 
     def progress(self, step: int, elapsed_s: float = 0.0) -> float:
         """The share of training done: steps, or the spent budget when that is larger."""

@@ -24,7 +24,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, save_json, save_tensors
+from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError
+from ..fileio import save_json, save_tensors
 
 log = logging.getLogger(__name__)
 

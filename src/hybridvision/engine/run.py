@@ -1,13 +1,13 @@
-"""One training run end to end: set-up, resume, epochs, evaluation, checkpoints, final weights and summary.
+"""One training run of any task, end to end: set-up, resume, epochs, evaluation, checkpoints, final weights, summary.
 
 Run directory layout::
 
-    RUN/config.yaml          the resolved TrainConfig
-    RUN/train_log.csv        loss, lr, img/s every ``log_every`` steps
-    RUN/eval_log.csv         top-1/top-5 of the model and its EMA after evaluated epochs
+    RUN/config.yaml          the resolved config
+    RUN/train_log.csv        loss, lr, samples/s every ``log_every`` steps
+    RUN/eval_log.csv         the task's metrics of the model and its EMA after evaluated epochs
     RUN/checkpoints/step_*/  full training state (``--resume``)
     RUN/final/               model.safetensors, model_ema.safetensors, config.json (``load_model``, ``--init-from``)
-    RUN/summary.json         wall time, epochs, img/s, accuracies, environment
+    RUN/summary.json         wall time, epochs, samples/s, metrics, environment
 """
 
 from __future__ import annotations
@@ -24,20 +24,19 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from ..bench.env import environment
-from ..checkpoint import CheckpointError, atomic_write, save_json
+from ..checkpoint import CheckpointError
 from ..config import dump_yaml
-from ..registry import create_model, get_entry, model_config_dict
+from ..env import environment
+from ..fileio import save_json, save_text
 from . import distributed as dist
-from .augment import Augment
 from .checkpoint import TrainState, latest_good, load_checkpoint, restore_rng, save_checkpoint, save_final
-from .config import TrainConfig
-from .data import load_split, steps_per_epoch
 from .ema import ModelEma
-from .loop import Context, evaluate, train_one_epoch
-from .metrics import RunLogger
+from .logs import RunLogger
+from .loop import Context, train_one_epoch
 from .optim import build_optimizer
+from .order import steps_per_epoch
 from .schedule import Schedule
+from .task import Runtime, Task
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,12 @@ class RunResult:
     is_main: bool = True  # False on the other processes of a torchrun job
 
 
-# ---- Run directory
+# ---- Run directory and precision
 
 
-def run_dir_for(cfg: TrainConfig, d: dist.Dist) -> Path:
-    """``out_dir/run_name``, or the next free ``out_dir/NNN-model`` (chosen on rank 0, shared with the rest)."""
+def run_dir_for(task: Task, d: dist.Dist) -> Path:
+    """``out_dir/run_name``, or the next free ``out_dir/NNN-name`` (chosen on rank 0, shared with the rest)."""
+    cfg = task.cfg
     if cfg.resume and cfg.resume != "auto":
         return Path(cfg.resume)
     root = Path(cfg.out_dir)
@@ -62,7 +62,7 @@ def run_dir_for(cfg: TrainConfig, d: dist.Dist) -> Path:
     name = [None]
     if d.is_main:
         taken = [int(p.name.split("-", 1)[0]) for p in root.glob("[0-9][0-9][0-9]-*") if p.is_dir()]
-        name[0] = f"{max(taken, default=-1) + 1:03d}-{cfg.model}"
+        name[0] = f"{max(taken, default=-1) + 1:03d}-{task.name}"
     if d.active:
         torch_dist.broadcast_object_list(name, src=0)
     return root / name[0]
@@ -99,56 +99,40 @@ def init_source(path: str) -> Path:
 # ---- Building the pieces
 
 
-def build_model(
-    cfg: TrainConfig, num_classes: int, device: torch.device, params_channels_last: bool = True
-) -> nn.Module:
-    kwargs = dict(cfg.model_kwargs)
-    kwargs.update(num_classes=num_classes, in_chans=cfg.data.channels, img_size=cfg.img_size)
-    model = create_model(cfg.model, drop_path_rate=cfg.drop_path_rate, **kwargs)
-    if cfg.init_from:
-        from ..checkpoint import load_pretrained
-
-        source = init_source(cfg.init_from)
-        load_pretrained(model, source, use_ema=cfg.init_ema)
-        log.info("initialised %s from %s", cfg.model, source)
-    model = model.to(device)
-    if not cfg.channels_last:
-        model.memory_format = torch.contiguous_format  # the layout the trunk's activations run in
-    # Weights channels_last too (FSDP2 shards only contiguous ones); activations follow model.memory_format.
-    return model.to(memory_format=torch.channels_last) if params_channels_last else model
+def place_model(model: nn.Module, d: dist.Dist, channels_last: bool) -> nn.Module:
+    """On the device; weights channels_last when asked (FSDP2 shards only contiguous ones)."""
+    model = model.to(d.device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def make_context(cfg: TrainConfig, d: dist.Dist, run_dir: Path, resume: TrainState | None) -> tuple[Context, Any]:
-    get_entry(cfg.model)  # an unknown name fails before the data is read
-    train = load_split(cfg.data, cfg.data.train_split, cfg.img_size, cfg.data.train_subset)
-    evals = load_split(cfg.data, cfg.data.eval_split, cfg.img_size, cfg.data.eval_subset)
+def make_context(task: Task, d: dist.Dist, resume: TrainState | None) -> Context:
+    cfg = task.cfg
+    amp = resolve_amp(cfg.amp, d.device)
+    task.setup(Runtime(d, (lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext))
     sharded = d.active and cfg.distributed == "fsdp"
     if sharded and cfg.ema.decay > 0:
         raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
-    model = build_model(cfg, train.num_classes, d.device, params_channels_last=cfg.channels_last and not sharded)
+    model = place_model(task.build_model(), d, cfg.channels_last and not sharded)
     ema = ModelEma(model, cfg.ema) if cfg.ema.decay > 0 else None
     step_model = dist.wrap(model, d, cfg.distributed)  # FSDP shards ``model`` in place: build the optimizer after
-    amp = resolve_amp(cfg.amp, d.device)
-    steps = steps_per_epoch(len(train), cfg.batch_size)
+    steps = steps_per_epoch(task.train_size(), cfg.batch_size)
     ctx = Context(
         cfg=cfg,
+        task=task,
         model=model,
         step_model=step_model,
         optimizer=build_optimizer(model, cfg.optim, d.device),
         scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
         schedule=Schedule(cfg.optim, steps * cfg.epochs, steps, cfg.budget_minutes * 60),
-        augment=Augment(cfg.aug, cfg.data.mean, cfg.data.std, train.num_classes, cfg.img_size),
-        train=train,
         dist=d,
-        logger=None,
-        autocast=(lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext,
+        autocast=task.rt.autocast,
         ema=ema,
     )
     if resume is not None:
         _restore(ctx, resume)
     if cfg.compile:
         ctx.step_model = torch.compile(ctx.step_model, fullgraph=not d.active)
-    return ctx, evals
+    return ctx
 
 
 def _restore(ctx: Context, ts: TrainState) -> None:
@@ -162,7 +146,7 @@ def _restore(ctx: Context, ts: TrainState) -> None:
     restore_rng(*ts.rng)
 
 
-# ---- Saving
+# ---- Saving and evaluating
 
 
 def save_state(ctx: Context, epoch: int, run_dir: Path) -> None:
@@ -178,24 +162,24 @@ def save_state(ctx: Context, epoch: int, run_dir: Path) -> None:
     dist.barrier(ctx.dist)
 
 
-def evaluate_all(ctx: Context, evals: Any, epoch: int, steps: int) -> dict[str, float]:
+def evaluate_all(ctx: Context, epoch: int, steps: int) -> dict[str, float]:
+    """The task's metrics of the model and (prefixed ``ema_``) of its EMA, logged as one row."""
     dist.sync_buffers(ctx.model, ctx.dist)
-    b, d = ctx.cfg.eval_batch_size, ctx.dist
     row: dict[str, float] = {"epoch": epoch, "step": ctx.step, "epochs_done": ctx.step / steps}
-    row.update(evaluate(ctx.model, evals, b, d, ctx.autocast, ctx.augment))
+    row.update(ctx.task.evaluate(ctx.model))
     if ctx.ema is not None:
-        ema = evaluate(ctx.ema.module, evals, b, d, ctx.autocast, ctx.augment)
-        row.update({f"ema_{k}": v for k, v in ema.items()})
+        row.update({f"ema_{k}": v for k, v in ctx.task.evaluate(ctx.ema.module).items()})
     if ctx.logger is not None:
-        ctx.logger.eval_row(row)
+        ctx.logger.eval_row(row, ctx.task.metric)
     return row
 
 
 # ---- The run
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Train (or resume) one run; returns its directory and summary."""
+def run(task: Task) -> RunResult:
+    """Train (or resume) one run of ``task``; returns its directory and summary."""
+    cfg = task.cfg
     d = dist.setup(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -203,29 +187,28 @@ def train(cfg: TrainConfig) -> RunResult:
         dist.keep_freed_memory()
     wall0 = time.perf_counter()
     try:
-        run_dir = run_dir_for(cfg, d)
+        run_dir = run_dir_for(task, d)
         ckpt = latest_good(run_dir) if cfg.resume else None
         if cfg.resume and cfg.resume != "auto" and ckpt is None:
             raise CheckpointError(f"--resume {cfg.resume}: no usable checkpoint in {run_dir}/checkpoints")
         resume = load_checkpoint(ckpt) if ckpt is not None else None
         if resume is None:
             torch.manual_seed(cfg.seed)  # the model's initial weights
-        ctx, evals = make_context(cfg, d, run_dir, resume)
+        ctx = make_context(task, d, resume)
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            text = dump_yaml(cfg)
-            atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+            save_text(dump_yaml(cfg), run_dir / "config.yaml")
             start = resume.state["step"] if resume else None
             ctx.logger = RunLogger(run_dir, resume_step=start, progress=cfg.progress, tensorboard=cfg.tensorboard)
         ctx.save = lambda c, e: save_state(c, e, run_dir)
-        return _epochs(ctx, evals, run_dir, wall0)
+        return _epochs(ctx, run_dir, wall0)
     finally:
         dist.cleanup(d)
 
 
-def _epochs(ctx: Context, evals: Any, run_dir: Path, wall0: float) -> RunResult:
+def _epochs(ctx: Context, run_dir: Path, wall0: float) -> RunResult:
     cfg = ctx.cfg
-    steps = steps_per_epoch(len(ctx.train), cfg.batch_size)
+    steps = steps_per_epoch(ctx.task.train_size(), cfg.batch_size)
     stop_at = min(cfg.max_steps or math.inf, steps * cfg.epochs)
     row: dict[str, float] = {}
     epoch = ctx.step // steps
@@ -235,13 +218,13 @@ def _epochs(ctx: Context, evals: Any, run_dir: Path, wall0: float) -> RunResult:
         stopped = train_one_epoch(ctx, epoch, steps, stop_at)
         finished = stopped or epoch == cfg.epochs - 1 or ctx.step >= stop_at
         if finished or (epoch + 1) % cfg.eval_every == 0:
-            row = evaluate_all(ctx, evals, epoch, steps)
+            row = evaluate_all(ctx, epoch, steps)
         save_state(ctx, epoch + 1 if ctx.step % steps == 0 else epoch, run_dir)
         epoch += 1
         if stopped:
             break
     if not row:  # resumed after the last step: nothing was trained, report the final weights anyway
-        row = evaluate_all(ctx, evals, epoch - 1, steps)
+        row = evaluate_all(ctx, epoch - 1, steps)
     if ctx.logger is not None:
         ctx.logger.close()
     return _finish(ctx, row, run_dir, wall0, steps)
@@ -258,14 +241,15 @@ def _finish(ctx: Context, row: dict[str, float], run_dir: Path, wall0: float, st
         "wall_s": round(time.perf_counter() - wall0, 1),
         "train_img_s": round(ctx.step * cfg.batch_size / max(ctx.elapsed_s, 1e-9), 1),
         "skipped_images": ctx.skipped,
+        "metric": ctx.task.metric,
         **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step", "epochs_done")},
         "environment": environment(str(ctx.dist.device)),
     }
     weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)  # collective under FSDP
     if ctx.dist.is_main:
         ema = ctx.ema.state_dict() if ctx.ema else None
-        save_final(run_dir / "final", model_config_dict(ctx.model), weights, ema)
+        save_final(run_dir / "final", ctx.task.model_config(ctx.model), weights, ema)
         save_json(summary, run_dir / "summary.json")
     if ctx.skipped:
-        log.warning("%d unreadable images were skipped (see the warnings above for their names)", ctx.skipped)
+        log.warning("%d unreadable samples were skipped (see the warnings above for their names)", ctx.skipped)
     return RunResult(run_dir, summary, ctx.dist.is_main)

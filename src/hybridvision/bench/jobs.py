@@ -1,0 +1,40 @@
+"""What a measuring process is asked to do (``Job``), and which timm model stands for one of ours.
+
+Shared by the planner (``against``), the runner and the measuring process (``worker``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..registry import get_entry
+from .config import BenchConfig
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model under one implementation and backend, measured once at every batch size."""
+
+    model: str  # our registered name (timm jobs time the timm model that matches it)
+    input_chw: tuple[int, int, int]
+    impl: str = "hybridvision"  # "hybridvision" or "timm"
+    backend: str = "torch"  # "torch" or "onnxruntime"
+    weights: str | None = None  # safetensors file shared with the other implementations (None: seeded init)
+    timm_name: str | None = None
+    onnx_path: str | None = None
+    repeat: int = 0
+
+
+def import_timm() -> tuple[ModuleType | None, str]:
+    """(timm, '') or (None, why not)."""
+    try:
+        import timm
+    except Exception as e:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError on CPU-only machines
+        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    return timm, ""
+
+
+def timm_name(name: str, config: BenchConfig) -> str | None:
+    """The timm model sharing ``name``'s weights: ``--timm-name ours=theirs``, else the model card's ``timm_twin``."""
+    return config.timm_name_map().get(name) or get_entry(name).card.get("timm_twin")

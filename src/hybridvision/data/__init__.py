@@ -1,0 +1,16 @@
+"""Reading data sets from disk: idx files (Fashion-MNIST) and image folders. Tasks build their batches on top."""
+
+from .idx import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataError, load_idx_split, read_idx
+from .images import IMAGE_SUFFIXES, decode_image, fit_size, list_folder
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIR",
+    "IMAGE_SUFFIXES",
+    "DataError",
+    "decode_image",
+    "fit_size",
+    "list_folder",
+    "load_idx_split",
+    "read_idx",
+]

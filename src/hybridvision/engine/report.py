@@ -1,0 +1,51 @@
+"""Curves of runs: training loss and the task's evaluation metric (model and EMA) against epochs, as one PNG."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..figures import pyplot, save_png
+from .logs import EVAL_CSV, TRAIN_CSV, read_csv
+
+
+def run_metric(run: Path, evals: list[dict[str, float]]) -> str:
+    """The metric a run reports: its summary's ``metric``, else the first metric column of its eval log."""
+    summary = Path(run) / "summary.json"
+    if summary.is_file():
+        metric = json.loads(summary.read_text()).get("metric")
+        if metric:
+            return metric
+    keys = [k for k in (evals[0] if evals else {}) if k not in ("epoch", "step", "epochs_done")]
+    return "top1" if "top1" in keys else (keys[0] if keys else "")
+
+
+def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | None = None) -> Path:
+    """Training loss (by epoch) and the evaluation metric of the model and its EMA for one or more runs, as one PNG."""
+    plt = pyplot()
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
+    metrics = set()
+    for i, run in enumerate(run_dirs):
+        label = labels[i] if labels else Path(run).name
+        train, evals = read_csv(Path(run) / TRAIN_CSV), read_csv(Path(run) / EVAL_CSV)
+        if not train and not evals:
+            raise FileNotFoundError(f"{run} has no {TRAIN_CSV} or {EVAL_CSV}; is it a training run directory?")
+        ax_loss.plot([r["epochs_done"] for r in train], [r["loss"] for r in train], label=label)
+        metric = run_metric(Path(run), evals)
+        metrics.add(metric)
+        x = [r["epochs_done"] for r in evals if metric in r]
+        (line,) = ax_metric.plot(x, [r[metric] for r in evals if metric in r], marker="o", label=f"{label}")
+        if evals and f"ema_{metric}" in evals[0]:
+            ema = [r[f"ema_{metric}"] for r in evals if metric in r]
+            ax_metric.plot(x, ema, marker="s", ls="--", color=line.get_color(), label=f"{label} (EMA)")
+    name = " / ".join(sorted(metrics))
+    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    ax_metric.set(xlabel="epoch", ylabel=_METRIC_LABELS.get(name, name), title=name)
+    for ax in (ax_loss, ax_metric):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_png(fig, out)
+
+
+_METRIC_LABELS = {"top1": "test top-1 (%)", "miou": "mIoU (%)", "fid": "FID (lower is better)"}
