@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import torch
 
 import hybridvision as hv
-from hybridvision.bench.timing import time_forward
+from hybridvision.bench.measure import Bounds
+from hybridvision.bench.measure import measure as bench_measure
+from hybridvision.bench.memory import MemoryMeter
+from hybridvision.bench.timing import device_sync
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 
@@ -45,24 +47,31 @@ def candidates(ours: list[str], timm_names: list[str]) -> dict[str, object]:
 
 
 def measure(label: str, build, args: argparse.Namespace) -> dict:
+    """The bench package's measurement of one model at every batch size: first call (compile), latency, img/s."""
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     torch.manual_seed(0)
     model = build().to(device=device, dtype=dtype, memory_format=torch.channels_last)
     row: dict = {"model": label, "params": sum(p.numel() for p in model.parameters())}
-    if args.compile:
-        model = torch.compile(model)
+    run = inference(torch.compile(model) if args.compile else model)
+    bounds = Bounds(warmup_iters=args.warmup, warmup_s=args.warmup_s, iters=args.iters)
     for bs in args.batch_sizes:
-        shape = (bs, 3, args.img_size, args.img_size)
-        x = torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model(x)  # compiles for this shape
-        row[f"b{bs}_first_call_s"] = round(time.perf_counter() - start, 2)
-        timing = time_forward(model, x, warmup_iters=args.warmup, warmup_s=args.warmup_s, min_iters=args.iters)
-        row[f"b{bs}_img_s"] = round(timing.img_per_s, 1)
-        row[f"b{bs}_p50_ms"] = round(timing.p50_ms, 3)
-        log.info("%s b%d: %.1f img/s", label, bs, timing.img_per_s)
+        x = torch.randn(bs, 3, args.img_size, args.img_size, device=device, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        out = bench_measure(run, x, batch_size=bs, latency=True, bounds=bounds, sync=device_sync(device),
+                            memory=MemoryMeter(args.device))  # fmt: skip
+        row[f"b{bs}_first_call_s"] = round(out["first_call_s"], 2)  # compiles for this shape
+        row[f"b{bs}_img_s"] = round(out["throughput_img_s"], 1)
+        row[f"b{bs}_p50_ms"] = round(out["latency_p50_ms"], 3)
+        log.info("%s b%d: %.1f img/s", label, bs, out["throughput_img_s"])
     return row
+
+
+def inference(model: torch.nn.Module):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:

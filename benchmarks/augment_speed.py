@@ -12,13 +12,14 @@ takes either.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from hybridvision.bench.interleave import interleaved
 from hybridvision.env import environment
 from hybridvision.train.augment import Augment
 from hybridvision.train.config import AugConfig
@@ -52,22 +53,15 @@ def main() -> None:
     x = torch.randint(0, 256, (args.batch, 3, 32, 32), dtype=torch.uint8)
     y = torch.arange(args.batch) % 10
     ours = Augment(AugConfig(crop="rrc", randaug_n=2, randaug_m=9, mixup_alpha=0.8), (0.286,) * 3, (0.353,) * 3, 10)
-    runs = {"hybridvision": lambda i: ours(x, y, torch.Generator().manual_seed(i)), "kornia": None}
+    seeds = itertools.count()  # a new augmentation draw on every call
+    runs = {"hybridvision": lambda: ours(x, y, torch.Generator().manual_seed(next(seeds)))}
     try:
         k = kornia_pipeline(args.batch)
-        runs["kornia"] = lambda i: k(x, y)
+        runs["kornia"] = lambda: k(x, y)
     except ImportError:
-        del runs["kornia"]
         print("kornia is not installed: timing ours only")
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(args.rounds + 1):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            for i in range(3):
-                fn(r * 3 + i)
-            if r:  # round 0 is warm-up
-                times[name].append((time.perf_counter() - t0) / 3 * 1e3)
-    rows = {name: round(statistics.median(t), 2) for name, t in times.items()}
+    timings = interleaved(runs, args.batch, rounds=args.rounds, min_s=0.0, min_iters=3, warmup_iters=3)
+    rows = {name: round(statistics.median(t.p50_ms for t in runs_), 2) for name, runs_ in timings.items()}
     result = {"batch": args.batch, "ms_per_batch": rows, "environment": environment()}
     if "kornia" in rows:
         result["kornia_over_ours"] = round(rows["kornia"] / rows["hybridvision"], 1)

@@ -14,9 +14,10 @@ Writes results/cpu-efficientmod-layout.json with the environment block; ratios a
 from __future__ import annotations
 
 import torch
-from _ab import inference, interleaved, parser, summarize, write_result
+from _ab import parser, write_result
 
 import hybridvision as hv
+from hybridvision.bench.interleave import inference, interleaved, summarize
 
 
 def candidates(name: str) -> dict[str, torch.nn.Module]:

@@ -23,9 +23,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _ab import inference, interleaved, parser, summarize, write_result
+from _ab import parser, write_result
 
 import hybridvision as hv
+from hybridvision.bench.interleave import inference, interleaved, summarize
 from hybridvision.export import export_onnx, onnx_session
 from hybridvision.models.efficientmod import modulate
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 import hybridvision as hv
+from hybridvision.bench.interleave import inference, interleaved
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 
@@ -30,22 +30,6 @@ def build(name: str, fmt: torch.memory_format, fused: bool) -> torch.nn.Module:
     model.memory_format = fmt
     model = model.to(memory_format=fmt)
     return model.fuse() if fused else model
-
-
-def interleaved(models: dict[str, torch.nn.Module], x: torch.Tensor, rounds: int, iters: int) -> dict[str, list[float]]:
-    """Seconds per forward of each model, ``rounds`` times, the models taking turns within every round."""
-    times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.inference_mode():
-        for model in models.values():  # warm-up: oneDNN primitives, allocator
-            model(x)
-            model(x)
-        for _ in range(rounds):
-            for key, model in models.items():
-                start = time.perf_counter()
-                for _ in range(iters):
-                    model(x)
-                times[key].append((time.perf_counter() - start) / iters)
-    return times
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         x = torch.randn(bs, models["nchw"].config.in_chans, *models["nchw"].config.img_hw)
-        times = interleaved(models, x, args.rounds, iters=3 if bs == 1 else 1)
+        candidates = {key: inference(model, x) for key, model in models.items()}
+        timings = interleaved(candidates, bs, rounds=args.rounds, min_s=0.0, min_iters=3 if bs == 1 else 1)
+        times = {key: [t.percentile(50) for t in runs] for key, runs in timings.items()}
         base = times["nchw"]
         for key, (fmt, fused) in settings.items():
             ratios = [b / t for b, t in zip(base, times[key])]  # > 1: faster than NCHW unfused, same round

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import itertools
 import json
 import statistics
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from hybridvision.bench.interleave import interleaved
 from hybridvision.bench.timing import gemm_peak_flops
 from hybridvision.engine.config import OptimConfig
 from hybridvision.engine.distributed import keep_freed_memory
@@ -154,22 +156,19 @@ def make_step(name: str, kwargs: dict, variant: tuple, batch: int) -> Step:
 
 
 def measure(steps: dict[str, Step], batch: int, rounds: int, iters: int) -> dict[str, list[float]]:
+    """img/s of every configuration per round, the configurations taking turns (bench.interleave)."""
     for name, step in steps.items():
         t0 = time.perf_counter()
         step.prepare()
         step.run(0), step.run(1)  # warm-up (and compilation)
         print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", flush=True)
-    out: dict[str, list[float]] = {k: [] for k in steps}
-    for r in range(rounds):
-        for name, step in steps.items():
-            step.prepare()
-            step.run(r)  # one untimed step settles the allocator after a policy change
-            t0 = time.perf_counter()
-            for i in range(iters):
-                step.run(r * iters + i)
-            out[name].append(batch * iters / (time.perf_counter() - t0))
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in out.items()), flush=True)
-    return out
+    counter = itertools.count(2)
+    runs = {name: (lambda s=step: s.run(next(counter))) for name, step in steps.items()}
+    before = {name: step.prepare for name, step in steps.items()}
+    # One untimed step per turn settles the allocator after a policy change; then ``iters`` timed steps.
+    timings = interleaved(runs, batch, rounds=rounds, min_s=0.0, min_iters=iters, warmup_iters=1, warmup_s=0.0,
+                          before=before)  # fmt: skip
+    return {name: [t.img_per_s for t in runs_] for name, runs_ in timings.items()}
 
 
 def profile_kinds(step: Step, iters: int = 3) -> dict[str, float]:

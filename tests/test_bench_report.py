@@ -104,11 +104,11 @@ def test_readme_script_needs_the_markers(tmp_path):
 
 
 def test_ratio_table_keeps_small_ratios_readable():
-    from hybridvision.cli.bench import ratio_rows
+    from hybridvision.bench.tables import ratio_table
 
     base = {"model": "m", "batch_size": 1, "throughput_img_s": 1000.0, "parity_max_abs_diff": None}
     ours = {**base, "impl": "hybridvision", "backend": "torch", "rel_throughput": 1.0, "rel_latency_p50": 1.0}
     slow = {**base, "impl": "other", "backend": "torch", "throughput_img_s": 4.12}
     slow |= {"rel_throughput": 0.00412, "rel_latency_p50": 242.7, "parity_max_abs_diff": 3e-7}
-    (row,) = ratio_rows([ours, slow])
+    (row,) = ratio_table([ours, slow])[1]
     assert row[1] == "other" and row[5] == "0.00412x" and row[6] == "243x" and row[7] == "3.0e-07"

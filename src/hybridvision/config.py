@@ -168,24 +168,64 @@ def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def parse_overrides(tokens: list[str]) -> dict[str, str]:
-    """``['--optim.lr', '1e-3', '--epochs=3']`` -> ``{'optim.lr': '1e-3', 'epochs': '3'}``."""
+def parse_overrides(tokens: list[str], cls: type | None = None) -> dict[str, str]:
+    """``['--optim.lr', '1e-3', '--epochs=3']`` -> ``{'optim.lr': '1e-3', 'epochs': '3'}``.
+
+    Every token must belong to a flag; ``split_flags`` also returns the words that do not.
+    """
+    positionals, out = split_flags(tokens, cls)
+    if positionals:
+        raise ConfigError(f"unexpected argument {positionals[0]!r}; options look like --key value or --key=value")
+    return out
+
+
+_BOOL_WORDS = ("1", "0", "true", "false", "yes", "no", "on", "off")
+
+
+def split_flags(tokens: list[str], cls: type | None = None) -> tuple[list[str], dict[str, str]]:
+    """(words that are not flags, {key: value}) of ``--key value``, ``--key=value`` and bare boolean flags.
+
+    With the config class ``cls``, a boolean field takes the next word only when it reads as true/false, so a bare
+    ``--compile`` may stand before a name; ``--no-key`` switches a boolean off. Without it, a bare flag followed
+    by a word takes that word as its value. Dashes in keys read as underscores.
+    """
+    positionals: list[str] = []
     out: dict[str, str] = {}
     i = 0
     while i < len(tokens):
         tok = tokens[i]
-        if not tok.startswith("--"):
-            raise ConfigError(f"unexpected argument {tok!r}; options look like --key value or --key=value")
-        key, eq, value = tok[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
-                value = "true"  # a bare flag switches a boolean on
-            else:
-                i += 1
-                value = tokens[i]
-        out[key.replace("-", "_")] = value
         i += 1
-    return out
+        if not tok.startswith("--"):
+            positionals.append(tok)
+            continue
+        key, eq, value = tok[2:].partition("=")
+        key = key.replace("-", "_")
+        if eq:
+            out[key] = value
+            continue
+        nxt = tokens[i] if i < len(tokens) else None
+        flag_is_bool = cls is not None and _is_bool_field(cls, key)
+        if key.startswith("no_") and _flag_or_end(nxt) and (cls is None or _is_bool_field(cls, key[3:])):
+            out[key[3:]] = "false"
+        elif _flag_or_end(nxt) or (flag_is_bool and nxt.lower() not in _BOOL_WORDS):
+            out[key] = "true"  # a bare flag switches a boolean on
+        else:
+            out[key] = nxt
+            i += 1
+    return positionals, out
+
+
+def _flag_or_end(token: str | None) -> bool:
+    return token is None or token.startswith("--")
+
+
+def _is_bool_field(cls: type, dotted: str) -> bool:
+    """Whether ``dotted`` (e.g. ``ema.warmup``) names a boolean field of the (nested) config class ``cls``."""
+    head, _, rest = dotted.partition(".")
+    if not dataclasses.is_dataclass(cls) or head not in {f.name for f in dataclasses.fields(cls)}:
+        return False
+    tp = _strip_optional(_field_types(cls)[head])
+    return _is_bool_field(tp, rest) if rest else tp is bool
 
 
 def resolve(cls: type[T], config_file: str | None = None, overrides: dict[str, Any] | None = None) -> T:
@@ -205,8 +245,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def describe_fields(cls: type, prefix: str = "") -> list[str]:
-    """One line per (nested) field with its default, for --help epilogues."""
+    """One line per (nested) field with its default and the comment written beside it, for --help epilogues."""
     lines = []
+    notes = field_comments(cls)
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -214,5 +255,31 @@ def describe_fields(cls: type, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(default):
             lines += describe_fields(type(default), f"{prefix}{f.name}.")
         else:
-            lines.append(f"  --{prefix}{f.name} (default: {default!r})")
+            note = f"  {notes[f.name]}" if f.name in notes else ""
+            lines.append(f"  --{prefix}{f.name} (default: {_show(default)}){note}")
     return lines
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "''"
+    return repr(value)
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The ``# comment`` written after each field of a dataclass (and its bases), read from the source."""
+    import inspect
+
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in source.splitlines():
+            name, colon, rest = line.strip().partition(":")
+            if colon and name.isidentifier() and "  # " in rest:
+                out[name] = rest.split("  # ", 1)[1].strip()
+    return out

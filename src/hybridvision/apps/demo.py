@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..bench.tables import markdown
 from ..bench.timing import time_forward
 from ..engine.report import plot_curves
 from ..env import environment
@@ -22,7 +23,7 @@ from ..hub import create_model
 from ..profile import model_cost
 from ..registry import list_models
 from ..train import OptimConfig, TrainConfig, train
-from .report import markdown_table, plot_table
+from .report import plot_table
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ on {"a 500-image subset of " if t.data.eval_subset else ""}the {t.data.eval_spli
 
 ## Speed beside similar-size models
 
-{markdown_table(cols, table)}
+{markdown((cols, table))}
 
 Measured now, in one process, on {env["device"]} with {env["threads"]} threads (load average
 {env["load_avg_1m"]}); on a shared machine compare the ratios, not the absolute numbers.

@@ -22,8 +22,3 @@ def plot_table(columns: Sequence[str], rows: Sequence[Sequence[str]], out: Path,
     if title:
         ax.set_title(title, fontsize=10)
     return save_png(fig, out)
-
-
-def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

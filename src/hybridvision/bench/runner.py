@@ -30,6 +30,7 @@ from .against import plan_jobs
 from .config import BenchConfig, check_runtime, expand_models
 from .jobs import Job
 from .results import new_row, with_environment
+from .tables import primary_rows
 from .timing import gemm_peak_flops
 from .worker import RESULT_MARKER, job_payload, run_job
 
@@ -236,9 +237,7 @@ def _failed_row(name: str, config: BenchConfig, cost: Any, reason: str) -> dict[
 
 def _add_ratios(rows: list[dict[str, Any]]) -> None:
     """rel_* = this row / our primary row of the same model and batch (the first row of each model)."""
-    primary: dict[tuple[str, int], dict[str, Any]] = {}
-    for row in rows:
-        primary.setdefault((row["model"], row["batch_size"]), row)
+    primary = primary_rows(rows)
     for row in rows:
         ref = primary[(row["model"], row["batch_size"])]
         row["rel_throughput"] = _ratio(row["throughput_img_s"], ref["throughput_img_s"])
