@@ -69,10 +69,10 @@ class ToyTask(Task):
     def train_size(self) -> int:
         return len(self.x)
 
-    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[tuple[Any, int]]:
+    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[Any]:
         for idx in index_lists:
             t = torch.as_tensor(idx, dtype=torch.long)
-            yield (self.x[t], self.y[t]), 0
+            yield self.x[t], self.y[t]
 
     def loss(self, model: nn.Module, batch: Any, gen: torch.Generator) -> Tensor:
         x, y = batch

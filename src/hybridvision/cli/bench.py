@@ -23,6 +23,7 @@ from ..bench.results import payload, result_stem, write_csv, write_json
 from ..bench.runner import BenchResult, run_bench
 from ..bench.tables import ratio_table, results_table
 from ..config import dump_yaml, flatten, load_file, replace, split_flags
+from ..fileio import check_writable
 from .common import add_typed_config, console, table
 
 ACCEPTS_OVERRIDES = True  # every BenchConfig field is a flag: --batch-sizes 1,16 --precision bf16 --no-fused ...
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(config), end="")
         return 0
+    for flag in ("json", "csv", "plot"):  # fail now, not after the measurements
+        if getattr(args, flag):
+            check_writable(getattr(args, flag), f"--{flag}")
     with _progress() as progress:
         result = run_bench(config, progress=progress)
     print_result(result)

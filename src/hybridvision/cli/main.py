@@ -9,6 +9,7 @@ import sys
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
+from ..engine.signals import Interrupted
 from ..models.contract import InputError
 
 # command -> (module, one-line help)
@@ -25,7 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
 }
 
-USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, FileNotFoundError)
+# Errors a user can cause and fix: one line on stderr, exit code 2 (-v shows the traceback). OSError covers a
+# missing file, a permission, a directory where a file was expected, a full disk.
+USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,12 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return int(module.run(args) or 0)
+    except Interrupted as e:  # SIGINT/SIGTERM: a checkpoint was written; say how to continue
+        print(f"hybridvision: {e}", file=sys.stderr)
+        return e.exit_code
     except USER_ERRORS as e:
         if args.verbose:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else _one_line(e)
         print(f"error: {msg}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:  # "disk full: /runs/x/model.safetensors" rather than a repr
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return str(e)
 
 
 if __name__ == "__main__":

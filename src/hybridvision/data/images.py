@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +16,38 @@ from .idx import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def list_folder(root: str | Path) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(file, class index) pairs of ``root/<class>/*`` in sorted order, and the class names."""
+def list_folder(root: str | Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, class index) pairs of ``root/<class>/*`` in sorted order, and the class names.
+
+    ``classes`` fixes the class list (and so the indices), e.g. a validation split indexed like its training
+    split: a folder it lacks keeps the others' indices, a folder it does not name is an error.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; expected {root}/<class name>/<image files>")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not found:
         raise DataError(f"{root} has no class sub-folders; expected {root}/<class name>/<image files>")
+    unknown = sorted(set(found) - set(classes)) if classes is not None else []
+    if unknown:
+        raise DataError(
+            f"{root} has class folder(s) {unknown} that the training split does not have (its classes: "
+            f"{', '.join(classes)}); remove them or add them to the training split"
+        )
+    classes = list(classes) if classes is not None else found
     items = [
-        (f, i)
-        for i, c in enumerate(classes)
+        (f, classes.index(c))
+        for c in found
         for f in sorted((root / c).rglob("*"))
         if f.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not items:
         raise DataError(f"{root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
     return items, classes
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def decode_image(path: Path, size: int, channels: int) -> Tensor | None:
@@ -47,7 +63,7 @@ def decode_image(path: Path, size: int, channels: int) -> Tensor | None:
             left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
             img = img.crop((left, top, left + size, top + size))
             arr = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
         return None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)

@@ -142,10 +142,22 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(run_dir: Path, step: int, ts: TrainState, keep: int = 2) -> Path:
-    """Write ``ts`` as ``checkpoints/step_<step>``; the previous checkpoints stay until this one is complete."""
+    """Write ``ts`` as ``checkpoints/step_<step>``; no earlier checkpoint goes before this one is complete.
+
+    A step is written once: when a complete checkpoint of ``step`` exists already, it is kept as it is.
+    """
     root = Path(run_dir) / CKPT_DIR
     final = root / f"step_{step:08d}"
-    tmp = root / f".tmp-step_{step:08d}"
+    if not (final.is_dir() and verify(final) is None):
+        tmp = root / f".tmp-step_{step:08d}"
+        _write_state(tmp, ts)
+        replace_dir(tmp, final)
+    for old in checkpoint_dirs(run_dir)[max(keep, 1) :]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_state(tmp: Path, ts: TrainState) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_tensors(ts.model, tmp / "model.safetensors")
@@ -157,21 +169,37 @@ def save_checkpoint(run_dir: Path, step: int, ts: TrainState, keep: int = 2) -> 
     save_tensors(rng_tensors, tmp / "rng.safetensors")
     save_json({**ts.state, "optimizer": opt_meta, "rng": rng_meta}, tmp / "state.json")
     write_manifest(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(run_dir)[max(keep, 1) :]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-step_*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the complete directory ``new`` at ``target``; an old ``target`` is moved aside first and deleted last.
+
+    A kill at any point leaves the old directory or the new one in place (or both, one under a hidden name).
+    Hidden leftovers of an earlier kill next to ``target`` are removed.
+    """
+    aside = target.with_name(f".old-{target.name}")
+    shutil.rmtree(aside, ignore_errors=True)
+    if target.exists():
+        os.replace(target, aside)
+    os.replace(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    for stale in target.parent.glob(".tmp-*"):
+        if stale != new:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def save_final(directory: Path, config: dict, weights: dict[str, Tensor], ema: dict[str, Tensor] | None) -> None:
-    """The trained weights in ``save_pretrained``'s layout (``load_model`` and ``--init-from`` read it)."""
-    save_tensors(weights, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+    """The trained weights in ``save_pretrained``'s layout (``load_model`` and ``--init-from`` read it).
+
+    Written as a whole: into a hidden directory first, then put in place (``replace_dir``).
+    """
+    tmp = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_tensors(weights, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
     if ema is not None:
-        save_tensors(ema, directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
-    save_json(config, directory / CONFIG_NAME)
+        save_tensors(ema, tmp / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
+    save_json(config, tmp / CONFIG_NAME)
+    replace_dir(tmp, directory)
 
 
 def latest_good(run_dir: Path) -> Path | None:

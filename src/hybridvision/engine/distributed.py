@@ -126,6 +126,15 @@ def max_across(value: float, d: Dist) -> float:
     return float(t)
 
 
+def union_across(items: set, d: Dist) -> set:
+    """The union of every process's set (e.g. unreadable files each one met)."""
+    if not d.active:
+        return set(items)
+    gathered: list = [None] * d.world
+    dist.all_gather_object(gathered, sorted(items))
+    return set().union(*gathered)
+
+
 def sync_buffers(model: nn.Module, d: Dist) -> None:
     """Give every process rank 0's buffers (BatchNorm statistics) before evaluating or saving."""
     if d.active:

@@ -43,9 +43,15 @@ class Context:
     ema: ModelEma | None = None
     step: int = 0  # optimizer steps done
     elapsed_s: float = 0.0  # training time spent (evaluation excluded), carried across resumes
-    skipped: int = 0  # unreadable samples skipped so far
     last_log_step: int = 0
     save: Callable[[Context, int], None] | None = None  # called every ``ckpt_every`` steps
+    stop_signal: Callable[[], int] = lambda: 0  # a SIGINT/SIGTERM to stop on after this step (0: none)
+    wall0: float = 0.0  # perf_counter() when this process started the run
+    wall_before: float = 0.0  # wall time of the run's earlier processes (from its checkpoint)
+
+    def wall_s(self) -> float:
+        """Wall time of the whole run so far, over every process that worked on it."""
+        return self.wall_before + time.perf_counter() - self.wall0
 
 
 def micro_seed(seed: int, step: int, chunk: int) -> int:
@@ -58,8 +64,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return tree_map(lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t, batch)
 
 
-def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
-    """Optimizer steps of ``epoch`` from ``ctx.step``; returns True when training must stop (budget, max steps)."""
+def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
+    """Optimizer steps of ``epoch`` from ``ctx.step``; returns why training must stop early ("" when it need not):
+    "budget", "max_steps" or "signal"."""
     cfg, d = ctx.cfg, ctx.dist
     accum, chunks = cfg.optim.accum_steps, cfg.optim.accum_steps * d.world
     order = epoch_order(ctx.task.train_size(), cfg.seed, epoch)
@@ -76,8 +83,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
             group["lr"] = lr
         for a in range(accum):
             # -- Data: this micro-batch's augmentation and drop-path draws are seeded by its position.
-            batch, skipped = next(batches)
-            ctx.skipped += skipped
+            batch = next(batches)
             seed = micro_seed(cfg.seed, ctx.step, a * d.world + d.rank)
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed + 1)
@@ -107,12 +113,15 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> bool:
             _log_row(ctx, epoch + (s + 1) / steps, loss_sum, seen, now - t0)
             loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, now
             if _over_budget(ctx):
-                return True
+                return "budget"
         if ctx.step >= stop_at:
-            return True
-        if cfg.ckpt_every and ctx.step % cfg.ckpt_every == 0 and ctx.save is not None:
+            return "max_steps"
+        if ctx.stop_signal():
+            return "signal"
+        # A checkpoint every ``ckpt_every`` steps; the epoch's last step gets its own after the evaluation.
+        if cfg.ckpt_every and ctx.step % cfg.ckpt_every == 0 and s < steps - 1 and ctx.save is not None:
             ctx.save(ctx, epoch)
-    return False
+    return ""
 
 
 def _log_row(ctx: Context, epochs_done: float, loss_sum: Tensor, seen: int, dt: float) -> None:

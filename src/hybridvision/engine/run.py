@@ -13,6 +13,7 @@ Run directory layout::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -29,13 +30,15 @@ from ..config import dump_yaml
 from ..env import environment
 from ..fileio import save_json, save_text
 from . import distributed as dist
-from .checkpoint import TrainState, latest_good, load_checkpoint, restore_rng, save_checkpoint, save_final
+from .checkpoint import TrainState, latest_good, restore_rng, save_checkpoint, save_final
 from .ema import ModelEma
 from .logs import RunLogger
 from .loop import Context, train_one_epoch
 from .optim import build_optimizer
 from .order import steps_per_epoch
+from .resume import check_same_run, resume_point
 from .schedule import Schedule
+from .signals import Interrupted, stop_on_signals
 from .task import Runtime, Task
 
 log = logging.getLogger(__name__)
@@ -142,7 +145,8 @@ def _restore(ctx: Context, ts: TrainState) -> None:
     if ts.state.get("scaler"):
         ctx.scaler.load_state_dict(ts.state["scaler"])
     ctx.step, ctx.elapsed_s = ts.state["step"], ts.state["elapsed_s"]
-    ctx.skipped, ctx.last_log_step = ts.state.get("skipped", 0), ts.state["step"]
+    ctx.last_log_step, ctx.wall_before = ts.state["step"], ts.state.get("wall_s", 0.0)
+    ctx.task.unreadable |= set(ts.state.get("unreadable", []))
     restore_rng(*ts.rng)
 
 
@@ -154,22 +158,24 @@ def save_state(ctx: Context, epoch: int, run_dir: Path) -> None:
     dist.sync_buffers(ctx.model, ctx.dist)
     weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)
     opt = dist.optimizer_state(ctx.step_model if ctx.dist.active else ctx.model, ctx.optimizer)
+    unreadable = sorted(dist.union_across(ctx.task.unreadable, ctx.dist))
     if ctx.dist.is_main:
-        state = {"step": ctx.step, "epoch": epoch, "elapsed_s": ctx.elapsed_s, "skipped": ctx.skipped}
+        state = {"step": ctx.step, "epoch": epoch, "elapsed_s": ctx.elapsed_s, "wall_s": ctx.wall_s()}
         state.update(ema_updates=ctx.ema.updates if ctx.ema else 0, scaler=ctx.scaler.state_dict())
+        state["unreadable"] = unreadable
         ema = ctx.ema.state_dict() if ctx.ema is not None else None
         save_checkpoint(run_dir, ctx.step, TrainState(weights, opt, state, ema), keep=ctx.cfg.keep_ckpts)
     dist.barrier(ctx.dist)
 
 
-def evaluate_all(ctx: Context, epoch: int, steps: int) -> dict[str, float]:
+def evaluate_all(ctx: Context, epoch: int, steps: int, log_row: bool = True) -> dict[str, float]:
     """The task's metrics of the model and (prefixed ``ema_``) of its EMA, logged as one row."""
     dist.sync_buffers(ctx.model, ctx.dist)
     row: dict[str, float] = {"epoch": epoch, "step": ctx.step, "epochs_done": ctx.step / steps}
     row.update(ctx.task.evaluate(ctx.model))
     if ctx.ema is not None:
         row.update({f"ema_{k}": v for k, v in ctx.task.evaluate(ctx.ema.module).items()})
-    if ctx.logger is not None:
+    if ctx.logger is not None and log_row:
         ctx.logger.eval_row(row, ctx.task.metric)
     return row
 
@@ -178,7 +184,10 @@ def evaluate_all(ctx: Context, epoch: int, steps: int) -> dict[str, float]:
 
 
 def run(task: Task) -> RunResult:
-    """Train (or resume) one run of ``task``; returns its directory and summary."""
+    """Train (or resume) one run of ``task``; returns its directory and summary.
+
+    Raises ``Interrupted`` (after writing a checkpoint) when SIGINT or SIGTERM stops it.
+    """
     cfg = task.cfg
     d = dist.setup(cfg.device)
     if cfg.threads:
@@ -188,25 +197,26 @@ def run(task: Task) -> RunResult:
     wall0 = time.perf_counter()
     try:
         run_dir = run_dir_for(task, d)
-        ckpt = latest_good(run_dir) if cfg.resume else None
-        if cfg.resume and cfg.resume != "auto" and ckpt is None:
-            raise CheckpointError(f"--resume {cfg.resume}: no usable checkpoint in {run_dir}/checkpoints")
-        resume = load_checkpoint(ckpt) if ckpt is not None else None
+        check_same_run(cfg, run_dir)
+        resume = resume_point(cfg, run_dir)
         if resume is None:
             torch.manual_seed(cfg.seed)  # the model's initial weights
         ctx = make_context(task, d, resume)
+        ctx.wall0 = wall0
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_text(dump_yaml(cfg), run_dir / "config.yaml")
             start = resume.state["step"] if resume else None
             ctx.logger = RunLogger(run_dir, resume_step=start, progress=cfg.progress, tensorboard=cfg.tensorboard)
         ctx.save = lambda c, e: save_state(c, e, run_dir)
-        return _epochs(ctx, run_dir, wall0)
+        with stop_on_signals() as stop:
+            ctx.stop_signal = lambda: int(dist.max_across(stop.signum, d)) if d.active else stop.signum
+            return _epochs(ctx, run_dir)
     finally:
         dist.cleanup(d)
 
 
-def _epochs(ctx: Context, run_dir: Path, wall0: float) -> RunResult:
+def _epochs(ctx: Context, run_dir: Path) -> RunResult:
     cfg = ctx.cfg
     steps = steps_per_epoch(ctx.task.train_size(), cfg.batch_size)
     stop_at = min(cfg.max_steps or math.inf, steps * cfg.epochs)
@@ -216,33 +226,52 @@ def _epochs(ctx: Context, run_dir: Path, wall0: float) -> RunResult:
         if ctx.logger is not None:
             ctx.logger.start_epoch(epoch, cfg.epochs, steps, ctx.step - epoch * steps)
         stopped = train_one_epoch(ctx, epoch, steps, stop_at)
-        finished = stopped or epoch == cfg.epochs - 1 or ctx.step >= stop_at
-        if finished or (epoch + 1) % cfg.eval_every == 0:
-            row = evaluate_all(ctx, epoch, steps)
-        save_state(ctx, epoch + 1 if ctx.step % steps == 0 else epoch, run_dir)
+        done_epoch = epoch + 1 if ctx.step % steps == 0 else epoch
+        if stopped == "signal":
+            save_state(ctx, done_epoch, run_dir)
+            _close(ctx)
+            raise Interrupted(ctx.stop_signal(), run_dir, ctx.step)
+        if stopped or epoch == cfg.epochs - 1 or ctx.step >= stop_at or (epoch + 1) % cfg.eval_every == 0:
+            row = evaluate_all(ctx, epoch, steps)  # logged before the checkpoint: a kill between them redoes both
+        save_state(ctx, done_epoch, run_dir)
         epoch += 1
         if stopped:
             break
-    if not row:  # resumed after the last step: nothing was trained, report the final weights anyway
-        row = evaluate_all(ctx, epoch - 1, steps)
+    _close(ctx)
+    if row:
+        return _finish(ctx, row, run_dir, steps)
+    return _resumed_finished(ctx, run_dir, steps)
+
+
+def _close(ctx: Context) -> None:
     if ctx.logger is not None:
         ctx.logger.close()
-    return _finish(ctx, row, run_dir, wall0, steps)
 
 
-def _finish(ctx: Context, row: dict[str, float], run_dir: Path, wall0: float, steps: int) -> RunResult:
+def _resumed_finished(ctx: Context, run_dir: Path, steps: int) -> RunResult:
+    """A run resumed after its last step: its summary as it is, or (if the kill came first) final weights + summary."""
+    summary = run_dir / "summary.json"
+    if summary.is_file() and (run_dir / "final").is_dir():
+        return RunResult(run_dir, json.loads(summary.read_text()), ctx.dist.is_main)
+    row = evaluate_all(ctx, ctx.step // steps - 1, steps, log_row=False)  # its row is in eval_log.csv already
+    return _finish(ctx, row, run_dir, steps)
+
+
+def _finish(ctx: Context, row: dict[str, float], run_dir: Path, steps: int) -> RunResult:
     cfg = ctx.cfg
+    unreadable = dist.union_across(ctx.task.unreadable, ctx.dist)
     summary = {
         "model": cfg.model,
         "params": sum(p.numel() for p in ctx.model.parameters()),
         "steps": ctx.step,
         "epochs": round(ctx.step / steps, 3),
         "train_s": round(ctx.elapsed_s, 1),
-        "wall_s": round(time.perf_counter() - wall0, 1),
+        "wall_s": round(ctx.wall_s(), 1),
         "train_img_s": round(ctx.step * cfg.batch_size / max(ctx.elapsed_s, 1e-9), 1),
-        "skipped_images": ctx.skipped,
+        "skipped_images": len(unreadable),
         "metric": ctx.task.metric,
         **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step", "epochs_done")},
+        **ctx.task.run_info(),
         "environment": environment(str(ctx.dist.device)),
     }
     weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)  # collective under FSDP
@@ -250,6 +279,6 @@ def _finish(ctx: Context, row: dict[str, float], run_dir: Path, wall0: float, st
         ema = ctx.ema.state_dict() if ctx.ema else None
         save_final(run_dir / "final", ctx.task.model_config(ctx.model), weights, ema)
         save_json(summary, run_dir / "summary.json")
-    if ctx.skipped:
-        log.warning("%d unreadable samples were skipped (see the warnings above for their names)", ctx.skipped)
+    if unreadable:
+        log.warning("%d unreadable files were skipped: %s", len(unreadable), ", ".join(sorted(unreadable)[:5]))
     return RunResult(run_dir, summary, ctx.dist.is_main)

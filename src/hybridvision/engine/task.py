@@ -5,7 +5,7 @@ The engine (``engine.run``) owns everything else about a run. A task is written 
 
 1. ``setup(rt)``: read data; ``rt`` says which device/process this is and how to autocast;
 2. ``build_model()``: a fresh model (weights from ``cfg.init_from`` when set), on the CPU;
-3. per optimizer step, per micro-batch: ``batches(index_lists)`` yields ``(batch, skipped)``; the engine moves the
+3. per optimizer step, per micro-batch: ``batches(index_lists)`` yields a batch; the engine moves the
    batch to the device and calls ``loss(model, batch, gen)`` inside autocast (``gen`` is a CPU generator seeded by
    the micro-batch's position, so augmentation repeats exactly on resume and under any process count);
 4. at evaluation time: ``evaluate(model)`` -> ``{"metric": value}`` for the model and for its EMA.
@@ -48,6 +48,7 @@ class Task(ABC):
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.rt: Runtime | None = None
+        self.unreadable: set[str] = set()  # files the task skipped (train and evaluation); each counted once
 
     @property
     def name(self) -> str:
@@ -67,8 +68,8 @@ class Task(ABC):
         ...
 
     @abstractmethod
-    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[tuple[Any, int]]:
-        """For each list of sample indices, ``(batch, skipped)``: tensors in any nesting, and unreadable samples."""
+    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[Any]:
+        """For each list of sample indices, a batch: tensors in any nesting (unreadable files go to ``unreadable``)."""
         ...
 
     @abstractmethod
@@ -80,6 +81,10 @@ class Task(ABC):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Named metrics of ``model`` on the evaluation data (reduced over processes), ``self.metric`` among them."""
         ...
+
+    def run_info(self) -> dict[str, Any]:
+        """Facts of the run for ``summary.json`` besides the metrics (e.g. the class names)."""
+        return {}
 
     def model_config(self, model: nn.Module) -> dict[str, Any]:
         """``config.json`` of the final weights, enough to rebuild the model (default: a registered model)."""

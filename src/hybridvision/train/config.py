@@ -9,10 +9,11 @@ saved as ``config.yaml`` in every run directory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..data import FASHION_MNIST_DIR
-from ..engine.config import RunConfig, check
+from ..engine.config import DEVICE, RESUMABLE, RunConfig, at_least, check, in_unit
+from ..registry import get_entry
 
 RANDAUG_OPS = (
     "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "identity", "autocontrast", "equalize", "invert",
@@ -35,6 +36,15 @@ class DataConfig:
     eval_subset: int = 0
     workers: int = 0  # decoding processes for folder data sets (idx data lives in memory and needs none)
     load_size: int = 0  # folder images: decode at this size, crop to img_size on the batch (0 = img_size)
+
+    def __post_init__(self) -> None:
+        check(
+            self.dataset in ("fashion_mnist", "folder"),
+            f"data.dataset must be fashion_mnist or folder, got {self.dataset!r}",
+        )
+        check(self.channels >= 1, f"data.channels must be >= 1, got {self.channels}")
+        at_least(self, 0, "train_subset", "eval_subset", "workers", "load_size", prefix="data.")
+        check(all(v > 0 for v in self.std), f"data.std must be positive, got {self.std}")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,25 @@ class AugConfig:
     switch_prob: float = 0.5  # chance of CutMix over MixUp when both are on
     label_smoothing: float = 0.1
 
+    def __post_init__(self) -> None:
+        check(self.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc, shift or none, got {self.crop!r}")
+        in_unit(self, "aug.", "hflip", "erase_prob", "mix_prob", "switch_prob", "fill")
+        check(0 <= self.label_smoothing < 1, f"aug.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("shift_px", "randaug_n", "randaug_mstd", "mixup_alpha", "cutmix_alpha"):
+            check(getattr(self, name) >= 0, f"aug.{name} must be >= 0, got {getattr(self, name)}")
+        check(
+            0 <= self.randaug_m <= 30, f"aug.randaug_m must be in [0, 30] (timm's scale is 0..10), got {self.randaug_m}"
+        )
+        for name in ("crop_scale", "erase_scale"):
+            lo, hi = getattr(self, name)
+            check(0 < lo <= hi <= 1, f"aug.{name} must be (low, high) with 0 < low <= high <= 1, got {(lo, hi)}")
+        check(
+            0 < self.crop_ratio[0] <= self.crop_ratio[1],
+            f"aug.crop_ratio must be 0 < low <= high, got {self.crop_ratio}",
+        )
+        unknown_ops = sorted(set(self.randaug_ops) - set(RANDAUG_OPS))
+        check(not unknown_ops, f"unknown aug.randaug_ops {unknown_ops}; choose from {', '.join(RANDAUG_OPS)}")
+
 
 @dataclass(frozen=True)
 class TrainConfig(RunConfig):
@@ -74,13 +103,13 @@ class TrainConfig(RunConfig):
     data: DataConfig = field(default_factory=DataConfig)
     aug: AugConfig = field(default_factory=AugConfig)
 
+    RESUMABLE: ClassVar[frozenset[str]] = RESUMABLE | {"data.workers"}  # what --resume may change
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
         check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
-        check(self.aug.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc/shift/none, got {self.aug.crop!r}")
-        check(self.data.dataset in ("fashion_mnist", "folder"), f"unknown data.dataset {self.data.dataset!r}")
-        unknown_ops = sorted(set(self.aug.randaug_ops) - set(RANDAUG_OPS))
-        check(not unknown_ops, f"unknown aug.randaug_ops {unknown_ops}; choose from {', '.join(RANDAUG_OPS)}")
+        check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(
             len(self.data.mean) == len(self.data.std) == self.data.channels,
             f"data.mean and data.std need one value per channel ({self.data.channels}); "
@@ -98,3 +127,9 @@ class EvalConfig:
     device: str = "auto"
     out: str = ""  # JSON file for the numbers (default: RUN/eval.json)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        check(self.weights in ("model", "ema", "both"), f"weights must be model, ema or both, got {self.weights!r}")
+        at_least(self, 1, "batch_size")
+        at_least(self, 0, "img_size")
+        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import decode_image, fit_size, list_folder, load_idx_split
+from ..data import FASHION_MNIST_CLASSES, decode_image, fit_size, list_folder, load_idx_split
 from .config import DataConfig
 
 
@@ -26,19 +26,20 @@ class FolderBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor, int]:
-        images, labels = [], []
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor, list[str]]:
+        images, labels, skipped = [], [], []
         for i in indices:
             path, label = self.items[i]
             img = decode_image(path, self.size, self.channels)
-            if img is not None:
+            if img is None:
+                skipped.append(str(path))
+            else:
                 images.append(img)
                 labels.append(label)
-        skipped = len(indices) - len(images)
         if not images:
             empty = torch.empty(0, self.channels, self.size, self.size, dtype=torch.uint8)
             return empty, torch.empty(0, dtype=torch.long), skipped
-        return torch.stack(images), torch.tensor(labels), skipped  # (B, C, H, W) uint8, (B,), skipped
+        return torch.stack(images), torch.tensor(labels), skipped  # (B, C, H, W) uint8, (B,), unreadable files
 
 
 # ---- Data sets as a whole
@@ -48,7 +49,7 @@ class FolderBatches(torch.utils.data.Dataset):
 class Split:
     """One split: uint8 images in memory (idx) or a folder decoded per batch."""
 
-    num_classes: int
+    classes: list[str]  # class names; a label is an index into this list
     size: int
     images: Tensor | None = None  # (N, C, H, W) uint8, already at the training size
     labels: Tensor | None = None
@@ -58,12 +59,16 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels) if self.labels is not None else len(self.folder)
 
-    def batches(self, index_lists: list[list[int]]) -> Iterator[tuple[Tensor, Tensor, int]]:
-        """(uint8 images, labels, skipped count) for each list of sample indices."""
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def batches(self, index_lists: list[list[int]]) -> Iterator[tuple[Tensor, Tensor, list[str]]]:
+        """(uint8 images, labels, unreadable files) for each list of sample indices."""
         if self.folder is None:
             for idx in index_lists:
                 t = torch.as_tensor(idx, dtype=torch.long)
-                yield self.images[t], self.labels[t], 0
+                yield self.images[t], self.labels[t], []
             return
         loader = torch.utils.data.DataLoader(
             self.folder, batch_size=None, sampler=index_lists, num_workers=self.workers, persistent_workers=False
@@ -71,17 +76,21 @@ class Split:
         yield from loader
 
 
-def load_split(cfg: DataConfig, split: str, size: int, subset: int = 0) -> Split:
-    """A split of the configured data set at training size ``size``."""
+def load_split(cfg: DataConfig, split: str, size: int, subset: int = 0, classes: list[str] | None = None) -> Split:
+    """A split of the configured data set at training size ``size``.
+
+    ``classes``: the training split's class names, so an evaluation folder is indexed like it (a class the
+    training split lacks is an error; one it has and this split lacks is fine).
+    """
     if cfg.dataset == "fashion_mnist":
         images, labels = load_idx_split(cfg.root, split)
         if subset:
             images, labels = images[:subset], labels[:subset]
         if cfg.channels != 1:
             images = images.expand(-1, cfg.channels, -1, -1)  # grey -> C identical channels
-        return Split(10, size, fit_size(images, size).contiguous(), labels)
-    items, classes = list_folder(Path(cfg.root) / split)
+        return Split(list(FASHION_MNIST_CLASSES), size, fit_size(images, size).contiguous(), labels)
+    items, names = list_folder(Path(cfg.root) / split, classes)
     if subset:
         items = items[:subset]
     load = max(cfg.load_size, size)  # decoded larger, the batch crop (random or central) brings it to ``size``
-    return Split(len(classes), size, folder=FolderBatches(items, load, cfg.channels), workers=cfg.workers)
+    return Split(names, size, folder=FolderBatches(items, load, cfg.channels), workers=cfg.workers)

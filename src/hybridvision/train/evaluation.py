@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import torch
@@ -44,6 +45,15 @@ def _load(run: Path, cfg: EvalConfig, num_classes: int, use_ema: bool) -> nn.Mod
     return model
 
 
+def saved_classes(run: Path) -> list[str] | None:
+    """The class names the weights were trained on (saved with the final weights), when recorded."""
+    for path in (run / "final" / "config.json", run / "config.json"):
+        if path.is_file():
+            classes = json.loads(path.read_text()).get("classes")
+            return list(classes) if classes else None
+    return None
+
+
 def has_ema(run: Path) -> bool:
     source = init_source(str(run)) if (run / "config.yaml").is_file() else run
     return (source / EMA_WEIGHTS_NAME).is_file()
@@ -54,7 +64,7 @@ def evaluate_run(run: str | Path, cfg: EvalConfig) -> dict[str, dict[str, float]
     run = Path(run)
     device = pick_device(cfg.device)
     size = cfg.img_size or (saved_train_config(run) or TrainConfig()).img_size
-    split = load_split(cfg.data, cfg.data.eval_split, size, cfg.data.eval_subset)
+    split = load_split(cfg.data, cfg.data.eval_split, size, cfg.data.eval_subset, saved_classes(run))
     augment = Augment(AugConfig(), cfg.data.mean, cfg.data.std, split.num_classes, size)
     kinds = {"model": ["model"], "ema": ["ema"], "both": ["model", "ema"]}[cfg.weights]
     if not has_ema(run):

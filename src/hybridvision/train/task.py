@@ -33,7 +33,8 @@ class Classification(Task):
         cfg = self.cfg
         get_entry(cfg.model)  # an unknown name fails before the data is read
         self.train_split = load_split(cfg.data, cfg.data.train_split, cfg.img_size, cfg.data.train_subset)
-        self.eval_split = load_split(cfg.data, cfg.data.eval_split, cfg.img_size, cfg.data.eval_subset)
+        classes = self.train_split.classes  # the evaluation split is indexed like the training split
+        self.eval_split = load_split(cfg.data, cfg.data.eval_split, cfg.img_size, cfg.data.eval_subset, classes)
         num_classes = self.train_split.num_classes
         self.augment = Augment(cfg.aug, cfg.data.mean, cfg.data.std, num_classes, cfg.img_size)
 
@@ -53,12 +54,15 @@ class Classification(Task):
     def train_size(self) -> int:
         return len(self.train_split)
 
-    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[tuple[Any, int]]:
-        for images, labels, skipped in self.train_split.batches(index_lists):
-            yield (images, labels), skipped
+    def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[Any]:
+        for images, labels, unreadable in self.train_split.batches(index_lists):
+            self.unreadable.update(unreadable)
+            yield images, labels
 
     def loss(self, model: nn.Module, batch: Any, gen: torch.Generator) -> Tensor:
         images, labels = batch
+        if images.shape[0] == 0:  # every file of this micro-batch was unreadable: a step without a gradient
+            return sum(p.sum() for p in model.parameters()) * 0.0
         x, target = self.augment(images, labels, gen)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -66,7 +70,14 @@ class Classification(Task):
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         rt = self.rt
-        return evaluate(model, self.eval_split, self.cfg.eval_batch_size, rt.dist, rt.autocast, self.augment)
+        b = self.cfg.eval_batch_size
+        return evaluate(model, self.eval_split, b, rt.dist, rt.autocast, self.augment, self.unreadable)
+
+    def run_info(self) -> dict[str, Any]:
+        return {"classes": self.train_split.classes}
+
+    def model_config(self, model: nn.Module) -> dict[str, Any]:
+        return {**super().model_config(model), "classes": self.train_split.classes}
 
 
 def train(cfg: TrainConfig) -> RunResult:
@@ -75,11 +86,26 @@ def train(cfg: TrainConfig) -> RunResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, d: Dist, autocast: Any, augment: Augment) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over all of ``split``."""
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    d: Dist,
+    autocast: Any,
+    augment: Augment,
+    unreadable: set | None = None,
+) -> dict:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over all of ``split`` (readable files).
+
+    Unreadable files are left out and added to ``unreadable``.
+    """
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, count
-    for images, labels, _ in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
+    for images, labels, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
+        if unreadable is not None:
+            unreadable.update(skipped)
+        if images.shape[0] == 0:
+            continue
         x = augment.normalize(images.to(d.device)).contiguous(memory_format=torch.channels_last)
         labels = labels.to(d.device)
         with autocast():

@@ -1,0 +1,69 @@
+"""Where a resumed run continues from, and whether it is the same run: the checks before any work is redone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..checkpoint import CheckpointError
+from ..config import ConfigError, flatten, to_dict
+from .checkpoint import TrainState, checkpoint_dirs, latest_good, load_checkpoint, verify
+from .config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def resume_point(cfg: RunConfig, run_dir: Path) -> TrainState | None:
+    """The newest usable checkpoint of ``run_dir`` when resuming; None to start at step 0.
+
+    ``--resume auto`` on a run that never wrote a checkpoint starts it again (saying so); a run whose
+    checkpoints are all unusable is an error naming each problem, never a silent start from step 0.
+    """
+    if not cfg.resume:
+        return None
+    good = latest_good(run_dir)
+    if good is not None:
+        return load_checkpoint(good)
+    found = checkpoint_dirs(run_dir)
+    if found:
+        problems = "; ".join(f"{d.name}: {verify(d)}" for d in found)
+        raise CheckpointError(
+            f"--resume {cfg.resume}: {run_dir} has checkpoints but none is usable ({problems}). "
+            f"Start the run again under another --run_name, or delete {run_dir}/checkpoints to restart it from step 0"
+        )
+    if cfg.resume != "auto":
+        raise CheckpointError(f"--resume {cfg.resume}: {run_dir} has no checkpoint to resume from")
+    if (run_dir / "config.yaml").is_file():
+        log.warning("--resume auto: %s stopped before its first checkpoint; starting it from step 0", run_dir)
+    return None
+
+
+def check_same_run(cfg: RunConfig, run_dir: Path) -> None:
+    """Raise when resuming ``run_dir`` with settings that change what it trains (the keys and both values named).
+
+    Keys in ``type(cfg).RESUMABLE`` may change; keys only one side knows (a newer release's fields) are skipped.
+    """
+    path = run_dir / "config.yaml"
+    if not cfg.resume or not path.is_file():
+        return
+    saved = flatten(yaml.safe_load(path.read_text()) or {})
+    now = flatten(to_dict(cfg))
+    keys = sorted(k for k in saved.keys() & now.keys() if k not in type(cfg).RESUMABLE and not _same(saved[k], now[k]))
+    if keys:
+        changes = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys)
+        raise ConfigError(
+            f"--resume {cfg.resume}: {run_dir} was started with other settings ({changes}). Resume with the run's "
+            f"own settings (leave --config out: {path} is read), or start a new run (--init-from {run_dir} to begin "
+            "from its weights)"
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
