@@ -13,7 +13,6 @@ registered are skipped with a message. Writes JSON (rows + the environment block
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 
 import torch
@@ -29,10 +28,10 @@ DEFAULT_MODELS = "ascan_*,coatnet_0,efficientmod_s"
 
 
 def select(patterns: str) -> list[str]:
-    """Registered names matching comma-separated globs, in the given order, *_test variants left out."""
+    """Registered names matching comma-separated globs, in the given order, test variants left out."""
     names: list[str] = []
     for pattern in patterns.split(","):
-        hits = [n for n in fnmatch.filter(hv.list_models(), pattern) if not n.endswith("_test")]
+        hits = hv.list_models(pattern, test=False)
         if not hits:
             log.warning("skipping %r: no registered model matches it", pattern)
         names += [n for n in hits if n not in names]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The committed CPU results: every named model (globs skip *_test variants), fp32, channels_last, BatchNorm
+# The committed CPU results: every named model (globs skip the test variants), fp32, channels_last, BatchNorm
 # folded, eager PyTorch, with our onnxruntime export of the same weights timed in the same run.
 #
 #   benchmarks/run_cpu_results.sh                      # writes results/cpu-fp32-nhwc-eager-pt*.{csv,json},

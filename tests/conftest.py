@@ -1,4 +1,4 @@
-"""Shared fixtures: deterministic seeds, restored global state, the reference-fixture folder."""
+"""Shared fixtures: deterministic seeds, restored global state, the reference-fixture folder, the real timm."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ def _randomize_batchnorms(model: torch.nn.Module) -> None:
 def randomize_batchnorms():
     """Give every BatchNorm non-trivial statistics and affine parameters, so BN folding is really exercised."""
     return _randomize_batchnorms
+
+
+@pytest.fixture(scope="session")
+def timm():
+    """The real timm, importable through the test-only torchvision shim; skips when it is not installed."""
+    import _tv_compat
+
+    module, reason = _tv_compat.import_timm()
+    if module is None:
+        pytest.skip(f"timm is not importable even with the torchvision shim ({reason}); install '.[compare]'")
+    return module

@@ -73,11 +73,13 @@ def test_no_depthwise_conv_and_paper_blocks_in_the_default_model():
     assert heads == {128 // 32, 256 // 32, 512 // 32}
 
 
-def test_feature_info_covers_every_stage_including_the_last_attention_stage():
+def test_feature_info_covers_the_stem_and_every_stage_including_the_last_attention_stage():
     model = meta("ascan_t")
-    assert [(f.channels, f.reduction) for f in model.feature_info] == [(64, 4), (128, 8), (256, 16), (512, 32)]
+    levels = [(f["num_chs"], f["reduction"]) for f in model.feature_info]
+    assert levels == [(64, 2), (64, 4), (128, 8), (256, 16), (512, 32)]
     assert isinstance(model.stages[-1].blocks[-1], ParallelTransformerBlock)
-    assert [f.reduction for f in meta("ascan_nano").feature_info] == [2, 4, 8, 16]
+    assert [f["reduction"] for f in meta("ascan_nano").feature_info] == [1, 2, 4, 8, 16]
+    assert (model.num_features, model.head_hidden_size) == (512, 1280)  # trunk width, then the head's embedding
 
 
 # ---- The design space
@@ -124,9 +126,9 @@ def test_any_layout_builds_a_working_model(layout):
     stride = 2 ** (len(layout) + 1)
     x = torch.randn(2, 3, 2 * stride, stride)
     assert model(x).shape == (2, 10)
-    feats = model.forward_intermediates(x)
+    feats = model.forward_intermediates(x, intermediates_only=True)
     assert [f.shape[1:] for f in feats] == [
-        (f.channels, x.shape[2] // f.reduction, x.shape[3] // f.reduction) for f in model.feature_info
+        (f["num_chs"], x.shape[2] // f["reduction"], x.shape[3] // f["reduction"]) for f in model.feature_info
     ]
     kinds = "".join("T" if isinstance(b, ParallelTransformerBlock) else "C" for s in model.stages for b in s.blocks)
     assert kinds == "".join(layout)

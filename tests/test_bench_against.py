@@ -1,5 +1,5 @@
-"""`--against`: timm (through a stand-in `timm` package, so the path is tested where timm is absent) and
-onnxruntime, on the same weights, with parity checked before any timing."""
+"""`--against`: timm (through a stand-in `timm` package, so the path is tested where timm is absent, and the real
+timm when it imports) and onnxruntime, on the same weights, with parity checked before any timing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,6 +71,24 @@ def test_against_timm_times_both_on_the_same_weights(fake_timm):
         assert b["rel_throughput"] == pytest.approx(b["throughput_img_s"] / a["throughput_img_s"])
         assert b["macs"] == a["macs"] and b["fused"] is False and a["fused"] is True  # timm has no fuse()
         assert set(a["pids"].split(";")).isdisjoint(b["pids"].split(";"))
+
+
+def test_against_the_real_timm_in_fresh_processes(timm, monkeypatch):
+    """Every measuring process imports tests/_tv_compat.py first (a plugin), so the real timm imports there too."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    config = dataclasses.replace(
+        quick(), models=("coatnet_nano_rw_224",), against=("timm",), img_size=64, plugins=("_tv_compat",), **FAST
+    )
+    result = run_bench(config)
+    assert result.notes == []
+    ours = [r for r in result.rows if r["impl"] == "hybridvision"]
+    theirs = [r for r in result.rows if r["impl"] == "timm"]
+    assert [r["batch_size"] for r in ours] == [r["batch_size"] for r in theirs] == [1, 2]
+    for a, b in zip(ours, theirs):
+        assert a["status"] == b["status"] == "ok", (a["status"], b["status"])
+        assert b["parity_max_abs_diff"] <= config.atol and b["macs"] == a["macs"]
+        assert b["rel_throughput"] == pytest.approx(b["throughput_img_s"] / a["throughput_img_s"])
 
 
 def test_timm_weights_are_converted_and_checked_before_timing(fake_timm, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import pytest
@@ -12,6 +13,7 @@ from safetensors.torch import save_file
 import hybridvision as hv
 from hybridvision.checkpoint import CheckpointError, read_state_dict
 from hybridvision.fileio import atomic_write
+from hybridvision.hub import WEIGHTS_ENV
 
 TIMM_NAMES = [
     ("conv_expand.", "conv1_1x1."),
@@ -152,6 +154,29 @@ def test_adaptation_head_channels_and_size(tmp_path):
     big = torch.randn(1, 3, 96, 96)
     m2 = hv.create_model("coatnet_test", pretrained=tmp_path / "m.pth", img_size=96).eval()
     torch.testing.assert_close(m2(big), src(big), atol=1e-5, rtol=1e-5)
+
+
+def test_a_classifier_that_does_not_fit_is_dropped_with_a_warning(tmp_path, caplog):
+    torch.save(hv.create_model("coatnet_test").state_dict(), tmp_path / "m.pth")
+    with caplog.at_level(logging.INFO, logger="hybridvision.checkpoint"):
+        hv.create_model("coatnet_test", pretrained=tmp_path / "m.pth", num_classes=3)
+    [record] = [r for r in caplog.records if "classifier" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "coatnet_test: dropped the checkpoint's classifier head.fc (10 classes)" in record.getMessage()
+    assert "the model has 3 classes" in record.getMessage()
+
+
+def test_pretrained_true_reads_the_weights_folder_and_says_where_it_is(tmp_path, monkeypatch):
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError, match=rf"no weights for 'coatnet_test' in {tmp_path}.*downloads nothing"):
+        hv.create_model("coatnet_test", pretrained=True)
+    with pytest.raises(CheckpointError, match=rf"{tmp_path / 'coatnet_test'}/ .*{WEIGHTS_ENV}.*pretrained='path"):
+        hv.create_model("coatnet_test", pretrained=True)
+    src = hv.create_model("coatnet_test").eval()
+    hv.save_pretrained(src, tmp_path / "coatnet_test")
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.equal(hv.create_model("coatnet_test", pretrained=True).eval()(x), src(x))
+    assert hv.create_model("coatnet_test", pretrained=False).state_dict().keys() == src.state_dict().keys()
 
 
 def test_save_pretrained_roundtrip(tmp_path):

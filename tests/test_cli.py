@@ -33,7 +33,7 @@ def test_summary_measures(tmp_path, capsys):
     code = main(
         ["summary", "--pattern", "coatnet_test*", "--batch-sizes", "1", "--min-seconds", "0.05", "--json", str(out)]
     )
-    # the family filter excludes *_test names, so pick a real one cheaply instead
+    # the family filter leaves test variants out, so pick a real one cheaply instead
     assert code == 1
     cheap = ["--batch-sizes", "1", "--min-seconds", "0.05", "--json", str(out)]
     assert main(["summary", "--pattern", "coatnet_nano_rw*", *cheap]) == 0  # coatnet_nano* also has coatnet_nano

@@ -151,7 +151,7 @@ def test_nano_for_32x32_data():
     assert 1e6 < sum(p.numel() for p in model.parameters()) < 3e6
     assert model.config.img_hw == (32, 32) and model.config.num_classes == 10
     x = torch.randn(2, 3, 32, 32)
-    assert [f.shape[-1] for f in model.forward_intermediates(x)] == [16, 8, 4, 2]
+    assert [f.shape[-1] for f in model.forward_intermediates(x, intermediates_only=True)] == [16, 16, 8, 4, 2]
     assert model(x).shape == (2, 10)
 
 
@@ -175,7 +175,7 @@ def check_parity(model, reference_dir, expected_name):
     expected = load_file(reference_dir / expected_name)
     model.eval()
     with torch.no_grad():
-        logits, stages = model(x), model.forward_intermediates(x)
+        logits, stages = model(x), model.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
     torch.testing.assert_close(logits, expected["logits"], atol=LOGIT_ATOL, rtol=0)
     for i, feat in enumerate(stages):
         torch.testing.assert_close(feat, expected[f"stage{i}"], atol=STAGE_ATOL, rtol=0, msg=f"stage{i}")

@@ -16,7 +16,7 @@ from hybridvision.cli.main import main
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-TEST_MODELS = hv.list_models("*_test")
+TEST_MODELS = hv.list_models(test=True)
 
 
 def reported_diff(text: str) -> float:

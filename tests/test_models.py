@@ -1,7 +1,11 @@
-"""Registry-driven model tests: every ``*_test`` variant runs; every named model builds and is counted."""
+"""Registry-driven model tests: every test variant runs and round-trips; every named model builds and is counted.
+
+timm's own model-contract tests, ported, live in tests/test_timm_contract.py.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -12,7 +16,7 @@ from hybridvision.models import InputError
 from hybridvision.models.blocks import RelPosBias
 from hybridvision.profile import model_cost
 
-TEST_MODELS = hv.list_models("*_test")
+TEST_MODELS = hv.list_models(test=True)
 ALL_MODELS = hv.list_models()
 
 
@@ -25,9 +29,14 @@ def batch(model, b: int = 2, size: int | None = None) -> torch.Tensor:
     return torch.randn(b, model.config.in_chans, h, w)
 
 
-def test_every_family_has_a_test_variant():
+def test_test_variants_are_a_registry_flag():
+    assert {"ascan_test", "coatnet_test", "efficientmod_test"} <= set(TEST_MODELS)
+    assert all(hv.get_entry(n).test for n in TEST_MODELS) and not hv.get_entry("coatnet_nano").test
+    full = hv.list_models(test=False)
+    assert not set(full) & set(TEST_MODELS) and sorted(full + TEST_MODELS) == ALL_MODELS
+    assert hv.list_models("coatnet*", test=True) == ["coatnet_test"]
     families = {hv.get_entry(n).family for n in ALL_MODELS}
-    assert families == {hv.get_entry(n).family for n in TEST_MODELS}
+    assert families == {hv.get_entry(n).family for n in TEST_MODELS}  # every family has one
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
@@ -40,7 +49,7 @@ def test_forward_shape_and_finite(name):
 
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_backward_reaches_every_parameter(name):
-    model = make(name, drop_path_rate=0.1).train()
+    model = make(name, drop_path_rate=0.1, drop_rate=0.1).train()
     model(batch(model)).logsumexp(-1).mean().backward()
     for n, p in model.named_parameters():
         assert p.grad is not None, f"no grad for {n}"
@@ -51,29 +60,82 @@ def test_backward_reaches_every_parameter(name):
 def test_intermediates_match_feature_info(name):
     model = make(name).eval()
     x = batch(model)
-    feats = model.forward_intermediates(x)
-    assert len(feats) == len(model.feature_info) == len(model.stages)
+    final, feats = model.forward_intermediates(x)
+    assert len(feats) == len(model.feature_info) == len(model.stages) + 1  # the stem, then every stage
+    assert [f["module"] for f in model.feature_info] == ["stem"] + [f"stages.{i}" for i in range(len(model.stages))]
     for f, info in zip(feats, model.feature_info):
-        assert f.shape == (2, info.channels, x.shape[2] // info.reduction, x.shape[3] // info.reduction)
-    assert model.feature_info[-1].channels == model.forward_features(x).shape[1]
-    last_two = model.forward_intermediates(x, indices=2)
+        assert f.shape == (2, info["num_chs"], x.shape[2] // info["reduction"], x.shape[3] // info["reduction"])
+    torch.testing.assert_close(final, model.forward_features(x), atol=0, rtol=0)
+    last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
     assert [t.shape for t in last_two] == [t.shape for t in feats[-2:]]
-    assert torch.equal(model.forward_intermediates(x, indices=[-1])[0], feats[-1])
-    with pytest.raises(ValueError, match="out of range"):
-        model.forward_intermediates(x, indices=[len(feats)])
+    assert torch.equal(model.forward_intermediates(x, indices=[-1], intermediates_only=True)[0], feats[-1])
+    early, (stem, first) = model.forward_intermediates(x, indices=[0, 1], stop_early=True)
+    assert torch.equal(stem, feats[0]) and torch.equal(first, feats[1]) and torch.equal(early, feats[1])
+    nhwc = model.forward_intermediates(x, indices=[1], output_fmt="NHWC", intermediates_only=True)[0]
+    assert torch.equal(nhwc, feats[1].permute(0, 2, 3, 1))
+    normed = model.forward_intermediates(x, indices=[-1], norm=True, intermediates_only=True)[0]
+    torch.testing.assert_close(normed, final, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_feature_index_errors_say_what_to_pass(name):
+    model = make(name).eval()
+    x = batch(model)
+    levels = len(model.feature_info)
+    with pytest.raises(InputError, match=f"feature index {levels} is out of range: this model has {levels}"):
+        model.forward_intermediates(x, indices=[levels])
+    with pytest.raises(InputError, match=r"indices=\[\] selects no feature level; pass None for all of them"):
+        model.forward_intermediates(x, indices=[])
+    with pytest.raises(InputError, match="asks for the last 0 feature levels"):
+        model.forward_intermediates(x, indices=0)
+    with pytest.raises(ValueError, match="output_fmt='NLC'"):
+        model.forward_intermediates(x, output_fmt="NLC")
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
 def test_forward_head_pre_logits_and_reset_classifier(name):
     model = make(name).eval()
     x = batch(model)
-    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
-    assert pooled.shape == (2, model.num_features)
+    features = model.forward_features(x)
+    assert features.shape[1] == model.num_features
+    pooled = model.forward_head(features, pre_logits=True)
+    assert pooled.shape == (2, model.head_hidden_size)
     model.reset_classifier(7)
     assert model(x).shape == (2, 7) and model.num_classes == 7 and model.config.num_classes == 7
+    assert model.get_classifier() is model.head.fc and model.get_classifier().out_features == 7
     model.reset_classifier(0)
-    assert model(x).shape == (2, model.num_features)
-    assert make(name, num_classes=0)(x).shape == (2, model.num_features)
+    torch.testing.assert_close(model(x), pooled)
+    model.reset_classifier(0, global_pool="")
+    assert model(x).shape == (2, model.head_hidden_size, *features.shape[2:]) and model.config.global_pool == ""
+    assert make(name, num_classes=0)(x).shape == (2, model.head_hidden_size)
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_global_pool_choices(name):
+    model = make(name, num_classes=0, global_pool="max").eval()
+    x = batch(model)
+    features = model.forward_features(x)
+    unpooled = make(name, num_classes=0, global_pool="").eval()
+    unpooled.load_state_dict(model.state_dict())
+    per_position = unpooled(x)  # (B, F, H, W): the head at every position
+    if isinstance(model.head.norm, torch.nn.Identity) and isinstance(model.head.pre_logits, torch.nn.Identity):
+        # nothing between the pool and the (removed) classifier, so pooling the per-position map is the same
+        torch.testing.assert_close(model(x), per_position.amax((2, 3)))
+    assert model(x).shape == (2, model.head_hidden_size) and features.shape[1] == model.num_features
+    with pytest.raises(ValueError, match="global_pool='mean' is not one of"):
+        make(name, global_pool="mean")
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_reset_classifier_keeps_device_and_dtype(name):
+    model = make(name).eval().double()
+    model.reset_classifier(3)
+    assert model.get_classifier().weight.dtype == torch.float64
+    assert model(batch(model).double()).dtype == torch.float64
+    with torch.device("meta"):
+        meta = make(name)
+    meta.reset_classifier(4)
+    assert meta.get_classifier().weight.is_meta
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
@@ -91,6 +153,15 @@ def test_bad_inputs_raise_clear_errors(name):
         model(torch.randn(2, model.config.in_chans, x.shape[2] + 1, x.shape[3]))
     with pytest.raises(InputError, match="multiple"):
         model.forward_intermediates(torch.randn(2, model.config.in_chans, s // 2, s))
+    with pytest.raises(InputError, match="empty batch"):
+        model(x[:0])
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        with pytest.raises(InputError, match=rf"{dtype}.*x\.to\(torch\.float32\).*model\.to\({dtype}\)"):
+            model(x.to(dtype))
+    with pytest.raises(InputError, match="float64"):
+        model.forward_intermediates(x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast runs fp32 weights on low-precision inputs
+        assert model(x[:1].bfloat16()).shape == (1, model.config.num_classes)
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
@@ -119,7 +190,7 @@ def test_fuse_keeps_outputs(name, randomize_batchnorms):
     randomize_batchnorms(model)
     x = batch(model)
     ref = model(x)
-    assert model.fuse() is model
+    assert model.fuse() is model and model.fused
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules() if not _unfoldable(model, m))
     torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-4)
     with pytest.raises(RuntimeError, match="eval"):
@@ -135,6 +206,51 @@ def _unfoldable(model, bn) -> bool:
 
 
 @pytest.mark.parametrize("name", TEST_MODELS)
+def test_save_load_round_trip(name, tmp_path):
+    model = make(name, num_classes=5, drop_path_rate=0.1).eval()
+    hv.save_pretrained(model, tmp_path)
+    again = hv.load_model(tmp_path).eval()
+    assert again.config == model.config and not again.fused
+    x = batch(model)
+    assert torch.equal(again(x), model(x))
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_fused_model_round_trip(name, tmp_path, randomize_batchnorms):
+    model = make(name).eval()
+    randomize_batchnorms(model)
+    model.fuse()
+    hv.save_pretrained(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["fused"] is True
+    again = hv.load_model(tmp_path)
+    assert again.fused and not again.training
+    assert again.state_dict().keys() == model.state_dict().keys()
+    x = batch(model)
+    assert torch.equal(again(x), model(x))
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_pruned_models_are_not_saved(name, tmp_path):
+    model = make(name)
+    assert model.prune_intermediate_layers([1, -4]) == [1] * 2 and len(model.stages) == 1
+    with pytest.raises(ValueError, match="pruned.*save it before pruning"):
+        hv.save_pretrained(model, tmp_path)
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
+def test_group_matcher_covers_the_trunk_in_depth_order(name):
+    import re
+
+    model = make(name)
+    for coarse in (True, False):
+        matcher = model.group_matcher(coarse=coarse)
+        blocks = [pattern for pattern, _ in matcher["blocks"]]
+        for n, _ in model.named_parameters():
+            if not n.startswith("head."):
+                assert re.match(matcher["stem"], n) or any(re.match(b, n) for b in blocks), n
+
+
+@pytest.mark.parametrize("name", TEST_MODELS)
 def test_set_input_size_resizes_tables(name):
     model = make(name).eval()
     s = model.stride
@@ -142,11 +258,11 @@ def test_set_input_size_resizes_tables(name):
     x = torch.randn(1, model.config.in_chans, new, new)
     before = model(x)  # run-time resampling
     model.set_input_size(new)
-    assert model.config.img_size == (new, new)
-    for info, stage in zip(model.feature_info, model.stages):
+    assert model.config.img_size == (new, new) and model.pretrained_cfg["input_size"][1:] == (new, new)
+    for info, stage in zip(model.feature_info[1:], model.stages):
         for m in stage.modules():
             if isinstance(m, RelPosBias) and m.global_grid:
-                assert m.size == (new // info.reduction, new // info.reduction)
+                assert m.size == (new // info["reduction"], new // info["reduction"])
     torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
 
 
@@ -174,9 +290,10 @@ def test_paper_sizes(name):
         assert abs(cost.macs / 1e9 / card["paper_gmacs"] - 1) < 0.03, cost.macs
 
 
-@pytest.mark.parametrize("name", [n for n in ALL_MODELS if not n.endswith("_test")])
+@pytest.mark.parametrize("name", hv.list_models(test=False))
 def test_full_size_models_build(name):
     with torch.device("meta"):
         model = make(name)
-    assert model.feature_info[-1].reduction == model.stride
+    assert model.stride == model.config.stride  # the config's arithmetic agrees with the built stages
+    assert model.pretrained_cfg["first_conv"] + ".weight" in model.state_dict()
     assert sum(p.numel() for p in model.parameters()) > 1e6

@@ -124,7 +124,6 @@ def adapt_state_dict(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Te
                 out[key] = value  # a classifier the model no longer has (num_classes=0) is dropped
             continue
         if key.startswith("head.fc."):
-            log.info("classifier %s: checkpoint %s vs model %s, keeping a fresh one", key, value.shape, target.shape)
             out[key] = target
         elif key.endswith("rel_pos.table"):
             out[key] = resize_table(value, ((target.shape[1] + 1) // 2, (target.shape[2] + 1) // 2))
@@ -135,7 +134,22 @@ def adapt_state_dict(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Te
                 f"weight {key!r} has shape {tuple(value.shape)} in the checkpoint but {tuple(target.shape)} in "
                 "the model: the checkpoint is for another configuration"
             )
+    _warn_dropped_classifier(model, state, own)
     return out
+
+
+def _warn_dropped_classifier(model: nn.Module, state: dict[str, Tensor], own: dict[str, Tensor]) -> None:
+    """One WARNING when the checkpoint's classifier was replaced by the model's fresh one (other class count)."""
+    key = "head.fc.weight"
+    if key in state and key in own and state[key].shape != own[key].shape:
+        name = getattr(model, "model_name", "") or type(model).__name__
+        log.warning(
+            "%s: dropped the checkpoint's classifier head.fc (%d classes): the model has %d classes, so it keeps "
+            "a freshly initialised head.fc; train it before use",
+            name,
+            state[key].shape[0],
+            own[key].shape[0],
+        )
 
 
 def _is_input_conv(value: Tensor, target: Tensor) -> bool:

@@ -1,92 +1,184 @@
 """Models by name, with or without weights, and our own saved format.
 
 ``create_model`` builds a registered model and loads weights into it (ours, timm's, the official EfficientMod
-trainer's: ``checkpoint`` reads and adapts them). ``save_pretrained`` writes ``model.safetensors`` (+
-``model_ema.safetensors``) and ``config.json``; ``load_model`` rebuilds the model from them.
+trainer's: ``checkpoint`` reads and adapts them), optionally as a feature extractor (timm's ``features_only``).
+``save_pretrained`` writes ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json``;
+``load_model`` rebuilds the model from them. The ``config.json`` also carries timm's fields, so
+``timm.create_model("local-dir:<folder>", pretrained=True)`` reads it once ``hybridvision.timm`` is imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, load_pretrained
+from .checkpoint import (
+    CONFIG_NAME,
+    EMA_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_pretrained,
+    read_state_dict,
+)
 from .fileio import save_json, save_tensors
+from .models.contract import default_cfg
+from .models.features import FeatureExtractor
 from .registry import get_config, get_entry
+
+WEIGHTS_ENV = "HYBRIDVISION_WEIGHTS"  # the folder `pretrained=True` looks in
+DEFAULT_WEIGHTS_DIR = Path("~/.cache/hybridvision/weights")
+TIMM_PREFIX = "hybridvision_"  # our models' names in timm's registry (see hybridvision.timm)
+
+Pretrained = bool | str | Path | None
 
 
 def create_model(
     name: str,
-    pretrained: str | Path | None = None,
+    pretrained: Pretrained = None,
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
     img_size: int | tuple[int, int] | None = None,
+    drop_rate: float | None = None,
     drop_path_rate: float | None = None,
+    global_pool: str | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    feature_cls: str | None = None,
     pretrained_ema: bool = True,
     **overrides: Any,
 ) -> nn.Module:
-    """Build a registered model, optionally loading weights.
+    """Build a registered model, optionally loading weights (timm's ``create_model`` arguments).
 
     Args:
         name: a registered name (``hybridvision models`` lists them).
-        pretrained: ``None`` for fresh init, or a path to weights: our safetensors or run directory, timm
-            ``.safetensors``/``.pth``, official EfficientMod ``.pth.tar``. Foreign key layouts are converted by
-            the family; a different ``num_classes`` keeps a fresh classifier, a different ``img_size``
-            resizes relative-position tables, a different ``in_chans`` adapts the first convolution.
+        pretrained: ``None``/``False`` for fresh init; a path to weights (our safetensors or run directory,
+            timm ``.safetensors``/``.pth``, official EfficientMod ``.pth.tar``); ``True`` for the weights kept
+            under ``$HYBRIDVISION_WEIGHTS`` (default ``~/.cache/hybridvision/weights``) as ``<name>/`` or
+            ``<name>.safetensors``; nothing is ever downloaded. Foreign key layouts are converted by the
+            family; a different ``num_classes`` keeps a fresh classifier (with a warning), a different
+            ``img_size`` resizes relative-position tables, a different ``in_chans`` adapts the first conv.
         num_classes: classifier outputs (0 = no classifier, ``forward`` returns pooled features).
         in_chans: input channels.
         img_size: the input size the model is built for (int or (H, W)); other multiples of the total
             stride still work at run time.
+        drop_rate: dropout before the classifier.
         drop_path_rate: stochastic-depth rate at the deepest block.
+        global_pool: "avg" (default), "max", "avgmax", or "" (no pooling: ``forward`` returns a map).
+        features_only: return a ``FeatureExtractor`` whose forward gives the maps of ``out_indices``.
+        out_indices: feature levels for ``features_only`` (0 = stem, 1.. = stages; default: all).
+        feature_cls: timm's feature-extractor kind; only "getter" (``forward_intermediates``) exists here.
         pretrained_ema: when the checkpoint holds both EMA and raw weights (official EfficientMod trainer,
             our runs), load the EMA weights (default) or the raw ones (``False``).
         **overrides: any field of the family's config (e.g. ``layout=...``, ``head_dim=64``).
     """
-    contract = dict(num_classes=num_classes, in_chans=in_chans, img_size=img_size, drop_path_rate=drop_path_rate)
+    if feature_cls not in (None, "getter"):
+        raise ValueError(f"feature_cls={feature_cls!r}: hybridvision extractors use forward_intermediates ('getter')")
+    contract = dict(num_classes=num_classes, in_chans=in_chans, img_size=img_size, drop_rate=drop_rate)
+    contract |= dict(drop_path_rate=drop_path_rate, global_pool=global_pool)
     overrides.update({k: v for k, v in contract.items() if v is not None})
     entry = get_entry(name)
     model = entry.model_cls(get_config(name, **overrides))
-    model.model_name = name
-    if pretrained is not None:
-        load_pretrained(model, pretrained, use_ema=pretrained_ema)
-    return model
+    model.model_name, model.card = name, dict(entry.card)  # a copy: the registry's facts stay as registered
+    weights = weights_path(name) if pretrained is True else (pretrained or None)
+    if weights is not None:
+        if _saved_config(weights).get("fused"):
+            _fuse_like(model, weights, pretrained_ema)
+        load_pretrained(model, weights, use_ema=pretrained_ema)
+    return FeatureExtractor(model, out_indices) if features_only else model
+
+
+def _fuse_like(model: nn.Module, weights: str | Path, use_ema: bool) -> None:
+    """Fuse a fresh model into the structure of a fused save, so its weights load.
+
+    What ``fuse()`` folds can depend on the weights (a BatchNorm with a negative scale before a max pool
+    stays), so the tensors the unfused model shares with the file are loaded first: the norms that stayed
+    unfolded bring their statistics and stay unfolded again.
+    """
+    state = read_state_dict(weights, use_ema=use_ema)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in own and own[k].shape == v.shape}, strict=False)
+    model.eval().fuse()
+
+
+def weights_path(name: str) -> Path:
+    """Where ``pretrained=True`` finds ``name``'s weights; raises CheckpointError saying where to put them."""
+    root = Path(os.environ.get(WEIGHTS_ENV) or DEFAULT_WEIGHTS_DIR).expanduser()
+    for candidate in (root / name, root / f"{name}.safetensors"):
+        if candidate.exists():
+            return candidate
+    raise CheckpointError(
+        f"pretrained=True: no weights for {name!r} in {root}. hybridvision downloads nothing: put a "
+        f"save_pretrained folder at {root / name}/ or a weights file (ours, timm's or the official one) at "
+        f"{root / name}.safetensors, set {WEIGHTS_ENV} to the folder that holds them, or pass the file as "
+        "pretrained='path/to/weights'."
+    )
+
+
+def pretrained_cfg(name: str) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` of a registered name, without building the model."""
+    entry = get_entry(name)
+    first_conv = getattr(entry.model_cls, "first_conv", "stem.conv1")
+    return default_cfg(entry.config, entry.card, architecture=name, first_conv=first_conv)
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
-    """What ``save_pretrained`` writes next to the weights, enough to rebuild the model."""
-    name = getattr(model, "model_name", None)
-    if name is None:
+    """What ``save_pretrained`` writes next to the weights: enough to rebuild the model, ours or timm's way."""
+    name = getattr(model, "model_name", "")
+    if not name:
         raise ValueError("this model was not made by create_model, so it has no registered name to save")
+    if len(model.stages) != len(model.config.layout):
+        raise ValueError(f"{name} was pruned (prune_intermediate_layers / features_only); save it before pruning")
     base = dataclasses.asdict(get_entry(name).config)
     cfg = dataclasses.asdict(model.config)
     changed = {k: v for k, v in cfg.items() if base.get(k) != v}
-    return {"model": name, "overrides": changed}
+    timm_fields = {"architecture": TIMM_PREFIX + name, "num_classes": model.config.num_classes}
+    timm_fields |= {"num_features": model.num_features, "pretrained_cfg": model.pretrained_cfg, "model_args": changed}
+    return {"model": name, "overrides": changed, "fused": model.fused, **timm_fields}
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | None = None) -> Path:
-    """Write ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json`` to ``directory``."""
+    """Write ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json`` to ``directory``.
+
+    A fused model (``model.fuse()``) is saved as it is and marked so; loading rebuilds it fused.
+    """
     directory = Path(directory)
+    config = model_config_dict(model)
     save_tensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
     if ema is not None:
         save_tensors(ema.state_dict(), directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
-    save_json(model_config_dict(model), directory / CONFIG_NAME)
+    save_json(config, directory / CONFIG_NAME)
     return directory
 
 
 def load_model(directory: str | Path, *, use_ema: bool = True, **overrides: Any) -> nn.Module:
-    """Rebuild a model saved with ``save_pretrained`` (config and weights)."""
+    """Rebuild a model saved with ``save_pretrained`` (config and weights; fused if it was saved fused)."""
     directory = Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file():
+    if not (directory / CONFIG_NAME).is_file():
         raise CheckpointError(f"{directory} has no {CONFIG_NAME}; was it written by save_pretrained?")
+    cfg = _saved_config(directory)
+    try:
+        name, saved = cfg["model"], cfg.get("overrides", {})
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{directory / CONFIG_NAME} is not a valid model config: {e}") from None
+    return create_model(name, pretrained=directory, pretrained_ema=use_ema, **{**saved, **overrides})
+
+
+def _saved_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a save_pretrained folder ({} for a weights file or a folder without one)."""
+    cfg_path = Path(path) / CONFIG_NAME
+    if not cfg_path.is_file():
+        return {}
     try:
         cfg = json.loads(cfg_path.read_text())
-        name, saved = cfg["model"], cfg.get("overrides", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg_path} is not a valid model config: {e}") from None
-    return create_model(name, pretrained=directory, pretrained_ema=use_ema, **{**saved, **overrides})
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} is not a valid model config: expected a JSON object")
+    return cfg

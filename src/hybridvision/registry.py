@@ -1,13 +1,15 @@
 """The model registry: named configs and ``list_models`` (timm's names and arguments).
 
-Entries are data (a model class plus a frozen config), so tests, the CLI and benchmarks can enumerate and
-inspect variants without building them. Families register their variants when ``hybridvision.models`` is
-imported (the package does so on import); ``hub.create_model`` builds them, with weights when asked.
+Entries are data (a model class, a frozen config and the facts a model card states), so tests, the CLI and
+benchmarks can enumerate and inspect variants without building them. Families register their variants through
+``family(...)`` when ``hybridvision.models`` is imported (the package does so on import); ``hub.create_model``
+builds them, with weights when asked.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +27,9 @@ class ModelEntry:
     config: Any
     family: str
     description: str = ""
-    # Facts a model card states about this name (paper params/MACs/top-1, data mean/std ...).
+    # Facts a model card states about this name (paper params/MACs/top-1, data mean/std, timm_twin ...).
     card: dict[str, Any] = field(default_factory=dict)
+    test: bool = False  # a tiny variant for tests, not a model to train or compare
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -40,11 +43,21 @@ def register(
     family: str,
     description: str = "",
     card: dict[str, Any] | None = None,
+    test: bool = False,
 ) -> None:
-    """Add a named model. Names are unique, lowercase ``family_size``."""
+    """Add a named model. Names are unique, lowercase ``family_size``; ``test`` marks tiny test variants."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, model_cls, config, family, description, dict(card or {}))
+    _REGISTRY[name] = ModelEntry(name, model_cls, config, family, description, dict(card or {}), test)
+
+
+def family(name: str, model_cls: type[nn.Module]) -> Callable[..., None]:
+    """The registrar of one family: ``variant(name, config, description="", *, test=False, **card)``."""
+
+    def variant(variant_name: str, config: Any, description: str = "", *, test: bool = False, **card: Any) -> None:
+        register(variant_name, model_cls, config, family=name, description=description, card=card, test=test)
+
+    return variant
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -53,10 +66,18 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
-    """Registered names matching a glob pattern (and family), sorted."""
-    names = fnmatch.filter(_REGISTRY, pattern)
-    return sorted(n for n in names if family is None or _REGISTRY[n].family == family)
+def list_models(pattern: str = "*", family: str | None = None, test: bool | None = None) -> list[str]:
+    """Registered names matching a glob pattern, sorted.
+
+    Args:
+        pattern: glob over names.
+        family: only this family.
+        test: None lists every variant, False leaves the test variants out, True lists only them.
+    """
+    entries = (_REGISTRY[n] for n in fnmatch.filter(_REGISTRY, pattern))
+    return sorted(
+        e.name for e in entries if (family is None or e.family == family) and (test is None or e.test == test)
+    )
 
 
 def list_families() -> list[str]:

@@ -27,7 +27,7 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 class BenchConfig:
     """One benchmark setting. Latency is always batch 1; throughput is measured at every batch size."""
 
-    models: tuple[str, ...] = ()  # registered names or glob patterns ("coatnet_*"); globs skip *_test variants
+    models: tuple[str, ...] = ()  # registered names or glob patterns ("coatnet_*"); globs skip test variants
     batch_sizes: tuple[int, ...] = (1, 16, 64)  # throughput at each; latency percentiles at batch 1
     img_size: int | None = None  # square input side; None = each model's own size
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
@@ -133,7 +133,7 @@ def expand_models(patterns: tuple[str, ...]) -> list[str]:
     names: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            matched = [n for n in list_models(pattern) if "test" in pattern or not n.endswith("_test")]
+            matched = list_models(pattern, test=False) or list_models(pattern, test=True)  # test variants: by name
             if not matched:
                 raise ConfigError(f"no model matches {pattern!r}; see `hybridvision models`")
         else:

@@ -83,7 +83,7 @@ def sizes_markdown() -> str:
     ]
     for name in list_models():
         card = get_entry(name).card
-        if name.endswith("_test") or "study_of" in card:
+        if get_entry(name).test or "study_of" in card:
             continue
         cost = model_cost(name)
         paper_p = f"{card['paper_params_m']}M" if "paper_params_m" in card else ""

@@ -35,7 +35,7 @@ def summary_config(names: list[str], batch_sizes: tuple[int, ...], img_size: int
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [n for n in list_models(args.pattern, family=args.family) if not n.endswith("_test")]
+    names = list_models(args.pattern, family=args.family, test=False)
     if not names:
         console.print(f"no models in family {args.family!r} match {args.pattern!r}")
         return 1

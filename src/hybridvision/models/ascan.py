@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import register
+from ..registry import family
 from .blocks import (
     ATTENTIONS,
     ClassifierHead,
@@ -31,14 +31,13 @@ from .blocks import (
     FusedMBConv,
     MBConv,
     ParallelTransformerBlock,
-    check_layout,
     get_act,
     init_conv_fan_out,
     init_hybrid,
     make_attention,
 )
 from .blocks.window import window_shape
-from .contract import Backbone, InputError, ModelConfig, build_stages, check_choice
+from .contract import Backbone, FeatureInfo, InputError, ModelConfig, build_stages, check_choice, check_stages
 
 CONV_BLOCKS = ("fused_mbconv", "mbconv", "convnext")
 
@@ -64,30 +63,22 @@ class AsCANConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.layout:
-            raise ValueError("layout needs at least one stage, e.g. ('CC', 'CCCT', 'CCTT', 'CTTT')")
-        if len(self.layout) != len(self.dims):
-            raise ValueError(f"layout has {len(self.layout)} stages but dims has {len(self.dims)}; give one each")
-        check_layout(self.layout, "CT")
+        if min(self.stem_dims) < 1 or self.embed_dim < 0 or self.window_size < 1 or self.head_dim < 1:
+            raise ValueError("stem_dims, head_dim and window_size must be positive and embed_dim >= 0")
+        check_stages(self.layout, self.dims, "CT", stem_stride=self.stem_stride, head_dim=self.head_dim)
         check_choice("conv_block", self.conv_block, CONV_BLOCKS)
         check_choice("attention", self.attention, ATTENTIONS)
         get_act(self.act)
-        if self.stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
-        if min(*self.dims, *self.stem_dims) < 1 or self.embed_dim < 0 or self.window_size < 1 or self.head_dim < 1:
-            raise ValueError("dims, stem_dims, head_dim and window_size must be positive and embed_dim >= 0")
         if self.mlp_ratio <= 0 or self.expand_ratio <= 0:
             raise ValueError(f"mlp_ratio and expand_ratio must be positive, got {self.mlp_ratio}, {self.expand_ratio}")
-        for i, (pattern, dim) in enumerate(zip(self.layout, self.dims)):
-            if "T" in pattern and dim % self.head_dim:
-                raise ValueError(
-                    f"stage {i} ({pattern!r}) has attention but its width {dim} is not a multiple of "
-                    f"head_dim {self.head_dim}; change dims[{i}] or head_dim"
-                )
 
     @property
     def depths(self) -> tuple[int, ...]:
         return tuple(len(s) for s in self.layout)
+
+    @property
+    def stride(self) -> int:
+        return self.stem_stride * 2 ** len(self.layout)  # every stage halves the map
 
 
 # ---- Conv-block choices (paper §3.1, Tab. 1): FusedMBConv is AsCAN's; the others are the study's alternatives
@@ -121,7 +112,7 @@ class AsCAN(Backbone):
         act = get_act(c.act)
         self.stem = ConvStem(c.in_chans, c.stem_dims, act=act, out_norm=True, stride=c.stem_stride)
         img_h, img_w = c.img_hw
-        self.stages, self.feature_info = build_stages(
+        self.stages, stage_info = build_stages(
             c.layout,
             c.dims,
             c.stem_dims[1],
@@ -129,9 +120,10 @@ class AsCAN(Backbone):
             lambda reduction: self._block_factories((img_h // reduction, img_w // reduction)),
             c.drop_path_rate,
         )
+        self.feature_info = [FeatureInfo(num_chs=c.stem_dims[1], reduction=c.stem_stride, module="stem"), *stage_info]
         self.norm = nn.Identity()  # every block ends in its own norm-free residual sum; the head normalises
         pre_pool = ConvNormAct(c.dims[-1], c.embed_dim, 1, act=act) if c.embed_dim else None
-        self.head = ClassifierHead(c.embed_dim or c.dims[-1], c.num_classes, pre_pool=pre_pool)
+        self.head = ClassifierHead(c.embed_dim or c.dims[-1], c.num_classes, pre_pool=pre_pool, drop=c.drop_rate)
         self._init_weights()
         # Store conv weights in the layout the trunk runs in: oneDNN otherwise reorders every weight on every
         # call (~5% of a batch-1 forward of ascan_t, measured interleaved, 1 thread).
@@ -183,8 +175,8 @@ class AsCAN(Backbone):
 
     def _window_misfit(self, size: int) -> tuple[int, int] | None:
         """(stage, map side) of the first attention stage whose map does not split into windows, else None."""
-        for i, (pattern, info) in enumerate(zip(self.config.layout, self.feature_info)):
-            side = size // info.reduction
+        for i, (pattern, info) in enumerate(zip(self.config.layout, self.feature_info[1:])):
+            side = size // info["reduction"]
             if "T" in pattern and side % window_shape(side, side, self.config.window_size)[0]:
                 return i, side
         return None
@@ -202,8 +194,7 @@ class AsCAN(Backbone):
 ASCAN_T = AsCANConfig(drop_path_rate=0.3)
 
 
-def _variant(name: str, config: AsCANConfig, description: str, **card: Any) -> None:
-    register(name, AsCAN, config, family="ascan", description=description, card=card)
+_variant = family("ascan", AsCAN)
 
 
 def _study(name: str, description: str, **overrides: Any) -> None:
@@ -223,6 +214,7 @@ _variant(
         img_size=64,
     ),
     "tiny AsCAN for tests",
+    test=True,
 )
 _variant(
     "ascan_nano",

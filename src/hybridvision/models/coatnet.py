@@ -17,19 +17,18 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..registry import register
+from ..registry import family
 from .blocks import (
     ClassifierHead,
     ConvStem,
     LayerNorm2d,
     MBConv,
     TransformerBlock,
-    check_layout,
     get_act,
     init_hybrid,
 )
 from .blocks.conv import POOLS
-from .contract import Backbone, ModelConfig, build_stages, check_choice
+from .contract import Backbone, FeatureInfo, ModelConfig, build_stages, check_choice, check_stages
 
 # ---- Config
 
@@ -58,21 +57,18 @@ class CoAtNetConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if len(self.layout) != len(self.dims):
-            raise ValueError(f"layout has {len(self.layout)} stages but dims has {len(self.dims)}")
-        check_layout(self.layout, "CT")
+        check_stages(self.layout, self.dims, "CT", stem_stride=self.stem_stride, head_dim=self.head_dim)
         check_choice("pool", self.pool, POOLS)
         check_choice("conv_expand_from", self.conv_expand_from, ("in", "out"))
         check_choice("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
-        if self.stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
-        for i, (pattern, dim) in enumerate(zip(self.layout, self.dims)):
-            if "T" in pattern and dim % self.head_dim:
-                raise ValueError(f"stage {i} width {dim} is not a multiple of head_dim {self.head_dim}")
 
     @property
     def depths(self) -> tuple[int, ...]:
         return tuple(len(s) for s in self.layout)
+
+    @property
+    def stride(self) -> int:
+        return self.stem_stride * 2 ** len(self.layout)  # every stage halves the map
 
 
 # ---- Model (paper fig. 4)
@@ -86,7 +82,7 @@ class CoAtNet(Backbone):
         self.config = config
         self.stem = ConvStem(config.in_chans, config.stem_dims, act=get_act(config.conv_act), stride=config.stem_stride)
         img_h, img_w = config.img_hw
-        self.stages, self.feature_info = build_stages(
+        self.stages, stage_info = build_stages(
             config.layout,
             config.dims,
             config.stem_dims[1],
@@ -94,10 +90,14 @@ class CoAtNet(Backbone):
             lambda reduction: self._block_factories((img_h // reduction, img_w // reduction)),
             config.drop_path_rate,
         )
+        stem_info = FeatureInfo(num_chs=config.stem_dims[1], reduction=config.stem_stride, module="stem")
+        self.feature_info = [stem_info, *stage_info]
         in_dim = config.dims[-1]
         hidden = config.head_hidden_dim
         self.norm = nn.Identity() if hidden else LayerNorm2d(in_dim, eps=1e-6)
-        self.head = ClassifierHead(in_dim, config.num_classes, norm=bool(hidden), hidden_dim=hidden)
+        self.head = ClassifierHead(
+            in_dim, config.num_classes, norm=bool(hidden), hidden_dim=hidden, drop=config.drop_rate
+        )
         self._init_weights()
 
     def _block_factories(self, grid: tuple[int, int]) -> dict[str, Any]:
@@ -222,9 +222,10 @@ _RW = dict(
     head_hidden_dim=0,
 )
 
-register(
+_variant = family("coatnet", CoAtNet)
+
+_variant(
     "coatnet_test",
-    CoAtNet,
     CoAtNetConfig(
         layout=("C", "C", "TT", "T"),
         dims=(16, 24, 32, 64),
@@ -234,12 +235,11 @@ register(
         num_classes=10,
         img_size=64,
     ),
-    family="coatnet",
-    description="tiny CoAtNet for tests",
+    "tiny CoAtNet for tests",
+    test=True,
 )
-register(
+_variant(
     "coatnet_nano",
-    CoAtNet,
     CoAtNetConfig(
         layout=("C", "CC", "TTT", "TT"),
         dims=(32, 64, 128, 192),
@@ -249,70 +249,59 @@ register(
         num_classes=10,
         img_size=32,
     ),
-    family="coatnet",
-    description="small-data CoAtNet for 32x32 inputs (stem stride 1)",
+    "small-data CoAtNet for 32x32 inputs (stem stride 1)",
 )
-register(
+_variant(
     "coatnet_0",
-    CoAtNet,
     _paper((96, 192, 384, 768), (2, 3, 5, 2), 64),
-    family="coatnet",
-    description="paper CoAtNet-0",
-    card={"paper_params_m": 25, "paper_gmacs": 4.2, "paper_top1": 81.6},
+    "paper CoAtNet-0",
+    paper_params_m=25,
+    paper_gmacs=4.2,
+    paper_top1=81.6,
 )
-register(
+_variant(
     "coatnet_1",
-    CoAtNet,
     _paper((96, 192, 384, 768), (2, 6, 14, 2), 64),
-    family="coatnet",
-    description="paper CoAtNet-1",
-    card={"paper_params_m": 42, "paper_gmacs": 8.4, "paper_top1": 83.3},
+    "paper CoAtNet-1",
+    paper_params_m=42,
+    paper_gmacs=8.4,
+    paper_top1=83.3,
 )
-register(
+_variant(
     "coatnet_2",
-    CoAtNet,
     _paper((128, 256, 512, 1024), (2, 6, 14, 2), 128),
-    family="coatnet",
-    description="paper CoAtNet-2",
-    card={"paper_params_m": 75, "paper_gmacs": 15.7, "paper_top1": 84.1},
+    "paper CoAtNet-2",
+    paper_params_m=75,
+    paper_gmacs=15.7,
+    paper_top1=84.1,
 )
-register(
+_variant(
     "coatnet_3",
-    CoAtNet,
     _paper((192, 384, 768, 1536), (2, 6, 14, 2), 192),
-    family="coatnet",
-    description="paper CoAtNet-3",
-    card={"paper_params_m": 168, "paper_gmacs": 34.7, "paper_top1": 84.5},
+    "paper CoAtNet-3",
+    paper_params_m=168,
+    paper_gmacs=34.7,
+    paper_top1=84.5,
 )
-register(
+_variant(
     "coatnet_4",
-    CoAtNet,
     _paper((192, 384, 768, 1536), (2, 12, 28, 2), 192),
-    family="coatnet",
-    description="paper CoAtNet-4",
-    card={"paper_params_m": 275, "paper_gmacs_384": 189.5},
+    "paper CoAtNet-4",
+    paper_params_m=275,
+    paper_gmacs_384=189.5,
 )
-register(
+_variant(
     "coatnet_nano_rw_224",
-    CoAtNet,
-    CoAtNetConfig(
-        layout=("CCC", "CCCC", "TTTTTT", "TTT"),
-        dims=(64, 128, 256, 512),
-        **_RW,
-    ),
-    family="coatnet",
-    description="timm coatnet_nano_rw_224 layout (timm weights load)",
-    card={
-        "timm_twin": "coatnet_nano_rw_224",
-        "timm_params_m": 15.14,
-        "timm_top1": 81.70,
-        **_TIMM_DATA,
-        "crop_pct": 0.9,
-    },
+    CoAtNetConfig(layout=("CCC", "CCCC", "TTTTTT", "TTT"), dims=(64, 128, 256, 512), **_RW),
+    "timm coatnet_nano_rw_224 layout (timm weights load)",
+    timm_twin="coatnet_nano_rw_224",
+    timm_params_m=15.14,
+    timm_top1=81.70,
+    crop_pct=0.9,
+    **_TIMM_DATA,
 )
-register(
+_variant(
     "coatnet_0_rw_224",
-    CoAtNet,
     CoAtNetConfig(
         layout=("CC", "CCC", "TTTTTTT", "TT"),
         dims=(96, 192, 384, 768),
@@ -323,7 +312,10 @@ register(
         attn_shortcut_bias=False,
         **_RW,
     ),
-    family="coatnet",
-    description="timm coatnet_0_rw_224 layout (timm weights load)",
-    card={"timm_twin": "coatnet_0_rw_224", "timm_params_m": 27.44, "timm_top1": 82.40, **_TIMM_DATA, "crop_pct": 0.95},
+    "timm coatnet_0_rw_224 layout (timm weights load)",
+    timm_twin="coatnet_0_rw_224",
+    timm_params_m=27.44,
+    timm_top1=82.40,
+    crop_pct=0.95,
+    **_TIMM_DATA,
 )

@@ -7,8 +7,9 @@ modulation blocks ('M': ``p(ctx(x) * v(x))``, paper eq. 5) optionally followed b
 ('A'), a 3x3 stride-2 conv + LayerNorm between stages, final LayerNorm, average pool, linear classifier.
 
 Differences from the official module tree, all invisible in the outputs:
-- The downsampling conv sits at the *start* of the next stage, so ``forward_intermediates`` stage K is the
-  official feature map before ``layers.K.downsample`` (what its detection/segmentation backbones return).
+- The downsampling conv sits at the *start* of the next stage, so the output of ``stages.K`` (feature level
+  K + 1; level 0 is the stem) is the official feature map before ``layers.K.downsample`` (what its
+  detection/segmentation backbones return).
 - Blocks are NCHW at their boundaries and run their linear layers on channels-last views, which cost nothing
   when the map is stored channels_last (the family's ``memory_format``, chosen by measurement).
 - Init: the official ``_init_weights`` tests ``isinstance(m, nn.Linear or nn.Conv2d)``, which is
@@ -30,10 +31,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..registry import register
-from .blocks import ClassifierHead, LayerNorm2d, TransformerBlock, build_blocks, check_layout, drop_path_rates
+from ..registry import family
+from .blocks import ClassifierHead, LayerNorm2d, TransformerBlock, build_blocks, drop_path_rates
 from .blocks.drop import drop_path
-from .contract import Backbone, FeatureInfo, ModelConfig, Stage
+from .contract import Backbone, FeatureInfo, ModelConfig, Stage, check_choice, check_stages
 
 MODULATIONS = ("repeat", "reshape")
 
@@ -61,25 +62,30 @@ class EfficientModConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not len(self.layout) == len(self.dims) == len(self.attn_mlp_ratios):
-            raise ValueError(
-                f"layout, dims and attn_mlp_ratios need one entry per stage, got {len(self.layout)}, "
-                f"{len(self.dims)} and {len(self.attn_mlp_ratios)}"
-            )
-        check_layout(self.layout, "MA")
-        if self.modulation not in MODULATIONS:
-            raise ValueError(f"modulation={self.modulation!r} is not one of {MODULATIONS}")
+        check_stages(
+            self.layout,
+            self.dims,
+            "MA",
+            stem_stride=self.stem_stride,
+            stem_strides=(1, 2, 4),
+            attn_mlp_ratios=self.attn_mlp_ratios,
+        )
+        check_choice("modulation", self.modulation, MODULATIONS)
         if not self.expand_ratios or any(r < 1 for r in self.expand_ratios):
             raise ValueError(f"expand_ratios must be integers >= 1, got {self.expand_ratios}")
         for name in ("stem_kernel", "context_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd (symmetric padding), got {getattr(self, name)}")
-        if self.stem_stride < 1 or self.num_heads < 1 or self.min_head_dim < 1:
-            raise ValueError("stem_stride, num_heads and min_head_dim must be >= 1")
+        if self.num_heads < 1 or self.min_head_dim < 1:
+            raise ValueError("num_heads and min_head_dim must be >= 1")
 
     @property
     def depths(self) -> tuple[int, ...]:
         return tuple(len(s) for s in self.layout)
+
+    @property
+    def stride(self) -> int:
+        return self.stem_stride * 2 ** (len(self.layout) - 1)  # stages 1.. halve the map, stage 0 keeps it
 
     def head_dim(self, dim: int) -> int:
         """The official rule: C / heads, but never below ``min_head_dim``."""
@@ -184,22 +190,25 @@ class ConvNorm(nn.Module):
 class EfficientMod(Backbone):
     """Conv stem, four stages of modulation (and attention) blocks, LayerNorm, pooled linear classifier."""
 
+    first_conv = "stem.proj"
+
     def __init__(self, config: EfficientModConfig) -> None:
         super().__init__()
         self.config = c = config
         self.stem = ConvNorm(c.in_chans, c.dims[0], c.stem_kernel, c.stem_stride, eps=c.norm_eps)
         rates = drop_path_rates(c.drop_path_rate, c.depths)  # linear over all blocks, as the official dpr
-        stages, self.feature_info, reduction, in_dim = [], [], c.stem_stride, c.dims[0]
+        stages, reduction, in_dim = [], c.stem_stride, c.dims[0]
+        self.feature_info = [FeatureInfo(num_chs=in_dim, reduction=reduction, module="stem")]
         for i, (pattern, dim) in enumerate(zip(c.layout, c.dims)):
             down = ConvNorm(in_dim, dim, 3, 2, eps=c.norm_eps) if i > 0 else None
             reduction *= 2 if i > 0 else 1
             blocks = build_blocks(pattern, dim, dim, self._block_factories(i), rates[i], stride=1)
             stages.append(Stage(blocks, downsample=down))
-            self.feature_info.append(FeatureInfo(dim, reduction, f"stages.{i}"))
+            self.feature_info.append(FeatureInfo(num_chs=dim, reduction=reduction, module=f"stages.{i}"))
             in_dim = dim
         self.stages = nn.ModuleList(stages)
         self.norm = LayerNorm2d(in_dim, eps=c.norm_eps)
-        self.head = ClassifierHead(in_dim, c.num_classes)
+        self.head = ClassifierHead(in_dim, c.num_classes, drop=c.drop_rate)
         self._init_weights()
 
     def _block_factories(self, stage: int) -> dict[str, object]:
@@ -304,9 +313,10 @@ def _card(params_m: float, gmacs: float, top1: float, top1_distilled: float, rel
     }
 
 
-register(
+_variant = family("efficientmod", EfficientMod)
+
+_variant(
     "efficientmod_test",
-    EfficientMod,
     EfficientModConfig(
         layout=("M", "MM", "MA", "A"),
         dims=(16, 24, 32, 48),
@@ -316,12 +326,11 @@ register(
         num_classes=10,
         img_size=64,
     ),
-    family="efficientmod",
-    description="tiny EfficientMod for tests",
+    "tiny EfficientMod for tests",
+    test=True,
 )
-register(
+_variant(
     "efficientmod_nano",
-    EfficientMod,
     EfficientModConfig(
         layout=("MM", "MM", "MMMA", "MA"),
         dims=(32, 64, 128, 192),
@@ -331,28 +340,22 @@ register(
         num_classes=10,
         img_size=32,
     ),
-    family="efficientmod",
-    description="small-data EfficientMod for 32x32 inputs (1.7M params, 27 MMACs)",
+    "small-data EfficientMod for 32x32 inputs (1.7M params, 27 MMACs)",
 )
-register(
+_variant(
     "efficientmod_xxs",
-    EfficientMod,
     EfficientModConfig(layout=("MM", "MM", "MMMMMMA", "MMAA"), dims=(32, 64, 128, 256), expand_ratios=(1, 6)),
-    family="efficientmod",
-    description="EfficientMod-xxs (hybrid)",
-    card=_card(4.7, 0.58, 76.0, 77.1, "distilled"),
+    "EfficientMod-xxs (hybrid)",
+    **_card(4.7, 0.58, 76.0, 77.1, "distilled"),
 )
-register(
+_variant(
     "efficientmod_xs",
-    EfficientMod,
     EfficientModConfig(layout=("MMM", "MMM", "MMMMAAA", "MMAAA"), dims=(32, 64, 144, 288), expand_ratios=(1, 4)),
-    family="efficientmod",
-    description="EfficientMod-xs (hybrid)",
-    card=_card(6.6, 0.77, 78.3, 79.4, "distilled"),
+    "EfficientMod-xs (hybrid)",
+    **_card(6.6, 0.77, 78.3, 79.4, "distilled"),
 )
-register(
+_variant(
     "efficientmod_s",
-    EfficientMod,
     EfficientModConfig(
         layout=("MMMM", "MMMM", "MMMMMMMMAAAA", "MMMMAAAA"),
         dims=(32, 64, 144, 312),
@@ -360,20 +363,17 @@ register(
         attn_mlp_ratios=(4.0, 4.0, 4.0, 5.0),
         drop_path_rate=0.02,
     ),
-    family="efficientmod",
-    description="EfficientMod-s (hybrid)",
-    card=_card(12.9, 1.40, 81.0, 81.9, "distilled"),
+    "EfficientMod-s (hybrid)",
+    **_card(12.9, 1.40, 81.0, 81.9, "distilled"),
 )
-register(
+_variant(
     "efficientmod_s_conv",
-    EfficientMod,
     EfficientModConfig(
         layout=("M" * 4, "M" * 4, "M" * 12, "M" * 8),
         dims=(40, 80, 160, 344),
         expand_ratios=(1, 6),
         drop_path_rate=0.02,
     ),
-    family="efficientmod",
-    description="EfficientMod-s-Conv (pure conv)",
-    card=_card(12.9, 1.47, 80.5, 81.5, "not distilled (80.5)"),
+    "EfficientMod-s-Conv (pure conv)",
+    **_card(12.9, 1.47, 80.5, 81.5, "not distilled (80.5)"),
 )

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data import FASHION_MNIST_DIR
-from ..engine.config import DEVICE, RESUMABLE, RunConfig, at_least, check, in_unit
+from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
 
 RANDAUG_OPS = (
@@ -97,6 +97,8 @@ class TrainConfig(RunConfig):
     """One classification training run (the engine's fields, then the model, data and augmentation)."""
 
     model: str = "ascan_nano"
+    epochs: int = 60  # an upper bound: the 30-minute budget ends the run first on 2 CPU cores
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(warmup_epochs=2))  # 2 of 60: the first minute
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model overrides (layout, dims ...)
     img_size: int = 32  # images are padded (or resized) to this size
     drop_path_rate: float = 0.05  # stochastic depth at the deepest block
