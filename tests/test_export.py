@@ -8,7 +8,7 @@ import torch
 import hybridvision as hv
 from hybridvision.export import check_onnx, export_onnx
 
-TEST_MODELS = hv.list_models(test=True)
+TEST_MODELS = hv.list_models(test=True, task="classification")
 
 
 def sample(model, b=2):

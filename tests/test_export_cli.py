@@ -16,7 +16,7 @@ from hybridvision.cli.main import main
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-TEST_MODELS = hv.list_models(test=True)
+TEST_MODELS = hv.list_models(test=True, task="classification")
 
 
 def reported_diff(text: str) -> float:

@@ -258,3 +258,19 @@ def test_unreadable_files_and_bombs_are_skipped_and_counted_once(tmp_path, monke
     # 12 training files + 12 evaluation files, of which one (small.png) is readable: each counted once
     assert result.summary["skipped_images"] == 12 + 12
     assert result.summary["steps"] == 2 * (13 // 2)
+
+
+def test_random_bytes_are_not_a_checkpoint_and_a_corrupt_only_checkpoint_is_named(data, tmp_path, capsys):
+    import hybridvision as hv
+
+    junk = tmp_path / "weights.pth"
+    junk.write_bytes(os.urandom(512))
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint, or a corrupt or truncated one"):
+        hv.create_model("coatnet_test", pretrained=junk)
+    run = train(config(data, tmp_path, "--run_name", "c", "--max_steps", "2", "--epochs", "1", "--keep_ckpts", "1"))
+    shutil.rmtree(run.run_dir / "final")
+    (only,) = checkpoint_dirs(run.run_dir)
+    (only / "model.safetensors").write_bytes(b"x" * 10)
+    assert main(["eval", str(run.run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoints are unusable" in err and "step_00000002: model.safetensors has 10 bytes" in err

@@ -16,8 +16,8 @@ from hybridvision.models import InputError
 from hybridvision.models.blocks import RelPosBias
 from hybridvision.profile import model_cost
 
-TEST_MODELS = hv.list_models(test=True)
-ALL_MODELS = hv.list_models()
+TEST_MODELS = hv.list_models(test=True, task="classification")
+ALL_MODELS = hv.list_models(task="classification")
 
 
 def make(name: str, **kw) -> torch.nn.Module:
@@ -32,7 +32,7 @@ def batch(model, b: int = 2, size: int | None = None) -> torch.Tensor:
 def test_test_variants_are_a_registry_flag():
     assert {"ascan_test", "coatnet_test", "efficientmod_test"} <= set(TEST_MODELS)
     assert all(hv.get_entry(n).test for n in TEST_MODELS) and not hv.get_entry("coatnet_nano").test
-    full = hv.list_models(test=False)
+    full = hv.list_models(test=False, task="classification")
     assert not set(full) & set(TEST_MODELS) and sorted(full + TEST_MODELS) == ALL_MODELS
     assert hv.list_models("coatnet*", test=True) == ["coatnet_test"]
     families = {hv.get_entry(n).family for n in ALL_MODELS}
@@ -290,7 +290,7 @@ def test_paper_sizes(name):
         assert abs(cost.macs / 1e9 / card["paper_gmacs"] - 1) < 0.03, cost.macs
 
 
-@pytest.mark.parametrize("name", hv.list_models(test=False))
+@pytest.mark.parametrize("name", hv.list_models(test=False, task="classification"))
 def test_full_size_models_build(name):
     with torch.device("meta"):
         model = make(name)

@@ -24,8 +24,10 @@ import hybridvision as hv
 from hybridvision.hub import WEIGHTS_ENV
 from hybridvision.models.features import FeatureInfoList
 
-MODEL_NAMES = hv.list_models(test=True) + hv.list_models("*_nano", test=False)
-TEST_NAMES = hv.list_models(test=True)
+MODEL_NAMES = hv.list_models(test=True, task="classification") + hv.list_models(
+    "*_nano", test=False, task="classification"
+)
+TEST_NAMES = hv.list_models(test=True, task="classification")
 
 torch_device = "cpu"
 TARGET_FWD_SIZE = MAX_FWD_SIZE = 384
@@ -438,8 +440,12 @@ def test_torch_export_of_the_feature_extractor(name):
 def test_timm_lists_every_model_with_its_cfg(timm):
     import hybridvision.timm as hv_timm
 
-    assert hv_timm.register() == [hv_timm.timm_name(n) for n in hv.list_models()]  # again: nothing doubled
-    assert timm.list_models("hybridvision_*") == sorted(hv_timm.timm_name(n) for n in hv.list_models())
+    assert hv_timm.register() == [
+        hv_timm.timm_name(n) for n in hv.list_models(task="classification")
+    ]  # again: nothing doubled
+    assert timm.list_models("hybridvision_*") == sorted(
+        hv_timm.timm_name(n) for n in hv.list_models(task="classification")
+    )
     cfg = timm.models.get_pretrained_cfg("hybridvision_coatnet_nano_rw_224")
     assert (cfg.input_size, cfg.mean, cfg.crop_pct) == ((3, 224, 224), (0.5, 0.5, 0.5), 0.9)
     assert (cfg.first_conv, cfg.classifier, cfg.architecture) == (

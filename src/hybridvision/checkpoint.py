@@ -63,13 +63,28 @@ def _read_pickle(path: Path) -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # not a class outside the allow-list: bytes that are no pickle at all
+            raise _not_a_checkpoint(path, e) from None
         raise CheckpointError(
             f"refused to unpickle {path}: it holds objects outside the allow-list "
-            f"(hybridvision.checkpoint.SAFE_GLOBALS). Details: {str(e).splitlines()[0]} "
+            f"(hybridvision.checkpoint.SAFE_GLOBALS). Details: {_global_named(e)} "
             "If you trust the file, load it yourself and re-save the state dict as safetensors."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated?): {e}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, ValueError, IndexError) as e:
+        raise _not_a_checkpoint(path, e) from None
+
+
+def _not_a_checkpoint(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a PyTorch checkpoint, or a corrupt or truncated one ({type(e).__name__}); "
+        "check that the file is complete and is the weights file you meant"
+    )
+
+
+def _global_named(e: Exception) -> str:
+    """The line of torch's message that names the refused class."""
+    lines = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "global" in line]
+    return (lines[0] if lines else str(e).splitlines()[0])[:300]
 
 
 def _unwrap(data: Any, path: Path, use_ema: bool) -> dict[str, Tensor]:

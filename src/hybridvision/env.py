@@ -37,7 +37,7 @@ ENV_FIELDS = (
 
 
 def git_sha() -> str:
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[2]  # the repository (src/hybridvision/env.py)
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
         dirty = subprocess.run(

@@ -1,7 +1,7 @@
 """Every hybridvision model inside timm: ``timm.create_model("hybridvision_ascan_t", ...)``.
 
-Importing this module registers each model of ``hybridvision.list_models()`` in timm's registry as
-``hybridvision_<name>`` (``register()`` does it again for models registered later). The names join with "_"
+Importing this module registers each backbone (``list_models(task="classification")``) in timm's registry
+as ``hybridvision_<name>`` (``register()`` does it again for models registered later). The names join with "_"
 because timm's ``create_model`` only accepts a bare registry name: a "/" or ":" reads as a Hugging Face Hub
 repo or a folder (``hf-hub:``, ``local-dir:``), and a "." starts a pretrained tag.
 
@@ -117,7 +117,7 @@ def register() -> list[str]:
     Each entry point also becomes an attribute of this module, as timm's model modules hold theirs.
     """
     names = []
-    for name in list_models():
+    for name in list_models(task="classification"):  # backbones; task models (UperNet, UNets) are not timm models
         theirs = timm_name(name)
         if not is_model(theirs):
             default_cfgs[theirs] = {**hub.pretrained_cfg(name), "architecture": theirs}

@@ -30,7 +30,7 @@ from ..config import dump_yaml
 from ..env import environment
 from ..fileio import save_json, save_text
 from . import distributed as dist
-from .checkpoint import TrainState, latest_good, restore_rng, save_checkpoint, save_final
+from .checkpoint import TrainState, checkpoint_dirs, latest_good, restore_rng, save_checkpoint, save_final, verify
 from .ema import ModelEma
 from .logs import RunLogger
 from .loop import Context, train_one_epoch
@@ -87,13 +87,20 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def init_source(path: str) -> Path:
-    """Weights to start from: a run's ``final/``, else its newest good checkpoint, else the path itself."""
+    """Weights to start from: a run's ``final/``, else its newest good checkpoint, else the path itself.
+
+    A run whose checkpoints are all unusable is an error naming them, not a search for weights elsewhere.
+    """
     p = Path(path)
     if (p / "final").is_dir():
         return p / "final"
     good = latest_good(p)
     if good is not None:
         return good
+    broken = checkpoint_dirs(p)
+    if broken:
+        problems = "; ".join(f"{d.name}: {verify(d)}" for d in broken)
+        raise CheckpointError(f"{p} has no final weights and its checkpoints are unusable ({problems})")
     if not p.exists():
         raise CheckpointError(f"--init-from {path}: no such run directory or weights file")
     return p
