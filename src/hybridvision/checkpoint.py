@@ -20,8 +20,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from .models.blocks.attention import resize_table
-
 log = logging.getLogger(__name__)
 
 # Classes a pickled checkpoint may contain: the official EfficientMod trainer stores its argparse.Namespace.
@@ -129,7 +127,11 @@ def load_pretrained(model: nn.Module, path: str | Path, *, use_ema: bool = True)
 
 
 def adapt_state_dict(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Reconcile shape differences a user asks for: classifier size, input channels, position-table size."""
+    """Reconcile shape differences a user asks for: classifier size, input channels, position-table size.
+
+    A module with an ``adapt_loaded(name, tensor)`` method adapts its own weights of another shape (the
+    relative-position bias resamples its table); any other difference is another configuration: an error.
+    """
     own = model.state_dict()
     out = {}
     for key, value in state.items():
@@ -140,17 +142,33 @@ def adapt_state_dict(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Te
             continue
         if key.startswith("head.fc."):
             out[key] = target
-        elif key.endswith("rel_pos.table"):
-            out[key] = resize_table(value, ((target.shape[1] + 1) // 2, (target.shape[2] + 1) // 2))
         elif _is_input_conv(value, target):
             out[key] = adapt_input_conv(value, target.shape[1])
         else:
-            raise CheckpointError(
-                f"weight {key!r} has shape {tuple(value.shape)} in the checkpoint but {tuple(target.shape)} in "
-                "the model: the checkpoint is for another configuration"
-            )
+            out[key] = _adapted_by_owner(_owner(model, key), key, value, target)
     _warn_dropped_classifier(model, state, own)
     return out
+
+
+def _adapted_by_owner(owner: nn.Module | None, key: str, value: Tensor, target: Tensor) -> Tensor:
+    """``value`` adapted by the module that holds it (position tables resample), else a CheckpointError."""
+    try:
+        if hasattr(owner, "adapt_loaded"):
+            return owner.adapt_loaded(key.rpartition(".")[2], value)
+    except ValueError:
+        pass
+    raise CheckpointError(
+        f"weight {key!r} has shape {tuple(value.shape)} in the checkpoint but {tuple(target.shape)} in "
+        "the model: the checkpoint is for another configuration"
+    )
+
+
+def _owner(model: nn.Module, key: str) -> nn.Module | None:
+    """The module that holds parameter or buffer ``key``."""
+    try:
+        return model.get_submodule(key.rpartition(".")[0])
+    except AttributeError:
+        return None
 
 
 def _warn_dropped_classifier(model: nn.Module, state: dict[str, Tensor], own: dict[str, Tensor]) -> None:

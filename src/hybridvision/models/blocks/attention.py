@@ -69,6 +69,12 @@ class RelPosBias(nn.Module):
             return self.table[:, sh - h : sh + h - 1, sw - w : sw + w - 1]  # (heads, 2h-1, 2w-1)
         return resize_table(self.table, (h, w))
 
+    def adapt_loaded(self, name: str, value: Tensor) -> Tensor:
+        """A loaded ``table`` of another grid, resampled to this one (weights trained at another input size)."""
+        if name != "table" or value.dim() != 3 or value.shape[0] != self.table.shape[0]:
+            raise ValueError(f"cannot adapt {name} of shape {tuple(value.shape)} to {tuple(self.table.shape)}")
+        return resize_table(value, self.size)
+
     @torch.no_grad()
     def resize_(self, size: tuple[int, int]) -> None:
         self.table = nn.Parameter(resize_table(self.table.data, size))
