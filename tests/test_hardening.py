@@ -22,7 +22,7 @@ from hybridvision.cli.main import main
 from hybridvision.config import ConfigError, parse_overrides, resolve
 from hybridvision.data import DataError
 from hybridvision.engine.checkpoint import checkpoint_dirs
-from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV
+from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
 from hybridvision.train import TrainConfig, train
 from hybridvision.train.config import DataConfig
 from hybridvision.train.data import load_split
@@ -83,17 +83,23 @@ def test_run_saves_its_class_list_and_refuses_an_unknown_validation_class(tmp_pa
     assert not (tmp_path / "runs" / "bad" / TRAIN_CSV).exists()  # failed before any training
 
 
-def test_each_checkpoint_step_is_written_once(data, tmp_path, monkeypatch):
+def test_each_checkpoint_step_is_written_once_and_after_its_evaluation(data, tmp_path, monkeypatch):
     from hybridvision.engine import checkpoint as ckpt
 
-    written: list[Path] = []
+    written: list[tuple[str, list[int]]] = []
     original = ckpt._write_state
-    monkeypatch.setattr(ckpt, "_write_state", lambda tmp, ts: (written.append(tmp), original(tmp, ts)))
+
+    def write(tmp: Path, ts) -> None:
+        logged = [int(float(r["step"])) for r in read_csv(tmp_path / "once" / EVAL_CSV)]
+        written.append((tmp.name, logged))
+        original(tmp, ts)
+
+    monkeypatch.setattr(ckpt, "_write_state", write)
     # 256 images / 16 = 16 steps an epoch: a checkpoint every 8 steps falls on each epoch's end
     train(config(data, tmp_path, "--run_name", "once", "--ckpt_every", "8", "--keep_ckpts", "1"))
-    assert [p.name for p in written] == [".tmp-step_00000008", ".tmp-step_00000016", ".tmp-step_00000024"] + [
-        ".tmp-step_00000032"
-    ]
+    assert [name for name, _ in written] == [f".tmp-step_{s:08d}" for s in (8, 16, 24, 32)]
+    # an epoch's checkpoint comes after its evaluation row: a kill between them redoes both, losing neither
+    assert [logged for _, logged in written] == [[], [16], [16], [16, 32]]
     assert [d.name for d in checkpoint_dirs(tmp_path / "once")] == ["step_00000032"]
 
 
