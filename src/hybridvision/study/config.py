@@ -1,0 +1,125 @@
+"""Typed study configuration: a grid of training runs (points x seeds) sharing one training recipe.
+
+A study YAML names a base training recipe (``configs/train/...yaml``), the recipe overrides every run shares,
+the points (a registered model plus ``create_model`` overrides), the seeds and the stated time budget of the
+whole grid. ``hybridvision study CONFIG --key value`` overrides any field (``--seeds 0,1``,
+``--recipe.budget_minutes 4``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, flatten, from_dict, load_file, replace, resolve
+from ..engine.config import DEVICE, at_least, check
+from ..registry import get_entry
+from ..train import TrainConfig
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study names and point labels become directory names
+# Fields each run sets itself: the recipe may not (they name or place the runs, or are the points' choice).
+PER_RUN = ("model", "model_kwargs", "seed", "out_dir", "run_name", "resume", "init_from")
+
+
+@dataclass(frozen=True)
+class PointConfig:
+    """One point of the grid: a registered model and its overrides, trained once per seed."""
+
+    label: str  # names the point's runs: <label>-s<seed>
+    model: str  # a registered model name
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # create_model overrides (layout, conv_block ...)
+    note: str = ""  # what the point stands for (the paper's name for it), shown in the table
+    baseline: str = ""  # label of the point this one is compared with (and matched to); "" = the reference
+    match_params: bool | None = None  # scale widths to the baseline's params (None = the study's match_params)
+
+    def __post_init__(self) -> None:
+        check(NAME.match(self.label) is not None, f"point label {self.label!r} must be letters, digits, _ . + -")
+        get_entry(self.model)  # an unknown name fails here, with the closest names
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """Inference speed of every point, measured at the end in one process, interleaved round after round."""
+
+    batch_size: int = 64  # throughput batch (latency is always batch 1)
+    rounds: int = 5  # every point is timed once per round; the order reverses every other round
+    seconds: float = 0.5  # timed seconds per point, batch size and round
+    device: str = "cpu"  # fp32, eval mode, channels_last
+    threads: int = 0  # torch threads while timing (0 = torch's default)
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "batch_size", "rounds", prefix="speed.")
+        at_least(self, 0, "seconds", "threads", prefix="speed.")
+        check(DEVICE.match(self.device) is not None, f"speed.device must be auto, cpu or cuda[:N], got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A grid of classification runs (points x seeds), each resumable, then one table and one plot."""
+
+    name: str = ""  # names the study's directory: out_dir/name
+    base_recipe: str = ""  # a TrainConfig YAML the runs start from ("" = TrainConfig's defaults)
+    recipe: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides every run shares (dotted or nested)
+    points: tuple[PointConfig, ...] = ()
+    seeds: tuple[int, ...] = (0, 1)
+    reference: str = ""  # label of the point the others are compared with ("" = the first point)
+    match_params: bool = False  # scale each point's widths so its params are within param_tolerance of its baseline
+    param_tolerance: float = 0.10  # relative
+    num_classes: int = 10  # classes of the data set (params and MACs are counted before any data is read)
+    out_dir: str = "runs/study"  # runs go to out_dir/name/<label>-s<seed>
+    results_dir: str = ""  # also copy the table, plot and JSON here (e.g. results/study_<name>); "" = no copy
+    budget_minutes: float = 180.0  # the stated time of the whole grid: refused before starting when over it
+    overhead_minutes: float = 1.0  # per run beyond its training budget (start-up, data, final evaluation)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+
+    def __post_init__(self) -> None:
+        check(
+            NAME.match(self.name) is not None, f"name {self.name!r}: give the study a name (letters, digits, _ . + -)"
+        )
+        check(bool(self.points), "points is empty: list at least one {label, model, model_kwargs}")
+        labels = [p.label for p in self.points]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        check(not twice, f"point labels must be unique; {twice} appear more than once")
+        check(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, got {self.seeds}")
+        check(min(self.seeds) >= 0, f"seeds must be >= 0, got {self.seeds}")
+        for label in (self.reference, *(p.baseline for p in self.points)):
+            check(label in ("", *labels), f"no point is labelled {label!r}; labels are {', '.join(labels)}")
+        check(0 < self.param_tolerance < 1, f"param_tolerance must be in (0, 1), got {self.param_tolerance}")
+        at_least(self, 1, "num_classes")
+        at_least(self, 0, "budget_minutes", "overhead_minutes")
+        taken = sorted(k.split(".")[0] for k in flatten(self.recipe) if k.split(".")[0] in PER_RUN)
+        check(not taken, f"recipe sets {taken}, which each run sets itself: use points, seeds and out_dir instead")
+
+    @property
+    def reference_label(self) -> str:
+        return self.reference or self.points[0].label
+
+    def baseline_of(self, point: PointConfig) -> str:
+        return point.baseline or self.reference_label
+
+    def matched(self, point: PointConfig) -> bool:
+        """Whether ``point``'s widths are scaled to its baseline's params (never the reference's own)."""
+        wanted = self.match_params if point.match_params is None else point.match_params
+        return wanted and point.label != self.baseline_of(point)
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Defaults < the study YAML < ``--key value`` overrides."""
+    study = from_dict(StudyConfig, load_file(path))
+    return replace(study, **overrides) if overrides else study
+
+
+def base_recipe(study: StudyConfig) -> TrainConfig:
+    """The training recipe every run shares: ``base_recipe`` (if any) with the study's ``recipe`` on top."""
+    if study.base_recipe and not Path(study.base_recipe).is_file():
+        raise ConfigError(
+            f"base_recipe {study.base_recipe!r} does not exist; paths are read from the current directory "
+            "(run from the repository root, or give an absolute path)"
+        )
+    return resolve(TrainConfig, study.base_recipe or None, flatten(study.recipe))

@@ -1,0 +1,247 @@
+"""The resolved grid of a study: its points (widths matched, params and MACs counted), its runs, their time.
+
+``make_plan`` does everything that needs no data and no training (meta-device models only), so ``--dry-run``
+is fast and a grid over its stated budget is refused before anything starts. ``run_grid`` then trains the runs
+one after another; a finished run (``summary.json`` and ``final/`` present) is read, never retrained, and an
+interrupted one continues from its newest checkpoint (``resume="auto"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError
+from ..engine.resume import check_same_run
+from ..profile import model_cost
+from ..train import TrainConfig, train
+from .config import PointConfig, StudyConfig, base_recipe
+from .match import count_point_params, match_widths
+
+SPEED_SETUP_S = 0.3  # per point and batch size: warm-up and the first call, beyond the timed seconds
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point as it will be trained: the overrides passed to create_model, its params and MACs at the input."""
+
+    label: str
+    model: str
+    kwargs: dict[str, Any]  # create_model overrides, widths included when matched
+    params: int
+    macs: int
+    baseline: str
+    matched: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: StudyConfig
+    recipe: TrainConfig  # what every run shares
+    points: tuple[Point, ...]
+
+    def run_config(self, point: Point, seed: int) -> TrainConfig:
+        return dataclasses.replace(
+            self.recipe,
+            model=point.model,
+            model_kwargs=dict(point.kwargs),
+            seed=seed,
+            out_dir=str(self.study.study_dir),
+            run_name=f"{point.label}-s{seed}",
+            resume="auto",
+        )
+
+    def run_dir(self, point: Point, seed: int) -> Path:
+        return self.study.study_dir / f"{point.label}-s{seed}"
+
+    @property
+    def runs(self) -> list[tuple[Point, int]]:
+        return [(p, s) for p in self.points for s in self.study.seeds]
+
+    def point(self, label: str) -> Point:
+        return next(p for p in self.points if p.label == label)
+
+    # ---- Time
+
+    @property
+    def run_minutes(self) -> float:
+        """Estimated wall minutes of one run: its training budget plus the per-run overhead."""
+        return self.recipe.budget_minutes + self.study.overhead_minutes
+
+    @property
+    def speed_minutes(self) -> float:
+        s = self.study.speed
+        return len(self.points) * 2 * s.rounds * (s.seconds + SPEED_SETUP_S) / 60
+
+    def estimate_minutes(self, only_missing: bool = False) -> float:
+        runs = [r for r in self.runs if not (only_missing and is_finished(self.run_dir(*r)))]
+        return len(runs) * self.run_minutes + self.speed_minutes
+
+
+# ---- Resolving the points
+
+
+def _instance_kwargs(study: StudyConfig, recipe: TrainConfig) -> dict[str, Any]:
+    """The fields the training task sets on every model (the data's classes and channels, the input size)."""
+    return {"num_classes": study.num_classes, "in_chans": recipe.data.channels, "img_size": recipe.img_size}
+
+
+def _resolve(
+    study: StudyConfig, recipe: TrainConfig, cfg: PointConfig, done: dict[str, Point], chain: tuple[str, ...] = ()
+) -> Point:
+    """One point (its baseline first, when its widths are matched to the baseline's params)."""
+    if cfg.label in done:
+        return done[cfg.label]
+    inst = _instance_kwargs(study, recipe)
+    kwargs = {**cfg.model_kwargs, **inst}
+    baseline = study.baseline_of(cfg)
+    matched = study.matched(cfg)
+    if matched:
+        if cfg.label in chain:
+            raise ValueError(f"points {' -> '.join((*chain, cfg.label))} are matched in a circle; break it")
+        target = _resolve(study, recipe, _by_label(study, baseline), done, (*chain, cfg.label)).params
+        kwargs, params = match_widths(cfg.model, kwargs, target)
+        _check_tolerance(study, cfg, params, target)
+    else:
+        params = count_point_params(cfg.model, kwargs)
+    macs = model_cost(cfg.model, **kwargs).macs
+    own = {k: v for k, v in kwargs.items() if k not in inst}
+    done[cfg.label] = Point(cfg.label, cfg.model, own, params, macs, baseline, matched, cfg.note)
+    return done[cfg.label]
+
+
+def _by_label(study: StudyConfig, label: str) -> PointConfig:
+    return next(p for p in study.points if p.label == label)
+
+
+def _check_tolerance(study: StudyConfig, cfg: PointConfig, params: int, target: int) -> None:
+    off = params / target - 1
+    if abs(off) > study.param_tolerance:
+        raise ValueError(
+            f"point {cfg.label!r}: no width scaling of {cfg.model} comes within {study.param_tolerance:.0%} of "
+            f"{target:,} params (closest {params:,}, {off:+.1%}). Set its widths by hand in model_kwargs with "
+            "match_params: false, or widen param_tolerance"
+        )
+
+
+def make_plan(study: StudyConfig) -> Plan:
+    """The study resolved: shared recipe, points with matched widths, params and MACs (meta device, no data)."""
+    recipe = base_recipe(study)
+    done: dict[str, Point] = {}
+    points = tuple(_resolve(study, recipe, p, done) for p in study.points)
+    return Plan(study, recipe, points)
+
+
+def check_budget(plan: Plan) -> None:
+    """Raise before anything starts when the whole grid is estimated to take longer than the study's budget."""
+    s = plan.study
+    total = plan.estimate_minutes()
+    if total > s.budget_minutes:
+        raise ValueError(
+            f"study {s.name} would take about {total:.0f} min ({len(s.points)} points x {len(s.seeds)} seeds x "
+            f"({plan.recipe.budget_minutes:g} min training + {s.overhead_minutes:g} min overhead) + "
+            f"{plan.speed_minutes:.1f} min speed), over its stated budget_minutes of {s.budget_minutes:g}. "
+            "Lower --recipe.budget_minutes (each run's training), use fewer seeds or points, or raise "
+            "--budget_minutes if the time is there"
+        )
+
+
+# ---- Running
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").is_file() and (run_dir / "final").is_dir()
+
+
+@contextlib.contextmanager
+def grid_lock(study_dir: Path) -> Iterator[None]:
+    """Hold ``study_dir/.lock`` (this process's id) while training, so a second process never trains the same runs.
+
+    A lock left by a process that no longer exists (killed) is taken over.
+    """
+    study_dir.mkdir(parents=True, exist_ok=True)
+    path = study_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            pid = int(path.read_text().strip() or 0)
+            if _alive(pid):
+                raise FileExistsError(
+                    f"another process (pid {pid}) is running the grid in {study_dir}; wait for it to end or stop it "
+                    f"(a stale {path} left by a killed process is removed automatically)"
+                ) from None
+            path.unlink(missing_ok=True)
+    else:
+        raise FileExistsError(f"could not take the lock {path}; remove it if no study is running there")
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_same_run(plan: Plan, cfg: TrainConfig, run_dir: Path) -> None:
+    """A run made with other settings is an error naming them, never a silent mix of two recipes in one row."""
+    try:
+        check_same_run(cfg, run_dir)
+    except ConfigError as e:
+        found = re.search(r"other settings \((.*)\)\. Resume", str(e))
+        changes = found.group(1) if found else str(e)
+        raise ConfigError(
+            f"study {plan.study.name}: {run_dir} was trained with other settings ({changes}). Undo the change to "
+            "continue this grid, or start a separate one with another --name or --out_dir"
+        ) from None
+
+
+# report(index, total, point, seed, status) with status "done" (already finished), "start" or "end"
+Report = Callable[[int, int, Point, int, str], None]
+
+
+def run_grid(
+    plan: Plan, report: Report | None = None, only_finished: bool = False
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train every run not yet finished, one after another; returns each run's summary by (label, seed).
+
+    ``only_finished``: train nothing, return the summaries of the runs already finished.
+    """
+    summaries = {}
+    runs = plan.runs
+    for i, (point, seed) in enumerate(runs):
+        cfg, run_dir = plan.run_config(point, seed), plan.run_dir(point, seed)
+        _check_same_run(plan, cfg, run_dir)
+        if is_finished(run_dir):
+            summaries[point.label, seed] = json.loads((run_dir / "summary.json").read_text())
+            if report:
+                report(i, len(runs), point, seed, "done")
+            continue
+        if only_finished:
+            continue
+        if report:
+            report(i, len(runs), point, seed, "start")
+        summaries[point.label, seed] = train(cfg).summary
+        if report:
+            report(i, len(runs), point, seed, "end")
+    return summaries

@@ -1,0 +1,161 @@
+"""A study's aggregate on disk: ``table.md``, ``table.csv``, ``table.json`` and ``accuracy_vs_throughput.png``.
+
+Written to the study's directory (``out_dir/name``) and, when ``results_dir`` is set, copied there too. The JSON
+holds everything: per-seed accuracies, the resolved points, the shared recipe and the environment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..bench.tables import markdown
+from ..config import to_dict
+from ..figures import pyplot, save_png
+from ..fileio import save_json, save_text
+from .aggregate import SPEED_TOLERANCE
+from .grid import Plan
+
+FILES = ("table.md", "table.csv", "table.json", "accuracy_vs_throughput.png")
+CSV_FIELDS = (
+    "label", "model", "note", "baseline", "matched", "params", "macs", "n", "top1_mean", "top1_std", "ema_top1_mean",
+    "ema_top1_std", "vs_baseline", "noise", "verdict", "speed_ratio", "standing", "epochs", "train_img_s",
+    "latency_ms", "throughput_img_s",
+)  # fmt: skip
+
+
+def _num(value: float, fmt: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    return "-" if not n else f"{mean:.2f} ± {std:.2f}"
+
+
+def table_rows(rows: Sequence[dict[str, Any]], batch: int, reference: str) -> tuple[list[str], list[list[str]]]:
+    """The markdown/terminal table: one line per point (the verdict names its baseline unless the reference)."""
+    cols = ["point", "model", "design", "params", "MMACs", "n", "top-1 %", "EMA top-1 %", "top-1 vs baseline"]
+    cols += ["epochs", "train img/s", "latency b1 ms", f"img/s b{batch}", "speed vs baseline", "standing"]
+    out = []
+    for r in rows:
+        vs = _vs(r, reference)
+        out.append(
+            [
+                r["label"],
+                r["model"],
+                r["note"] or "-",
+                f"{r['params'] / 1e6:.3f}M" + (" (matched)" if r["matched"] else ""),
+                f"{r['macs'] / 1e6:.1f}",
+                str(r["n"]),
+                _pm(r["top1_mean"], r["top1_std"], r["n"]),
+                _pm(r["ema_top1_mean"], r["ema_top1_std"], len(r["ema_top1"])),
+                vs if r["n"] else "-",
+                _num(r["epochs"], ".2f"),
+                _num(r["train_img_s"], ".0f"),
+                _num(r["latency_ms"], ".2f"),
+                _num(r["throughput_img_s"], ".0f"),
+                "-" if r["verdict"] == "reference" else _num(r["speed_ratio"], ".2f") + "x",
+                "-" if r["verdict"] == "reference" else r["standing"],
+            ]
+        )
+    return cols, out
+
+
+def _vs(r: dict[str, Any], reference: str) -> str:
+    if r["verdict"] == "reference":
+        return "reference"
+    vs = f"{r['vs_baseline']:+.2f} ({r['verdict']}, ±{r['noise']:.2f})"
+    return vs if r["baseline"] == reference else f"{vs} vs {r['baseline']}"
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN (a point with no finished run, no speed measured): null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def _length(r: Any) -> str:
+    if r.budget_minutes:
+        return f"{r.budget_minutes:g} min of training (at most {r.epochs} epochs)"
+    return f"{r.epochs} epochs" + (f" or {r.max_steps} steps" if r.max_steps else "")
+
+
+def _markdown(plan: Plan, rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:
+    s, r = plan.study, plan.recipe
+    return f"""# Study {s.name}
+
+{len(s.points)} points x seeds {", ".join(map(str, s.seeds))}. Every run: {_length(r)}, batch {r.batch_size},
+{r.img_size}x{r.img_size} input, recipe `{s.base_recipe or "TrainConfig defaults"}` with the study's overrides.
+Top-1 on the {r.data.eval_split} split, mean ± sample std over seeds; "tie" = |difference| <= the combined seed
+spread (±). Standing: both axes against the baseline, throughputs within ±{SPEED_TOLERANCE:.0%} counting as
+equal. Params and MACs at {r.img_size}x{r.img_size}, batch 1. Speed measured together at the end (fp32, eval,
+channels_last, interleaved rounds, median) on {env["device"]} with {env["threads"]} threads (load average
+{env["load_avg_1m"]}).
+
+{markdown(table_rows(rows, s.speed.batch_size, s.reference_label), right_from=3)}
+
+![accuracy vs throughput](accuracy_vs_throughput.png)
+
+torch {env["torch"]}, git {env["git_sha"]}, {env["timestamp"]}.
+"""
+
+
+def plot(plan: Plan, rows: Sequence[dict[str, Any]], out: Path) -> Path:
+    """Top-1 (mean, error bars = std over seeds) against batch-N throughput, one labelled marker per point."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if not r["n"]:
+            continue
+        ref = r["label"] == plan.study.reference_label
+        if ref:  # the reference's seed spread: points inside the band are within its noise
+            ax.axhspan(r["top1_mean"] - r["top1_std"], r["top1_mean"] + r["top1_std"], color="grey", alpha=0.12)
+        ax.errorbar(
+            r["throughput_img_s"], r["top1_mean"], yerr=r["top1_std"], fmt="*" if ref else "o", ms=11 if ref else 6,
+            capsize=4,
+        )  # fmt: skip
+        ax.annotate(r["label"], (r["throughput_img_s"], r["top1_mean"]), textcoords="offset points", xytext=(5, 5))
+    batch = plan.study.speed.batch_size
+    ax.set(xlabel=f"inference throughput, img/s at batch {batch}", ylabel="test top-1 (%), mean ± std over seeds")
+    ax.set_title(f"study {plan.study.name}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return save_png(fig, out)
+
+
+def write_report(plan: Plan, rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> Path:
+    """Write the four files into the study directory (and copy them to ``results_dir``); returns table.md."""
+    d = plan.study.study_dir
+    payload = {
+        "study": to_dict(plan.study),
+        "recipe": to_dict(plan.recipe),
+        "rows": _clean(list(rows)),
+        "environment": env,
+    }
+    save_json(payload, d / "table.json")
+    save_text(_csv(rows), d / "table.csv")
+    save_text(_markdown(plan, rows, env), d / "table.md")
+    plot(plan, rows, d / "accuracy_vs_throughput.png")
+    if plan.study.results_dir:
+        dest = Path(plan.study.results_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            shutil.copyfile(d / name, dest / name)
+    return d / "table.md"

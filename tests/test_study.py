@@ -1,0 +1,221 @@
+"""``hybridvision study``: a two-point, two-seed grid of test variants runs, resumes after an interruption
+(only what is missing is trained; finished runs' files stay untouched), and aggregates (the table equals the
+runs' summaries); over-budget grids are refused; param matching lands within its tolerance; the committed
+study configs resolve within their budgets. Tiny synthetic data, a few steps per run, 1 thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from synthetic_data import write_fmnist_like
+
+from hybridvision.cli.main import main
+from hybridvision.cli.study import print_plan
+from hybridvision.config import ConfigError, to_dict
+from hybridvision.engine.checkpoint import checkpoint_dirs
+from hybridvision.study import PointConfig, SpeedConfig, StudyConfig, is_finished, load_study, make_plan, run_study
+from hybridvision.study.aggregate import standing, verdict
+from hybridvision.study.grid import check_budget, grid_lock
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "study"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_fmnist_like(tmp_path_factory.mktemp("fmnist"), train=96, test=48)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_study(data: Path, out: Path, **changes) -> StudyConfig:
+    recipe = {
+        "data": {"root": str(data)},
+        "img_size": 32,
+        "epochs": 1,
+        "budget_minutes": 0,
+        "max_steps": 4,
+        "ckpt_every": 1,
+        "keep_ckpts": 5,
+        "batch_size": 16,
+        "eval_batch_size": 48,
+        "amp": "off",
+        "progress": False,
+        "tensorboard": False,
+        "threads": 1,
+    }
+    fields = dict(
+        name="tiny",
+        recipe=recipe,
+        points=(PointConfig("a", "coatnet_test"), PointConfig("b", "ascan_test")),
+        seeds=(0, 1),
+        out_dir=str(out),
+        overhead_minutes=0.01,
+        speed=SpeedConfig(batch_size=4, rounds=1, seconds=0.01),
+    )
+    return StudyConfig(**{**fields, **changes})
+
+
+def snapshot(run: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of a run directory with its modification time and bytes."""
+    return {str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_after_first_run(index, total, point, seed, status):
+    if status == "start" and index == 1:
+        raise Stop  # the grid is interrupted between its first and second run
+
+
+def test_grid_runs_resumes_and_aggregates(data, tmp_path):
+    plan = make_plan(tiny_study(data, tmp_path))
+    with pytest.raises(Stop):
+        run_study(plan, report=stop_after_first_run)
+    first = plan.run_dir(plan.points[0], 0)
+    assert is_finished(first) and not (tmp_path / "tiny" / "a-s1").exists()
+    before = snapshot(first)
+
+    table = run_study(plan)  # continues: trains the three missing runs only
+    assert snapshot(first) == before
+    runs = {(p.label, s): plan.run_dir(p, s) for p, s in plan.runs}
+    assert all(is_finished(r) for r in runs.values())
+
+    # A run killed midway: its final weights, summary and newest checkpoint are lost; the rest is kept.
+    killed = runs["b", 1]
+    shutil.rmtree(killed / "final")
+    (killed / "summary.json").unlink()
+    shutil.rmtree(checkpoint_dirs(killed)[0])
+    others = {k: snapshot(r) for k, r in runs.items() if r != killed}
+    run_study(plan)
+    assert {k: snapshot(r) for k, r in runs.items() if r != killed} == others
+    assert json.loads((killed / "summary.json").read_text())["steps"] == 4
+
+    # The aggregate equals the runs' summaries.
+    summaries = {k: json.loads((r / "summary.json").read_text()) for k, r in runs.items()}
+    rows = {r["label"]: r for r in json.loads((tmp_path / "tiny" / "table.json").read_text())["rows"]}
+    for label in ("a", "b"):
+        top1 = [summaries[label, s]["top1"] for s in (0, 1)]
+        assert rows[label]["top1"] == top1
+        assert rows[label]["top1_mean"] == pytest.approx(statistics.fmean(top1))
+        assert rows[label]["top1_std"] == pytest.approx(statistics.stdev(top1))
+        assert rows[label]["params"] == summaries[label, 0]["params"]  # counted on the meta device beforehand
+        assert rows[label]["train_img_s"] == pytest.approx(
+            statistics.fmean(summaries[label, s]["train_img_s"] for s in (0, 1))
+        )
+        assert rows[label]["throughput_img_s"] > 0 and rows[label]["latency_ms"] > 0
+    assert rows["a"]["verdict"] == "reference" and rows["b"]["verdict"] in ("tie", "better", "worse")
+    assert rows["b"]["speed_ratio"] == pytest.approx(rows["b"]["throughput_img_s"] / rows["a"]["throughput_img_s"])
+    assert (tmp_path / "tiny" / "accuracy_vs_throughput.png").stat().st_size > 0
+    assert "| a | coatnet_test |" in table.read_text()
+
+    # The same grid asked for with another recipe: an error naming the change, before anything is trained.
+    changed = make_plan(dataclasses.replace(plan.study, recipe={**plan.study.recipe, "batch_size": 8}))
+    with pytest.raises(ConfigError, match="batch_size: 16 -> 8"):
+        run_study(changed)
+
+
+def test_over_budget_grid_is_refused_before_anything_runs(data, tmp_path):
+    study = tiny_study(data, tmp_path, recipe={"data": {"root": str(data)}, "budget_minutes": 8}, budget_minutes=20)
+    with pytest.raises(
+        ValueError, match=r"about 32 min \(2 points x 2 seeds x \(8 min training .*budget_minutes of 20"
+    ):
+        run_study(make_plan(study))
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_matched_params_land_within_tolerance():
+    layouts = {"ref": "C-CT-CT-CT", "all_c": "C-CC-CC-CC", "t_late": "C-C-TT-TT"}
+    points = tuple(PointConfig(k, "ascan_test", {"layout": v}) for k, v in layouts.items())
+    plan = make_plan(StudyConfig(name="m", points=points, match_params=True))
+    ref = plan.point("ref").params
+    for p in plan.points:
+        assert abs(p.params / ref - 1) <= 0.10, (p.label, p.params, ref)
+        assert p.matched == (p.label != "ref")
+    # Without matching the all-C layout is far off, so the matching did the work; T stages split into heads.
+    unmatched = make_plan(StudyConfig(name="u", points=points)).point("all_c").params
+    assert abs(unmatched / ref - 1) > 0.10
+    dims = plan.point("t_late").kwargs["dims"]
+    assert all(d % 16 == 0 for d in dims[2:])
+
+
+@pytest.mark.parametrize("name", ["ascan_layouts", "ascan_blocks", "families"])
+def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parents[1])  # base_recipe paths are relative to the repository root
+    study = load_study(CONFIGS / f"{name}.yaml")
+    plan = make_plan(study)  # every point builds (meta device); matched widths found
+    check_budget(plan)
+    assert len(study.seeds) >= 2 and plan.recipe.budget_minutes <= 10
+    for p in plan.points:
+        if p.matched:
+            assert abs(p.params / plan.point(p.baseline).params - 1) <= study.param_tolerance
+    print_plan(plan)  # what --dry-run prints
+    assert "within" in capsys.readouterr().out
+
+
+def test_cli_dry_run_and_overrides(data, tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    study = tiny_study(data, tmp_path)
+    path.write_text(yaml.safe_dump(to_dict(study)))
+    assert main(["study", str(path), "--dry-run", "--seeds", "3,4", "--recipe.budget_minutes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs (2 points x seeds 3,4)" in out and "(2 training" in out
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_a_second_process_never_trains_the_same_grid(data, tmp_path):
+    plan = make_plan(tiny_study(data, tmp_path))
+    lock = plan.study.study_dir / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getppid()))  # a live process holds the grid
+    with pytest.raises(FileExistsError, match=f"pid {os.getppid()}"):
+        run_study(plan)
+    assert not plan.run_dir(plan.points[0], 0).exists()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    lock.write_text(str(dead.pid))  # left by a killed process: taken over
+    with grid_lock(plan.study.study_dir):
+        assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
+
+
+@pytest.mark.parametrize(
+    "mean, std, expected",
+    [(91.0, 0.2, "tie"), (91.6, 0.2, "better"), (90.4, 0.2, "worse"), (91.6, 0.6, "tie")],
+)
+def test_a_difference_within_the_combined_seed_spread_is_a_tie(mean, std, expected):
+    assert verdict(mean, std, 3, 91.0, 0.3, 3) == expected  # spread: hypot(std, 0.3)
+    assert verdict(mean, std, 1, 91.0, 0.3, 3) == "n/a"  # one seed has no spread
+
+
+@pytest.mark.parametrize(
+    "accuracy, ratio, expected",
+    [
+        ("better", 1.0, "dominates"),
+        ("tie", 1.2, "dominates"),
+        ("tie", 1.05, "within noise"),
+        ("tie", 0.8, "dominated"),
+        ("worse", 0.95, "dominated"),
+        ("better", 0.8, "trade-off: more accurate, slower"),
+        ("worse", 1.3, "trade-off: faster, less accurate"),
+    ],
+)
+def test_standing_weighs_accuracy_and_speed(accuracy, ratio, expected):
+    assert standing(accuracy, ratio) == expected
