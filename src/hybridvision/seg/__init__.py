@@ -1,0 +1,37 @@
+"""Semantic segmentation: UperNet (+ auxiliary FCN head) on any hybridvision backbone, as a task of the engine.
+
+- ``SegModel(SegModelConfig(backbone="ascan_t", num_classes=150))``: the model (``seg.model``, ``seg.heads``);
+- ``train(SegTrainConfig(...))``: a training run (``seg.task``); defaults train ascan_nano on Fashion-MNIST scenes;
+- ``evaluate_run``, ``predict_files``: ``hybridvision seg eval`` / ``seg predict`` (``seg.evaluation``,
+  ``seg.predict``);
+- ``import hybridvision.seg.zoo`` registers ``upernet_<backbone>`` names (for ``create_model`` and ``bench``).
+"""
+
+from .config import InferConfig, PredictConfig, SegAugConfig, SegDataConfig, SegEvalConfig, SegTrainConfig
+from .heads import FCNHead, UperNetHead
+from .metrics import confusion_matrix, iou_per_class, scores
+from .model import HeadConfig, SegModel, SegModelConfig, load_weights
+from .scenes import SCENE_CLASSES, SceneConfig
+from .task import Segmentation, train
+
+__all__ = [
+    "FCNHead",
+    "HeadConfig",
+    "InferConfig",
+    "PredictConfig",
+    "SCENE_CLASSES",
+    "SceneConfig",
+    "SegAugConfig",
+    "SegDataConfig",
+    "SegEvalConfig",
+    "SegModel",
+    "SegModelConfig",
+    "SegTrainConfig",
+    "Segmentation",
+    "UperNetHead",
+    "confusion_matrix",
+    "iou_per_class",
+    "load_weights",
+    "scores",
+    "train",
+]

@@ -1,0 +1,169 @@
+"""Typed segmentation configs. ``SegTrainConfig`` defaults: ascan_nano + UperNet on Fashion-MNIST scenes, 30 min.
+
+``SegTrainConfig`` is the engine's ``RunConfig`` (length, batch, precision, checkpoints, optimizer, EMA) plus the
+segmentation fields: the backbone (``model``), the head, the data, the augmentation and how evaluation infers.
+Every field is a flag (``--head.channels 128``) or a YAML key (``--config configs/seg/...yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..data import FASHION_MNIST_DIR
+from ..engine.config import DEVICE, RESUMABLE, EmaConfig, OptimConfig, RunConfig, at_least, check, in_unit
+from ..registry import get_entry
+from .model import HeadConfig
+from .scenes import SceneConfig
+
+DATASETS = ("fmnist_scenes", "ade20k")
+INFER_MODES = ("whole", "slide")
+WEIGHTS = ("model", "ema", "both")
+
+
+@dataclass(frozen=True)
+class SegDataConfig:
+    """Where images and masks come from and how images are normalised."""
+
+    dataset: str = "fmnist_scenes"  # "fmnist_scenes" (made from Fashion-MNIST) or "ade20k" (ADE20K's folder layout)
+    root: str = FASHION_MNIST_DIR  # scenes: the idx files; ade20k: the folder with images/ and annotations/
+    train_split: str = "train"  # scenes: idx prefix of the items ("train"); ade20k: "training"
+    eval_split: str = "t10k"  # scenes: "t10k"; ade20k: "validation"
+    channels: int = 1  # image channels fed to the model
+    mean: tuple[float, ...] = (0.186,)  # per channel on [0, 1] (measured on the evaluation scenes)
+    std: tuple[float, ...] = (0.305,)
+    num_classes: int = 0  # ade20k: classes after reduce_zero_label (0 = ADE20K's 150); scenes: always 11
+    reduce_zero_label: bool = True  # ade20k: label 0 is ignored, k becomes k - 1 (mmseg's convention)
+    train_subset: int = 0  # use only the first N training images/scenes (0 = all); for quick runs and tests
+    eval_subset: int = 0
+    workers: int = 0  # ade20k: decoding processes (scenes are rendered in the training process)
+    scenes: SceneConfig = field(default_factory=SceneConfig)
+
+    def __post_init__(self) -> None:
+        check(self.dataset in DATASETS, f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        check(self.channels >= 1, f"data.channels must be >= 1, got {self.channels}")
+        at_least(self, 0, "num_classes", "train_subset", "eval_subset", "workers", prefix="data.")
+        check(all(v > 0 for v in self.std), f"data.std must be positive, got {self.std}")
+        check(
+            len(self.mean) == len(self.std) == self.channels,
+            f"data.mean and data.std need one value per channel ({self.channels}); "
+            f"got {len(self.mean)} and {len(self.std)}",
+        )
+
+
+@dataclass(frozen=True)
+class SegAugConfig:
+    """Training augmentation; the defaults are mmseg's ADE20K pipeline (the Fashion-MNIST recipe narrows them)."""
+
+    scale: tuple[int, int] = (0, 0)  # (long, short) sides images are first fitted into (ADE20K: 2048, 512); 0 = as is
+    ratio: tuple[float, float] = (0.5, 2.0)  # random resize ratio range
+    cat_max_ratio: float = 0.75  # re-draw a crop where one class covers this share or more (1 = never)
+    crop_tries: int = 10  # crops drawn at most; the last is kept when none passes
+    hflip: float = 0.5  # probability of mirroring
+    photometric: bool = True  # mmseg's PhotoMetricDistortion (each step with probability 0.5), image only
+    brightness: float = 32.0  # max |delta| added, on 0..255
+    contrast: tuple[float, float] = (0.5, 1.5)  # multiplier range
+    saturation: tuple[float, float] = (0.5, 1.5)  # HSV saturation multiplier range (colour images)
+    hue: float = 18.0  # max |delta| of the HSV hue in OpenCV units (180 = a full turn; colour images)
+
+    def __post_init__(self) -> None:
+        check(min(self.scale) >= 0, f"aug.scale must be (long, short) >= 0, got {self.scale}")
+        for name in ("ratio", "contrast", "saturation"):
+            lo, hi = getattr(self, name)
+            check(0 <= lo <= hi and hi > 0, f"aug.{name} must be (low, high) with 0 <= low <= high, got {(lo, hi)}")
+        check(0 < self.cat_max_ratio <= 1, f"aug.cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
+        at_least(self, 1, "crop_tries", prefix="aug.")
+        at_least(self, 0, "brightness", prefix="aug.")
+        in_unit(self, "aug.", "hflip")
+        check(0 <= self.hue <= 90, f"aug.hue must be in [0, 90] (OpenCV hue units), got {self.hue}")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """How evaluation and prediction run the model on an image (mmseg's test modes)."""
+
+    mode: str = "whole"  # "whole" image, or "slide": windows of `crop` every `stride` pixels, scores averaged
+    crop: int = 0  # slide: window side (0 = the training crop)
+    stride: int = 0  # slide: window step (0 = two thirds of the window, as mmseg's 341 for 512)
+    scale: tuple[int, int] = (0, 0)  # (long, short) sides images are fitted into first (ADE20K: 2048, 512); 0 = as is
+    ratios: tuple[float, ...] = (1.0,)  # test-time multi-scale: ratios of that size (mmseg's ms: 0.5 ... 1.75)
+    flip: bool = False  # test-time flip: also the mirrored image, scores averaged
+
+    def __post_init__(self) -> None:
+        check(self.mode in INFER_MODES, f"infer.mode must be one of {', '.join(INFER_MODES)}, got {self.mode!r}")
+        at_least(self, 0, "crop", "stride", prefix="infer.")
+        check(min(self.scale) >= 0, f"infer.scale must be (long, short) >= 0, got {self.scale}")
+        check(bool(self.ratios) and min(self.ratios) > 0, f"infer.ratios must be positive, got {self.ratios}")
+
+
+# The Fashion-MNIST recipe's optimizer: AdamW, linear warm-up then poly decay (docs/segmentation.md).
+_OPTIM = OptimConfig(
+    lr=2e-3, min_lr=0.0, warmup_lr=1e-5, warmup_epochs=1.0, schedule="poly", poly_power=1.0, weight_decay=0.01
+)
+
+
+@dataclass(frozen=True)
+class SegTrainConfig(RunConfig):
+    """One segmentation training run (the engine's fields, then backbone, head, data, augmentation, inference)."""
+
+    model: str = "ascan_nano"  # the backbone: any registered model; the run is named upernet_<model>
+    epochs: int = 40  # an upper bound: the time budget ends the default run
+    batch_size: int = 16
+    eval_batch_size: int = 200
+    eval_every: int = 1
+    optim: OptimConfig = field(default_factory=lambda: _OPTIM)
+    ema: EmaConfig = field(default_factory=lambda: EmaConfig(decay=0.999))
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model overrides for the backbone
+    img_size: int = 64  # training crop side (the backbone's position tables are built for it)
+    drop_rate: float = 0.1  # Dropout2d before the classifiers (mmseg's dropout_ratio)
+    drop_path_rate: float = 0.05  # the backbone's stochastic depth at its deepest block
+    head: HeadConfig = field(default_factory=lambda: HeadConfig(channels=64, aux_channels=32))
+    aux_weight: float = 0.4  # loss weight of the auxiliary FCN head (0 = no auxiliary head)
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    aug: SegAugConfig = field(default_factory=lambda: SegAugConfig(ratio=(0.75, 1.5), photometric=False))
+    infer: InferConfig = field(default_factory=InferConfig)  # how evaluation during training infers
+
+    RESUMABLE: ClassVar[frozenset[str]] = RESUMABLE | {"data.workers"}  # what --resume may change
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        get_entry(self.model)  # an unknown backbone fails here, with the closest names
+        check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
+        check(0 <= self.drop_rate < 1, f"drop_rate must be in [0, 1), got {self.drop_rate}")
+        check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")
+
+
+@dataclass(frozen=True)
+class SegEvalConfig:
+    """``hybridvision seg eval``: mIoU, per-class IoU and pixel accuracy of a run's weights."""
+
+    weights: str = "both"  # "model", "ema" or "both"
+    batch_size: int = 200
+    device: str = "auto"
+    out: str = ""  # JSON file for the numbers (default: RUN/seg_eval.json)
+    data: SegDataConfig = field(default_factory=SegDataConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def __post_init__(self) -> None:
+        check(self.weights in WEIGHTS, f"weights must be model, ema or both, got {self.weights!r}")
+        at_least(self, 1, "batch_size")
+        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``hybridvision seg predict``: colour-coded overlays (with a legend) of a run's predictions."""
+
+    weights: str = "ema"  # "model" or "ema" (the raw weights when the run has no EMA)
+    out: str = "seg_predictions"  # folder for the PNGs
+    device: str = "auto"
+    alpha: float = 0.5  # opacity of the class colours over the image
+    scenes: int = 0  # > 0: draw this many evaluation scenes with their ground truth instead of image files
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def __post_init__(self) -> None:
+        check(self.weights in ("model", "ema"), f"weights must be model or ema, got {self.weights!r}")
+        in_unit(self, "", "alpha")
+        at_least(self, 0, "scenes")
+        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

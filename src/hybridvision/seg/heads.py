@@ -1,0 +1,112 @@
+"""UperNet's decode head and the auxiliary FCN head, as mmsegmentation builds them, without mmcv.
+
+UperNet (Xiao et al., ECCV 2018): pyramid pooling (PSPNet) on the deepest map, lateral 1x1 convs and a top-down
+FPN over the others, every level's 3x3 output upsampled to the finest one and fused by one 3x3 conv; then dropout
+and a 1x1 classifier. mmseg's ``UPerHead``/``FCNHead`` layer for layer (ConvModule = conv (no bias) -> BN -> ReLU),
+written from its config (``configs/_base_/models/upernet_swin.py``, ``../research/peers.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.blocks import ConvNormAct, init_conv_fan_out
+
+
+def conv_module(in_dim: int, out_dim: int, kernel_size: int) -> ConvNormAct:
+    """mmcv's ConvModule as mmseg's heads use it: conv (no bias) -> BatchNorm -> ReLU, fan-out init."""
+    module = ConvNormAct(in_dim, out_dim, kernel_size, act=nn.ReLU)
+    init_conv_fan_out(module)  # mmcv: kaiming normal, fan_out, relu gain
+    return module
+
+
+def resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize of a map to ``size`` (align_corners=False, as mmseg's heads)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)  # (B, C, h, w) -> (B, C, H, W)
+
+
+class SegClassifier(nn.Module):
+    """Dropout2d then a 1x1 conv to the class scores (mmseg's ``cls_seg``, N(0, 0.01) init)."""
+
+    def __init__(self, in_dim: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv = nn.Conv2d(in_dim, num_classes, 1)
+        nn.init.normal_(self.conv.weight, 0.0, 0.01)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.drop(x))
+
+
+class PyramidPooling(nn.Module):
+    """PSPNet's pooling module: the map average-pooled to s x s for each scale, 1x1 conv-BN-ReLU, upsampled back."""
+
+    def __init__(self, in_dim: int, channels: int, scales: Sequence[int]) -> None:
+        super().__init__()
+        self.scales = tuple(scales)
+        self.convs = nn.ModuleList(conv_module(in_dim, channels, 1) for _ in self.scales)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if self.training and x.shape[0] == 1 and 1 in self.scales:
+            raise ValueError(
+                "UperNet's pyramid pooling normalises a 1x1 map with BatchNorm, which needs 2 or more images per "
+                "process and micro-batch in training: raise the batch size, or call model.eval() for inference"
+            )
+        size = x.shape[-2:]
+        pooled = (F.adaptive_avg_pool2d(x, s) for s in self.scales)  # (B, C, H, W) -> (B, C, s, s)
+        return [resize(conv(p), size) for conv, p in zip(self.convs, pooled)]  # each (B, channels, H, W)
+
+
+class UperNetHead(nn.Module):
+    """UperNet: PPM on the deepest map, FPN over all of them, fused at the finest level, classified there.
+
+    Args:
+        in_dims: channels of the input maps, finest first (the backbone's selected feature levels).
+        channels: width of every internal map (mmseg: 512).
+        num_classes: output classes.
+        pool_scales: PPM output sizes (mmseg: 1, 2, 3, 6).
+        dropout: Dropout2d before the classifier (mmseg: 0.1).
+    """
+
+    def __init__(
+        self, in_dims: Sequence[int], channels: int, num_classes: int, pool_scales: Sequence[int], dropout: float
+    ) -> None:
+        super().__init__()
+        deepest = in_dims[-1]
+        self.ppm = PyramidPooling(deepest, channels, pool_scales)
+        self.ppm_out = conv_module(deepest + len(pool_scales) * channels, channels, 3)  # mmseg's "bottleneck"
+        self.laterals = nn.ModuleList(conv_module(d, channels, 1) for d in in_dims[:-1])
+        self.fpn_convs = nn.ModuleList(conv_module(channels, channels, 3) for _ in in_dims[:-1])
+        self.fuse = conv_module(len(in_dims) * channels, channels, 3)  # mmseg's "fpn_bottleneck"
+        self.classifier = SegClassifier(channels, num_classes, dropout)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """Maps finest first -> class scores at the finest map's size (B, num_classes, h0, w0)."""
+        top = feats[-1]
+        top = self.ppm_out(torch.cat([top, *self.ppm(top)], dim=1))  # (B, C + n * ch, h, w) -> (B, ch, h, w)
+        laterals = [conv(f) for conv, f in zip(self.laterals, feats)] + [top]
+        for i in range(len(laterals) - 1, 0, -1):  # top-down: every level adds the coarser one, upsampled
+            laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:])
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)] + [laterals[-1]]
+        size = outs[0].shape[-2:]
+        fused = torch.cat([resize(o, size) for o in outs], dim=1)  # levels x (B, ch, h0, w0) -> (B, n * ch, h0, w0)
+        return self.classifier(self.fuse(fused))
+
+
+class FCNHead(nn.Module):
+    """The auxiliary head (mmseg ``FCNHead``, num_convs=1, concat_input=False): 3x3 conv-BN-ReLU, classifier."""
+
+    def __init__(self, in_dim: int, channels: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = conv_module(in_dim, channels, 3)
+        self.classifier = SegClassifier(channels, num_classes, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.conv(x))

@@ -1,0 +1,124 @@
+"""Fashion-MNIST scenes: a segmentation data set generated from the Fashion-MNIST items, deterministic and fast.
+
+Each scene is a square canvas with a few items placed on it (item, size and position drawn from a seed); items
+are drawn in order, so a later item covers an earlier one where its ink is. A pixel's label is the class of
+the item whose ink (above ``threshold``) it shows, background (0) elsewhere; optionally the one-pixel ring
+each side of every label edge is ignored (255). Training scenes take their items from the training split,
+evaluation scenes from the test split. Nothing is written to disk: a scene is rendered from a small table of
+its parameters, drawn once per split, whenever a batch asks for it (every item of a batch resampled
+by two batched matmuls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data import FASHION_MNIST_CLASSES
+
+IGNORE = 255
+SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How Fashion-MNIST scenes are made."""
+
+    canvas: int = 64  # side of the square scene, pixels
+    items: tuple[int, int] = (2, 5)  # items per scene (min, max)
+    scale: tuple[float, float] = (0.7, 1.6)  # item side / 28 pixels (min, max)
+    threshold: int = 40  # ink (0..255) above which a pixel belongs to its item
+    edge_ignore: bool = False  # label the one-pixel ring each side of every label edge 255 (ignored)
+    train_scenes: int = 60000  # scenes in the training split (made from the 60k training items)
+    eval_scenes: int = 2000  # scenes in the evaluation split (made from the 10k test items)
+    seed: int = 0  # the scene tables' seed (training and evaluation tables differ)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.items
+        if not 1 <= lo <= hi:
+            raise ValueError(f"data.scenes.items must be (min, max) with 1 <= min <= max, got {self.items}")
+        if not 0 < self.scale[0] <= self.scale[1] or self.scale[1] * 28 > self.canvas:
+            raise ValueError(
+                f"data.scenes.scale must be (min, max) with 0 < min <= max and max * 28 <= canvas "
+                f"({self.canvas}), got {self.scale}"
+            )
+        if not 0 <= self.threshold < 255:
+            raise ValueError(f"data.scenes.threshold must be in [0, 255), got {self.threshold}")
+        if min(self.train_scenes, self.eval_scenes) < 1:
+            raise ValueError("data.scenes.train_scenes and eval_scenes must be >= 1")
+
+
+@dataclass(frozen=True)
+class SceneTable:
+    """The parameters of every scene of a split: which items, how many, where, how large (drawing order = slot)."""
+
+    items: Tensor  # (N, K) indices into the split's items
+    active: Tensor  # (N, K) bool: slot k holds an item
+    side: Tensor  # (N, K) item side, pixels
+    top_left: Tensor  # (N, K, 2) item box corner (y, x), pixels
+
+    def __len__(self) -> int:
+        return self.items.shape[0]
+
+
+def scene_table(cfg: SceneConfig, count: int, num_items: int, stream: int) -> SceneTable:
+    """``count`` scenes drawing from ``num_items`` items; ``stream`` separates the splits' tables."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + stream)
+    lo, hi = cfg.items
+    slots = torch.arange(hi)
+    n_items = torch.randint(lo, hi + 1, (count, 1), generator=g)
+    items = torch.randint(0, num_items, (count, hi), generator=g)
+    side = 28 * (cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * torch.rand(count, hi, generator=g))
+    top_left = torch.rand(count, hi, 2, generator=g) * (cfg.canvas - side)[..., None]  # boxes inside the canvas
+    return SceneTable(items, slots < n_items, side, top_left)
+
+
+def _interp_matrix(side: Tensor, start: Tensor, canvas: int, size: int = 28) -> Tensor:
+    """Bilinear resampling along one axis as a matrix: (M, canvas, size), zero outside the item (its box).
+
+    Row i holds the weights of item pixels for canvas pixel i: a triangle kernel at the item coordinate of the
+    pixel's centre (align_corners=False), so ``R_y @ item @ R_x^T`` places an item like ``grid_sample`` with
+    zero padding would, as two batched matmuls.
+    """
+    centers = torch.arange(canvas, dtype=torch.float32) + 0.5
+    pos = (centers[None, :] - start[:, None]) / side[:, None] * size - 0.5  # (M, canvas) item coordinates
+    taps = torch.arange(size, dtype=torch.float32)
+    return (1 - (pos[:, :, None] - taps).abs()).clamp_min(0)  # (M, canvas) -> (M, canvas, size)
+
+
+def edge_ring(labels: Tensor) -> Tensor:
+    """Pixels whose 3x3 neighbourhood holds another label: (B, H, W) -> bool (B, H, W)."""
+    x = labels[:, None].float()  # (B, H, W) -> (B, 1, H, W)
+    high = F.max_pool2d(x, 3, stride=1, padding=1)
+    low = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return (high != low)[:, 0]  # (B, 1, H, W) -> (B, H, W)
+
+
+def render(cfg: SceneConfig, table: SceneTable, images: Tensor, labels: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Scenes ``index`` of ``table`` from the split's items: uint8 images (B, 1, C, C) and masks (B, C, C).
+
+    ``images`` (N, 1, 28, 28) uint8 and ``labels`` (N,) are the split's items; mask values are 0 (background),
+    1 + the item's class, or 255 at ignored edges.
+    """
+    b, k, c = len(index), table.items.shape[1], cfg.canvas
+    items = table.items[index].reshape(-1)  # (B, K) -> (B * K,)
+    side, corner = table.side[index].reshape(-1), table.top_left[index].reshape(-1, 2)  # (B * K,), (B * K, 2)
+    rows, cols = _interp_matrix(side, corner[:, 0], c), _interp_matrix(side, corner[:, 1], c)
+    ink = rows @ images[items, 0].float() @ cols.transpose(1, 2)  # (M, C, 28) @ (M, 28, 28) @ (M, 28, C)
+    ink = ink.view(b, k, c, c)  # (B * K, C, C) -> (B, K, C, C)
+    ink = ink * table.active[index][..., None, None]  # empty slots draw nothing
+    classes = (labels[items] + 1).view(b, k)  # (B * K,) -> (B, K)
+    canvas = torch.zeros(b, c, c)
+    mask = torch.zeros(b, c, c, dtype=torch.long)
+    for slot in range(k):  # drawing order: a later item covers an earlier one where its ink is
+        layer = ink[:, slot]
+        solid = layer > cfg.threshold
+        canvas = torch.where(solid, layer, torch.maximum(canvas, layer))  # faint rims blend, ink covers
+        mask = torch.where(solid, classes[:, slot, None, None], mask)
+    if cfg.edge_ignore:
+        mask = mask.masked_fill(edge_ring(mask), IGNORE)
+    image = canvas.round().clamp(0, 255).to(torch.uint8)[:, None]  # (B, C, C) -> (B, 1, C, C)
+    return image, mask.to(torch.uint8)

@@ -1,0 +1,137 @@
+"""Segmentation data: Fashion-MNIST scenes (deterministic, labelled by ink), ADE20K folders written by the tests
+(reduce-zero-label, padding, clear errors), and whole / sliding-window / test-time-augmented inference."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from synthetic_data import write_fmnist_like
+
+from hybridvision.data import DataError
+from hybridvision.seg.config import InferConfig, SegDataConfig
+from hybridvision.seg.data import load_split
+from hybridvision.seg.infer import predict, window_starts
+from hybridvision.seg.scenes import SCENE_CLASSES, SceneConfig, edge_ring
+
+SCENES = SceneConfig(canvas=48, scale=(0.8, 1.5), threshold=100, train_scenes=40, eval_scenes=12)
+
+
+def scene_data(root: Path, **kw) -> SegDataConfig:
+    return SegDataConfig(root=str(write_fmnist_like(root)), **({"scenes": SCENES} | kw))
+
+
+def first_batch(split, n: int):
+    return next(split.batches([list(range(n))]))
+
+
+def test_scenes_are_deterministic_and_labelled_by_ink(tmp_path):
+    cfg = scene_data(tmp_path)
+    split = load_split(cfg, train=True)
+    images, masks, sizes, skipped = first_batch(split, 8)
+    assert images.shape == (8, 1, 48, 48) and images.dtype == masks.dtype == torch.uint8 and not skipped
+    assert torch.equal(sizes, torch.tensor([[48, 48]] * 8)) and len(split) == 40
+    again = first_batch(load_split(cfg, train=True), 8)
+    assert torch.equal(again[0], images) and torch.equal(again[1], masks)
+    inked = images[:, 0] > SCENES.threshold
+    assert (inked == (masks > 0)).float().mean() > 0.995  # item pixels are the inked ones (up to rounding)
+    assert int(masks.max()) < len(SCENE_CLASSES) == 11
+    test = first_batch(load_split(cfg, train=False), 8)
+    assert not torch.equal(test[0], images) and len(load_split(cfg, train=False)) == 12
+
+
+def test_scene_edges_can_be_ignored(tmp_path):
+    plain = first_batch(load_split(scene_data(tmp_path), train=True), 4)[1]
+    ringed_cfg = scene_data(tmp_path, scenes=dataclasses.replace(SCENES, edge_ignore=True))
+    ringed = first_batch(load_split(ringed_cfg, train=True), 4)[1]
+    ring = edge_ring(plain)
+    assert ring.any() and torch.equal(ringed, plain.masked_fill(ring, 255))
+
+
+def write_ade(root: Path, sizes=((30, 40), (36, 28), (32, 32)), split: str = "training") -> Path:
+    """An ADE20K-style folder: JPEG images and label PNGs (0 = other, 1..3 = classes) of the given sizes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder in ("images", "annotations"):
+        (root / folder / split).mkdir(parents=True, exist_ok=True)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "images" / split / f"{i:03d}.jpg")
+        label = np.zeros((h, w), np.uint8)
+        label[:, w // 3 :] = 1 + i % 3
+        label[: h // 2, : w // 3] = 3
+        Image.fromarray(label).save(root / "annotations" / split / f"{i:03d}.png")
+    return root
+
+
+def ade_config(root: Path, **kw) -> SegDataConfig:
+    kw = (
+        dict(
+            dataset="ade20k",
+            root=str(root),
+            train_split="training",
+            channels=3,
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+            num_classes=3,
+        )
+        | kw
+    )
+    return SegDataConfig(**kw)
+
+
+def test_ade_folders_reduce_zero_label_and_pad(tmp_path):
+    split = load_split(ade_config(write_ade(tmp_path)), train=True)
+    assert split.classes == ("class_0", "class_1", "class_2") and len(split) == 3
+    images, masks, sizes, skipped = first_batch(split, 3)
+    assert images.shape == (3, 3, 36, 40) and sizes.tolist() == [[30, 40], [36, 28], [32, 32]] and not skipped
+    assert masks[0, 0, 0] == 2 and masks[0, 20, 0] == 255  # 3 -> class 2; 0 ("other") -> ignored
+    assert masks[0, 0, 39] == 0 and (masks[1, :, 28:] == 255).all()  # 1 -> class 0; batch padding ignored
+    assert load_split(ade_config(tmp_path, num_classes=0), train=True).classes[:2] == ("wall", "building")
+
+
+def test_ade_errors_name_the_file_and_the_fix(tmp_path):
+    from PIL import Image
+
+    root = write_ade(tmp_path / "a")
+    (root / "annotations" / "training" / "001.png").unlink()
+    with pytest.raises(DataError, match=r"no annotation, e.g. .*001.png is missing"):
+        load_split(ade_config(root), train=True)
+    root = write_ade(tmp_path / "b")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "annotations" / "training" / "000.png")
+    with pytest.raises(DataError, match=r"000.png is 10x10 but its image .* is 40x30"):
+        first_batch(load_split(ade_config(root), train=True), 1)
+    with pytest.raises(
+        DataError, match=r"label 2, out of range for 2 classes after reduce_zero_label.*data.num_classes"
+    ):
+        first_batch(load_split(ade_config(write_ade(tmp_path / "c"), num_classes=2), train=True), 1)
+    with pytest.raises(DataError, match="images/validation"):
+        load_split(ade_config(tmp_path / "c", eval_split="validation"), train=False)
+
+
+class PixelNet(torch.nn.Module):
+    """Per-pixel scores from the pixel's own values: the same in a window as in the whole image."""
+
+    stride = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_sliding_windows_agree_with_the_whole_image_and_flip_averages():
+    model, x = PixelNet(), torch.randn(2, 3, 40, 56)
+    whole = predict(model, x, InferConfig(), 4, crop=16)
+    slid = predict(model, x, InferConfig(mode="slide", crop=16, stride=10), 4, crop=16)
+    torch.testing.assert_close(slid, whole)
+    flipped = predict(model, x, InferConfig(flip=True), 4, crop=16)
+    torch.testing.assert_close(flipped, whole)  # a per-pixel model is flip-equivariant
+    multi = predict(model, x, InferConfig(ratios=(0.5, 1.0, 1.5), scale=(80, 40)), 4, crop=16)
+    assert multi.shape == (2, 4, 40, 56) and torch.allclose(multi.sum(1), torch.ones(2, 40, 56))
+    assert window_starts(56, 16, 10) == [0, 10, 20, 30, 40] and window_starts(12, 16, 10) == [0]
