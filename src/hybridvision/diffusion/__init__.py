@@ -1,0 +1,21 @@
+"""Diffusion: the AsCAN UNet, diffusers noise schedules and samplers, guidance, FID, and the training task.
+
+Importing this package registers the denoisers (families "ascan_unet" and "diffusers_unet") in the model
+registry; diffusers itself is imported only when a scheduler or the baseline UNet is first needed.
+"""
+
+from .baseline import DiffusersUNet, DiffusersUNetConfig
+from .unet import AsCANUNet, AsCANUNetConfig, UNetOutput, timestep_embedding
+from .variants import register_variants
+
+register_variants()
+
+__all__ = [
+    "AsCANUNet",
+    "AsCANUNetConfig",
+    "DiffusersUNet",
+    "DiffusersUNetConfig",
+    "UNetOutput",
+    "register_variants",
+    "timestep_embedding",
+]

@@ -1,0 +1,105 @@
+"""Typed configs of class-conditional diffusion: training (a ``RunConfig``) and evaluation of a trained run.
+
+Defaults: ``ascan_unet_fmnist`` on Fashion-MNIST at 32x32 in pixel space. Every field is a ``--key value`` flag of
+``hybridvision diffusion train|eval`` or a key of a YAML recipe (configs/diffusion/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from ..data import FASHION_MNIST_DIR
+from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
+from ..registry import get_entry
+from .fid import DEFAULT_CLASSIFIER
+from .sampling import SampleConfig
+from .schedule import NoiseConfig
+
+
+@dataclass(frozen=True)
+class DiffusionDataConfig:
+    """Images (idx files: Fashion-MNIST) and their labels; pixels map to [-1, 1]."""
+
+    root: str = FASHION_MNIST_DIR
+    train_split: str = "train"
+    eval_split: str = "t10k"  # held-out images: validation loss and FID reference statistics
+    train_subset: int = 0  # only the first N training images (0 = all); for quick runs and tests
+    eval_subset: int = 0  # only the first N evaluation images (0 = all)
+    hflip: float = 0.0  # horizontal-flip probability (off: Fashion-MNIST's shoes all face one way)
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "train_subset", "eval_subset", prefix="data.")
+        in_unit(self, "data.", "hflip")
+
+
+def _optim() -> OptimConfig:
+    # AdamW beta2 0.99 and weight decay 0.01 (AsCAN App. A.6-A.7); lr for small UNets at batch 128.
+    return OptimConfig(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01, warmup_epochs=0.25, min_lr=1e-5)
+
+
+def _eval_sampling() -> SampleConfig:
+    # Cheap and deterministic for the evaluations during training; `diffusion eval` defaults to the paper's Heun-30.
+    return SampleConfig(sampler="ddim", steps=20, cfg="constant", cfg_scale=2.0)
+
+
+# What evaluates a run, not what it trains: --resume may change these (flat keys, as config.yaml is compared).
+EVAL_KEYS = frozenset(
+    ("eval_samples", "eval_seed", "val_images", "classifier", "fid_stats", "grid_every")
+    + tuple(f"sample.{f.name}" for f in fields(SampleConfig))
+)
+
+
+@dataclass(frozen=True)
+class DiffusionTrainConfig(RunConfig):
+    """One class-conditional diffusion training run (the engine's fields, then model, noise, data, evaluation)."""
+
+    model: str = "ascan_unet_fmnist"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model overrides (dims, down ...)
+    img_size: int = 32  # images are zero-padded to this size (Fashion-MNIST: 28 -> 32)
+    batch_size: int = 128
+    eval_batch_size: int = 250  # images per sampling / validation batch
+    label_dropout: float = 0.1  # share of labels replaced by the null label (classifier-free guidance)
+    noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(beta_end=0.02))
+    data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
+    optim: OptimConfig = field(default_factory=_optim)
+    sample: SampleConfig = field(default_factory=_eval_sampling)  # how evaluations sample
+    eval_samples: int = 500  # images sampled per evaluation, balanced over classes (0: validation loss only)
+    eval_seed: int = 0  # the evaluation's noise: every evaluation starts from the same noise
+    val_images: int = 1000  # held-out images of the validation loss (fixed noise and timesteps)
+    classifier: str = DEFAULT_CLASSIFIER  # save_pretrained folder of the judge (conditional accuracy, FID)
+    fid_stats: str = ""  # reference statistics; "" = <classifier>/t10k_stats.safetensors, else computed
+    grid_every: int = 1  # write a sample grid (one row per class) every N evaluations (0 = never)
+
+    RESUMABLE: ClassVar[frozenset[str]] = RESUMABLE | EVAL_KEYS  # evaluation never changes training
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
+        check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
+        check(0 <= self.label_dropout < 1, f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
+
+
+@dataclass(frozen=True)
+class DiffusionEvalConfig:
+    """``hybridvision diffusion eval RUN``: conditional accuracy and FID of a trained run's samples."""
+
+    n: int = 1000  # images sampled, balanced over classes (compare FID only at equal n)
+    weights: str = "ema"  # "ema" or "model"
+    sample: SampleConfig = field(default_factory=SampleConfig)  # the paper's Heun-30, CFG 1.78
+    seed: int = 0
+    batch_size: int = 250
+    classifier: str = DEFAULT_CLASSIFIER
+    fid_stats: str = ""  # "" = <classifier>/t10k_stats.safetensors, else computed from data.eval_split
+    data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
+    grid_per_class: int = 10  # the grid: one row per class with this many images (0 = no grid)
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads (0 = torch's default)
+    out: str = ""  # JSON of the numbers (default: RUN/eval_<sampler>_<cfg>.json; the grid beside it)
+
+    def __post_init__(self) -> None:
+        check(self.weights in ("ema", "model"), f"weights must be ema or model, got {self.weights!r}")
+        at_least(self, 1, "n", "batch_size")
+        at_least(self, 0, "seed", "grid_per_class", "threads")
+        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

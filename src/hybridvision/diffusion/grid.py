@@ -1,0 +1,47 @@
+"""Sample grids: uint8 images tiled row by row, written as PNG (atomically, through PIL)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..fileio import atomic_write
+
+
+def make_grid(images: Tensor, nrow: int = 0, pad: int = 2, fill: int = 255) -> Tensor:
+    """uint8 (N, C, H, W) -> one uint8 (C, rows * (H + pad) + pad, nrow * (W + pad) + pad) image.
+
+    ``nrow`` images per row (0: a near-square grid); gaps and unfilled cells take ``fill``.
+    """
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / nrow))
+    grid = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), fill, dtype=torch.uint8)
+    for i, img in enumerate(images):
+        top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
+        grid[:, top : top + h, left : left + w] = img
+    return grid
+
+
+def class_rows(images: Tensor, labels: Tensor, num_classes: int, per_class: int) -> Tensor:
+    """The first ``per_class`` images of each class, class after class (blank where a class has fewer)."""
+    blank = torch.full_like(images[:1], 255)
+    out = []
+    for k in range(num_classes):
+        mine = images[labels == k][:per_class]
+        out += [mine, blank.expand(per_class - len(mine), -1, -1, -1)]
+    return torch.cat(out)  # (num_classes * per_class, C, H, W)
+
+
+def save_grid(grid: Tensor, path: str | Path, scale: int = 2) -> Path:
+    """Write a uint8 (C, H, W) grid (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest) for viewing."""
+    from PIL import Image
+
+    path = Path(path)
+    array = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2).permute(1, 2, 0).numpy()  # (H, W, C)
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return path

@@ -1,0 +1,305 @@
+"""The AsCAN UNet (Kag et al., NeurIPS 2024, §3.3.1 and App. A.6): an asymmetric conv-attention denoiser.
+
+Down levels, a middle and mirrored up levels with additive skip connections (the paper: "skip connections add
+Down features into Up features"), built from the shared blocks: C = ``FusedMBConv`` (GroupNorm) with the time
+embedding added between its norm and activation ("similar to SDXL"); T = ``ParallelTransformerBlock`` whose
+self-attention (2-D RoPE, RMSNorm on q and k) and cross-attention run in parallel with the MLP (Fig. 2c).
+Layouts are strings per level, like the classifier's: more C at high resolution, more T at low.
+
+Class labels become context tokens for the cross-attention (the paper conditions its ImageNet model that way)
+through an embedding table with one extra learned row, the null label of classifier-free guidance. Every
+residual branch and the output conv start at zero, so the untrained network predicts exactly zero.
+
+Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states) -> Tensor``; class models take
+``class_labels=`` instead of (or without) ``encoder_hidden_states``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..models.blocks import (
+    Attention,
+    CrossAttention,
+    FusedMBConv,
+    ParallelTransformerBlock,
+    Stage,
+    build_blocks,
+    check_layout,
+    drop_path_rates,
+    init_conv_fan_out,
+    init_transformer,
+    make_norm2d,
+)
+from ..models.contract import InputError, nearest_sizes, pair
+
+# ---- Config
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """What every denoiser config has: the fields ``create_model`` sets, and the sizes it accepts."""
+
+    in_chans: int = 4  # sample channels (a VAE latent's, or 1/3 in pixel space)
+    img_size: int | tuple[int, int] = 32  # the size `info` counts at; any multiple of `stride` runs
+    dims: tuple[int, ...] = (160, 320, 640)  # width per level, highest resolution first
+    num_classes: int = 1000  # class labels; the embedding has one more row: the null label
+    drop_path_rate: float = 0.0  # stochastic depth at the deepest block
+
+    @property
+    def img_hw(self) -> tuple[int, int]:
+        return pair(self.img_size)
+
+    @property
+    def stride(self) -> int:
+        """Sizes must be multiples of this: each level after the first halves the map."""
+        return 2 ** (len(self.dims) - 1)
+
+
+@dataclass(frozen=True)
+class AsCANUNetConfig(DenoiserConfig):
+    """One AsCAN UNet. Layouts and heads per level, highest resolution first; level i > 0 starts with stride 2."""
+
+    out_chans: int = 0  # predicted channels; 0 = in_chans (epsilon has the sample's shape)
+    down: tuple[str, ...] = ("CC", "CCT", "CTT")  # blocks per down level, C before T (the classifier's rule)
+    mid: str = "TT"  # blocks of the middle, at the lowest resolution
+    up: tuple[str, ...] = ()  # blocks per up level (highest resolution first); () = the same as `down`
+    head_dim: int = 64  # the paper's T2I heads 5/10/20 at 320/640/1280
+    num_heads: tuple[int, ...] = ()  # heads per level; () = max(1, dim // head_dim)
+    mlp_ratio: float = 4.0
+    expand_ratio: float = 4.0  # FusedMBConv expansion
+    time_dim: int = 0  # time-embedding width; 0 = 4 * dims[0] (DDPM, SDXL)
+    class_tokens: int = 1  # context tokens per class (our choice; the paper does not say)
+    context_dim: int = 768  # cross-attention context width (the paper's class model: 768; text: the encoder's)
+
+    def __post_init__(self) -> None:
+        levels = len(self.dims)
+        if levels < 1 or len(self.down) != levels or len(self.up) not in (0, levels):
+            raise ValueError(
+                f"dims has {levels} levels, down {len(self.down)} and up {len(self.up)}: give one layout string "
+                "per level (up may be () to mirror down)"
+            )
+        check_layout((*self.down, self.mid, *self.up), "CT")
+        if self.num_heads and len(self.num_heads) != levels:
+            raise ValueError(f"num_heads needs one entry per level ({levels}), got {self.num_heads}")
+        for name in ("in_chans", "head_dim", "context_dim", "class_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
+
+    @property
+    def up_layout(self) -> tuple[str, ...]:
+        return self.up or self.down
+
+    @property
+    def emb_dim(self) -> int:
+        return self.time_dim or 4 * self.dims[0]
+
+    def heads(self, level: int) -> int:
+        return self.num_heads[level] if self.num_heads else max(1, self.dims[level] // self.head_dim)
+
+
+def check_size(x: Tensor, stride: int) -> None:
+    """Raise InputError naming the nearest valid sizes when H or W is not a multiple of a UNet's ``stride``."""
+    h, w = x.shape[-2:]
+    if h % stride or w % stride:
+        raise InputError(
+            f"sample size {h}x{w} is not a multiple of {stride}, the stride of this UNet. Nearest valid sizes: "
+            f"height {nearest_sizes(h, stride)}, width {nearest_sizes(w, stride)}; pad the images."
+        )
+
+
+# ---- Conditioning: timesteps and class labels
+
+
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding of (B,) timesteps, integer or not (DDPM; [cos | sin] halves): (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]  # (B, 1) * (1, half) -> (B, half)
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2 * half)
+    return nn.functional.pad(emb, (0, dim % 2))  # (B, dim)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features -> Linear -> SiLU -> Linear (the paper: "sinusoidal, then two linear layers")."""
+
+    def __init__(self, freq_dim: int, dim: int) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(timestep_embedding(t, self.freq_dim))  # (B,) -> (B, dim)
+
+
+class Upsample(nn.Module):
+    """Nearest 2x, then a 3x3 conv to the next level's width."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C', 2H, 2W)
+
+
+# ---- Model
+
+
+class AsCANUNet(nn.Module):
+    """Epsilon-prediction UNet of C (FusedMBConv) and T (parallel self/cross-attention) blocks."""
+
+    def __init__(self, config: AsCANUNetConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        dims, n = cfg.dims, len(cfg.dims)
+        rates = iter(drop_path_rates(cfg.drop_path_rate, [len(p) for p in (*cfg.down, cfg.mid, *cfg.up_layout)]))
+        self.time_embed = TimeEmbedding(dims[0], cfg.emb_dim)
+        self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.class_tokens * cfg.context_dim)
+        self.stem = nn.Conv2d(cfg.in_chans, dims[0], 3, padding=1)
+        self.down = nn.ModuleList(
+            self._stage(cfg.down[i], dims[max(i - 1, 0)], i, next(rates), 2 if i else 1) for i in range(n)
+        )
+        self.mid = self._stage(cfg.mid, dims[-1], n - 1, next(rates), 1)
+        self.up = nn.ModuleList(self._stage(cfg.up_layout[i], dims[i], i, next(rates), 1) for i in range(n))
+        self.upsample = nn.ModuleList(Upsample(dims[i], dims[i - 1]) for i in range(1, n))
+        out_chans = cfg.out_chans or cfg.in_chans
+        self.out = nn.Sequential(make_norm2d("group", dims[0]), nn.SiLU(), nn.Conv2d(dims[0], out_chans, 3, padding=1))
+        self._init_weights()
+
+    def _stage(self, layout: str, in_dim: int, level: int, rates: list[float], stride: int) -> Stage:
+        cfg, dim, heads = self.config, self.config.dims[level], self.config.heads(level)
+
+        def conv(i: int, o: int, s: int, dpr: float) -> nn.Module:
+            return FusedMBConv(
+                i, o, stride=s, expand_ratio=cfg.expand_ratio, norm="group", emb_dim=cfg.emb_dim, drop_path_rate=dpr
+            )
+
+        def attn(i: int, o: int, s: int, dpr: float) -> nn.Module:
+            head = dict(num_heads=heads, head_dim=cfg.head_dim, qk_norm=True)
+            return ParallelTransformerBlock(
+                i,
+                o,
+                attn=Attention(i, o, rope=True, **head),
+                cross_attn=CrossAttention(i, o, context_dim=cfg.context_dim, **head),
+                stride=s,
+                mlp_ratio=cfg.mlp_ratio,
+                emb_dim=cfg.emb_dim,
+                emb_mode="scale_shift",  # adaLN on the shared x^ (our choice; the paper names only C's injection)
+                drop_path_rate=dpr,
+            )
+
+        return Stage(build_blocks(layout, in_dim, dim, {"C": conv, "T": attn}, rates, stride=stride))
+
+    def _init_weights(self) -> None:
+        """Family init (conv fan-out / ViT Xavier), then every residual branch and the output at zero."""
+        for stage in (*self.down, self.mid, *self.up):
+            for block in stage.blocks:
+                is_t = isinstance(block, ParallelTransformerBlock)
+                (init_transformer if is_t else init_conv_fan_out)(block)
+                # Zero the last layer of each residual branch: every block starts as its shortcut (ADM, DiT).
+                last = [block.attn.proj, block.cross_attn.proj, block.mlp.fc2] if is_t else [block.conv_project.norm]
+                for layer in last:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
+        nn.init.normal_(self.class_embed.weight, std=1.0)
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    @property
+    def null_class(self) -> int:
+        """The label of the learned unconditional token (classifier-free guidance)."""
+        return self.config.num_classes
+
+    # ---- Inputs
+
+    def check_sample(self, x: Tensor) -> None:
+        """Raise InputError with the fix when ``x`` is not a batch this UNet can denoise."""
+        cfg = self.config
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != cfg.in_chans:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise InputError(f"expected a (B, {cfg.in_chans}, H, W) sample, got {shape}")
+        check_size(x, cfg.stride)
+
+    def class_context(self, labels: Tensor) -> Tensor:
+        """Context tokens of class labels (``null_class`` = unconditional): (B,) -> (B, class_tokens, context_dim)."""
+        n = self.config.num_classes
+        if labels.dim() != 1 or labels.dtype.is_floating_point:
+            raise InputError(f"class_labels must be a (B,) integer tensor, got {labels.dtype} {tuple(labels.shape)}")
+        # Checked where it costs no device sync (CPU tensors, eager); generate() checks user labels beforehand.
+        eager_cpu = labels.device.type == "cpu" and not torch.compiler.is_compiling()
+        bad = labels[(labels < 0) | (labels > n)] if eager_cpu else labels[:0]
+        if len(bad):
+            raise InputError(
+                f"class label {int(bad[0])} is out of range: this model knows classes 0..{n - 1}, and {n} is the "
+                "null (unconditional) label"
+            )
+        return self.class_embed(labels).view(len(labels), self.config.class_tokens, -1)  # (B, L, D)
+
+    def _context(self, batch: int, device: torch.device, states: Tensor | None, labels: Tensor | None) -> Tensor:
+        if states is not None and labels is not None:
+            raise InputError("pass encoder_hidden_states or class_labels, not both")
+        if states is None:
+            labels = torch.full((batch,), self.null_class, device=device) if labels is None else labels.to(device)
+            states = self.class_context(labels)
+        if states.dim() != 3 or states.shape[0] != batch or states.shape[2] != self.config.context_dim:
+            raise InputError(
+                f"encoder_hidden_states must be (B={batch}, L, {self.config.context_dim}), got {tuple(states.shape)}"
+            )
+        return states
+
+    @staticmethod
+    def _timesteps(timestep: Tensor | float | None, batch: int, device: torch.device) -> Tensor:
+        t = torch.as_tensor(0 if timestep is None else timestep, device=device)
+        return t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(batch)  # () or (B,) -> (B,)
+
+    # ---- Forward
+
+    def forward(
+        self,
+        sample: Tensor,
+        timestep: Tensor | float | None = None,
+        encoder_hidden_states: Tensor | None = None,
+        class_labels: Tensor | None = None,
+        encoder_attention_mask: Tensor | None = None,
+        return_dict: bool = False,
+    ) -> Any:
+        """Predicted noise for ``sample`` (B, C, H, W) at ``timestep`` (a number or (B,), integer or float).
+
+        Conditioning is ``encoder_hidden_states`` (B, L, context_dim) with an optional ``encoder_attention_mask``
+        (B, L; 1 = keep), or ``class_labels`` (B,); with neither, the null label (unconditional). A missing
+        ``timestep`` means t = 0: ``model(x)`` is then one denoiser evaluation, which is what ``hybridvision
+        info`` and ``bench`` count and time. ``return_dict=True`` wraps the tensor like diffusers (``.sample``).
+        """
+        self.check_sample(sample)
+        B = sample.shape[0]
+        emb = self.time_embed(self._timesteps(timestep, B, sample.device))  # (B, E)
+        context = self._context(B, sample.device, encoder_hidden_states, class_labels)  # (B, L, D)
+        mask = encoder_attention_mask.bool() if encoder_attention_mask is not None else None  # (B, L)
+        cond = dict(emb=emb, context=context, context_mask=mask)
+        x = self.stem(sample)  # (B, C0, H, W)
+        skips = []
+        for stage in self.down:
+            x = stage(x, **cond)  # level i: (B, Ci, H / 2^i, W / 2^i)
+            skips.append(x)
+        x = self.mid(x, **cond)
+        for i in reversed(range(len(self.up))):
+            x = self.up[i](x + skips[i], **cond)  # additive skip, the paper's "add Down features into Up"
+            if i:
+                x = self.upsample[i - 1](x)  # (B, Ci, h, w) -> (B, Ci-1, 2h, 2w)
+        out = self.out(x)  # (B, out_chans, H, W)
+        return UNetOutput(out) if return_dict else out
+
+
+@dataclass
+class UNetOutput:
+    """diffusers' output shape, for sampling code written against ``unet(...).sample``."""
+
+    sample: Tensor

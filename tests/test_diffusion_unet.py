@@ -1,0 +1,182 @@
+"""The AsCAN UNet and the diffusers baseline: shapes, zero init, conditioning, bad inputs, registry and costs.
+
+Also home of the ``dm`` fixture the other diffusion tests use: ``hybridvision.diffusion`` is imported inside it,
+never at collection, and the registry and ``sys.modules`` are put back afterwards. Importing the package
+registers its denoisers, and the classification tests enumerate the registry; and where an unusable CUDA
+torchvision is installed, diffusers' guard hides it, which must not outlive these tests (timm's need it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from hybridvision import registry
+from hybridvision.models.contract import InputError
+
+_MISSING = object()
+
+
+@pytest.fixture(scope="module")
+def dm():
+    """The diffusion package's modules, with its denoisers registered for the duration of one test module.
+
+    One torch thread meanwhile: these tiny models gain nothing from two, and lose up to 8x on a shared machine.
+    """
+    before, threads = set(registry._REGISTRY), torch.get_num_threads()
+    torch.set_num_threads(1)
+    torchvision = sys.modules.get("torchvision", _MISSING)
+    import hybridvision.diffusion as package
+    from hybridvision.diffusion import config, evaluation, fid, generate, grid, sampling, schedule, task, unet
+
+    package.register_variants()
+    yield SimpleNamespace(
+        package=package, config=config, evaluation=evaluation, fid=fid, generate=generate, grid=grid,
+        sampling=sampling, schedule=schedule, task=task, unet=unet,
+    )  # fmt: skip
+    for name in set(registry._REGISTRY) - before:
+        del registry._REGISTRY[name]
+    torch.set_num_threads(threads)
+    if torchvision is _MISSING and "torchvision" in sys.modules and sys.modules["torchvision"] is None:
+        del sys.modules["torchvision"]
+
+
+def tiny(dm, name: str = "ascan_unet_test", **overrides):
+    from hybridvision.hub import create_model
+
+    return create_model(name, **overrides).eval()
+
+
+def perturb(model: torch.nn.Module) -> None:
+    """Give every parameter a random value (zero-initialised layers included)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+
+
+@pytest.mark.parametrize("name", ["ascan_unet_test", "diffusers_unet_test"])
+@pytest.mark.parametrize("hw", [(16, 16), (24, 24), (32, 16)])
+def test_output_shape_at_several_sizes(dm, name, hw):
+    model = tiny(dm, name)
+    perturb(model)
+    x = torch.randn(2, 1, *hw)
+    y = model(x, torch.tensor([10, 900]), class_labels=torch.tensor([3, 10]))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert model(x, 500.5).shape == x.shape  # float timesteps (Euler, Heun) and the null label
+
+
+def test_zero_initialised_output_and_residual_branches(dm):
+    model = tiny(dm)
+    x, t = torch.randn(3, 1, 16, 16), torch.tensor([1, 400, 999])
+    assert torch.equal(model(x, t, class_labels=torch.tensor([0, 5, 9])), torch.zeros_like(x))
+    # Every block starts as its shortcut: the residual branches end in zeros.
+    for stage in (*model.down, model.mid, *model.up):
+        for block in stage.blocks:
+            last = [block.attn.proj, block.cross_attn.proj, block.mlp.fc2] if hasattr(block, "attn") else []
+            last = last or [block.conv_project.norm]
+            assert all(not layer.weight.any() and not layer.bias.any() for layer in last)
+
+
+def test_return_dict_and_timestep_forms(dm):
+    model = tiny(dm)
+    perturb(model)
+    x, y = torch.randn(2, 1, 16, 16), torch.tensor([1, 2])
+    ref = model(x, torch.tensor([7, 7]), class_labels=y)
+    torch.testing.assert_close(model(x, 7, class_labels=y), ref)
+    torch.testing.assert_close(model(x, torch.tensor(7.0), class_labels=y, return_dict=True).sample, ref)
+    assert not torch.allclose(model(x, 8, class_labels=y), ref)
+
+
+def test_class_labels_become_context_tokens_and_none_is_the_null_label(dm):
+    model = tiny(dm)
+    perturb(model)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([100, 100])
+    null = torch.full((2,), model.null_class)
+    torch.testing.assert_close(model(x, t), model(x, t, class_labels=null))
+    ctx = model.class_context(torch.tensor([4, 4]))
+    assert ctx.shape == (2, model.config.class_tokens, model.config.context_dim)
+    torch.testing.assert_close(model(x, t, encoder_hidden_states=ctx), model(x, t, class_labels=torch.tensor([4, 4])))
+    assert not torch.allclose(model(x, t, class_labels=torch.tensor([4, 4])), model(x, t, class_labels=null))
+
+
+def test_context_mask_hides_padding(dm):
+    model = tiny(dm)
+    perturb(model)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([50, 50])
+    ctx = torch.randn(2, 3, model.config.context_dim)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask)
+    changed = ctx.clone()
+    changed[mask == 0] = 50.0
+    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask), out)
+
+
+def test_bad_inputs_raise_clear_errors(dm):
+    model = tiny(dm)
+    with pytest.raises(InputError, match=r"18x16 is not a multiple of 4.*height 16 or 20"):
+        model(torch.randn(1, 1, 18, 16), 1)
+    with pytest.raises(InputError, match=r"expected a \(B, 1, H, W\) sample"):
+        model(torch.randn(1, 3, 16, 16), 1)
+    with pytest.raises(InputError, match=r"class label 11 is out of range.*0\.\.9, and 10 is the null"):
+        model(torch.randn(1, 1, 16, 16), 1, class_labels=torch.tensor([11]))
+    with pytest.raises(InputError, match="not both"):
+        model(torch.randn(1, 1, 16, 16), 1, encoder_hidden_states=torch.randn(1, 2, 16), class_labels=torch.tensor([1]))
+    with pytest.raises(InputError, match=r"encoder_hidden_states must be \(B=1, L, 16\)"):
+        model(torch.randn(1, 1, 16, 16), 1, encoder_hidden_states=torch.randn(1, 2, 8))
+    with pytest.raises(InputError, match="multiple of 2"):
+        tiny(dm, "diffusers_unet_test")(torch.randn(1, 1, 15, 16), 1)
+    with pytest.raises(ValueError, match="one layout string per level"):
+        dm.unet.AsCANUNetConfig(dims=(8, 16), down=("C",))
+    with pytest.raises(ValueError, match="unknown block letter"):
+        dm.unet.AsCANUNetConfig(dims=(8,), down=("CX",))
+
+
+def test_backward_reaches_every_parameter(dm):
+    model = tiny(dm).train()
+    perturb(model)
+    model(
+        torch.randn(2, 1, 16, 16), torch.tensor([3, 30]), class_labels=torch.tensor([1, 10])
+    ).square().mean().backward()
+    # The class table gets gradients only in the rows used; every other parameter gets one.
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+def test_registered_sizes_and_costs(dm):
+    from hybridvision.profile import count_params, model_cost
+
+    assert registry.list_models(family="ascan_unet", test=True) == ["ascan_unet_test"]
+    assert {"ascan_unet_c2i", "ascan_unet_t2i", "ascan_unet_fmnist"} <= set(registry.list_models("ascan_unet_*"))
+    cost = model_cost("ascan_unet_test")
+    assert cost.input_shape == (1, 1, 16, 16) and cost.macs > 0
+    with torch.device("meta"):
+        c2i = tiny(dm, "ascan_unet_c2i")
+    paper = registry.get_entry("ascan_unet_c2i").card["paper_params_m"]
+    assert abs(count_params(c2i) / 1e6 - paper) / paper < 0.02  # "about 400M" (App. A.7)
+    assert [c2i.config.heads(i) for i in range(3)] == [2, 5, 10]
+    assert registry.get_config("ascan_unet_t2i").num_heads == (5, 10, 20)
+
+
+def test_plain_import_registers_no_denoiser():
+    code = "import hybridvision as hv, sys; print(hv.list_models('*unet*'), 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "False"]
+
+
+def test_diffusers_import_hides_a_broken_torchvision(tmp_path):
+    """A torchvision that raises on import (as the CUDA wheel does next to a CPU torch) is hidden from diffusers."""
+    stub = tmp_path / "torchvision"
+    stub.mkdir()
+    (stub / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    code = (
+        "import sys; from hybridvision.diffusion._diffusers import diffusers; d = diffusers(); "
+        "print(d.UNet2DModel.__name__, sys.modules['torchvision'])"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["UNet2DModel", "None"]
