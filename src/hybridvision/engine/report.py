@@ -48,4 +48,9 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | Non
     return save_png(fig, out)
 
 
-_METRIC_LABELS = {"top1": "test top-1 (%)", "miou": "mIoU (%)", "fid": "FID (lower is better)"}
+_METRIC_LABELS = {
+    "top1": "test top-1 (%)",
+    "miou": "mIoU (%)",
+    "fid": "FID (lower is better)",
+    "cond_acc": "conditional accuracy (%)",
+}

@@ -115,10 +115,11 @@ def place_model(model: nn.Module, d: dist.Dist, channels_last: bool) -> nn.Modul
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def make_context(task: Task, d: dist.Dist, resume: TrainState | None) -> Context:
+def make_context(task: Task, d: dist.Dist, resume: TrainState | None, run_dir: Path | None = None) -> Context:
     cfg = task.cfg
     amp = resolve_amp(cfg.amp, d.device)
-    task.setup(Runtime(d, (lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext))
+    autocast = (lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext
+    task.setup(Runtime(d, autocast, run_dir))
     sharded = d.active and cfg.distributed == "fsdp"
     if sharded and cfg.ema.decay > 0:
         raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
@@ -208,7 +209,7 @@ def run(task: Task) -> RunResult:
         resume = resume_point(cfg, run_dir)
         if resume is None:
             torch.manual_seed(cfg.seed)  # the model's initial weights
-        ctx = make_context(task, d, resume)
+        ctx = make_context(task, d, resume, run_dir)
         ctx.wall0 = wall0
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ class Runtime:
 
     dist: Dist
     autocast: Callable[[], AbstractContextManager]  # () -> context manager (bf16/fp16 autocast, or a no-op)
+    run_dir: Path | None = None  # the run's directory (for what a task writes besides the engine's files)
 
     @property
     def device(self) -> torch.device:

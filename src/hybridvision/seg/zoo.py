@@ -26,7 +26,7 @@ SMALL_HEAD = HeadConfig(channels=64, aux_channels=32)
 SMALL_BACKBONES = ("ascan_nano", "coatnet_nano", "efficientmod_nano")
 TEST_HEAD = HeadConfig(channels=16, pool_scales=(1, 2), aux_channels=8)
 
-_variant = family(FAMILY, SegModel)
+_variant = family(FAMILY, SegModel, task="segmentation")
 
 
 def config_for(backbone: str) -> SegModelConfig:
@@ -43,10 +43,10 @@ def config_for(backbone: str) -> SegModelConfig:
 def register_variants() -> list[str]:
     """Register ``upernet_<name>`` for every registered backbone not yet covered; returns the names added."""
     added = []
-    for backbone in list_models():
+    for backbone in list_models(task="classification"):  # the backbones (not other task models)
         entry = get_entry(backbone)
         name = PREFIX + backbone
-        if entry.family == FAMILY or name in list_models(name):
+        if name in list_models(name):
             continue
         _variant(name, config_for(backbone), f"UperNet on {backbone}", test=entry.test, backbone=backbone)
         added.append(name)

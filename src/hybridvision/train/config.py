@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data import FASHION_MNIST_DIR
+from ..data import FASHION_MNIST_DIR, FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
 
@@ -30,8 +30,8 @@ class DataConfig:
     train_split: str = "train"  # idx file prefix ("train", "t10k") or folder name
     eval_split: str = "t10k"
     channels: int = 1  # image channels fed to the model (folder images are converted to L or RGB)
-    mean: tuple[float, ...] = (0.2860,)  # per channel, on [0, 1] pixels (Fashion-MNIST train statistics)
-    std: tuple[float, ...] = (0.3530,)
+    mean: tuple[float, ...] = FASHION_MNIST_MEAN  # per channel, on [0, 1] pixels (Fashion-MNIST train statistics)
+    std: tuple[float, ...] = FASHION_MNIST_STD
     train_subset: int = 0  # use only the first N training images (0 = all); for quick runs and tests
     eval_subset: int = 0
     workers: int = 0  # decoding processes for folder data sets (idx data lives in memory and needs none)
