@@ -66,7 +66,7 @@ def test_a_few_steps_lower_the_loss(dm, data, classifier, tmp_path):
 
 
 def test_run_evaluates_writes_grids_and_generates(dm, data, classifier, tmp_path, capsys):
-    result = dm.task.train(config(dm, *args(data, tmp_path, classifier, "--run_name", "r")))
+    result = dm.training.train(config(dm, *args(data, tmp_path, classifier, "--run_name", "r")))
     s, run = result.summary, result.run_dir
     assert s["metric"] == "cond_acc" and 0 <= s["ema_cond_acc"] <= 100 and s["fid"] > 0 and s["val_loss"] > 0
     assert s["fid_dim"] == 64 and s["fid_samples"] == 20 and s["noise"]["offset_noise"] == 0.05
@@ -100,10 +100,10 @@ def test_run_evaluates_writes_grids_and_generates(dm, data, classifier, tmp_path
 
 def test_resume_is_bit_exact(dm, data, classifier, tmp_path):
     base = args(data, tmp_path, classifier, "--ckpt_every", "4", "--grid_every", "0")
-    full = dm.task.train(config(dm, *base, "--run_name", "full")).run_dir
+    full = dm.training.train(config(dm, *base, "--run_name", "full")).run_dir
     cut = ["--run_name", "cut"]
-    dm.task.train(config(dm, *base, *cut, "--max_steps", "5"))
-    resumed = dm.task.train(config(dm, *base, *cut, "--resume", "auto", "--eval_samples", "10")).run_dir
+    dm.training.train(config(dm, *base, *cut, "--max_steps", "5"))
+    resumed = dm.training.train(config(dm, *base, *cut, "--resume", "auto", "--eval_samples", "10")).run_dir
     assert_same(weights(full), weights(resumed))
     assert_same(weights(full, "model_ema.safetensors"), weights(resumed, "model_ema.safetensors"))
 
@@ -124,4 +124,5 @@ def test_cli_dry_run_info_and_help(dm, data, classifier, tmp_path, capsys):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_recipes_parse(dm, path):
     cfg = resolve(dm.config.DiffusionTrainConfig, str(path))
-    assert cfg.budget_minutes == 60 and cfg.data.train_split == "train"
+    assert cfg.data.train_split == "train" and cfg.budget_minutes > 0
+    assert cfg.budget_minutes == 60 or "60min" not in path.stem

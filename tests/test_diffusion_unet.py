@@ -32,12 +32,31 @@ def dm():
     torch.set_num_threads(1)
     torchvision = sys.modules.get("torchvision", _MISSING)
     import hybridvision.diffusion as package
-    from hybridvision.diffusion import config, evaluation, fid, generate, grid, sampling, schedule, task, unet
+    from hybridvision.diffusion import (
+        condition,
+        config,
+        evaluation,
+        fid,
+        generate,
+        grid,
+        latent,
+        prompts,
+        sampling,
+        schedule,
+        stages,
+        task,
+        text,
+        text_cache,
+        text_task,
+        training,
+        unet,
+    )
 
     package.register_variants()
     yield SimpleNamespace(
-        package=package, config=config, evaluation=evaluation, fid=fid, generate=generate, grid=grid,
-        sampling=sampling, schedule=schedule, task=task, unet=unet,
+        package=package, condition=condition, config=config, evaluation=evaluation, fid=fid, generate=generate,
+        grid=grid, latent=latent, prompts=prompts, sampling=sampling, schedule=schedule, stages=stages, task=task,
+        text=text, text_cache=text_cache, text_task=text_task, training=training, unet=unet,
     )  # fmt: skip
     for name in set(registry._REGISTRY) - before:
         del registry._REGISTRY[name]
@@ -150,7 +169,7 @@ def test_backward_reaches_every_parameter(dm):
 def test_registered_sizes_and_costs(dm):
     from hybridvision.profile import count_params, model_cost
 
-    assert registry.list_models(family="ascan_unet", test=True) == ["ascan_unet_test"]
+    assert registry.list_models(family="ascan_unet", test=True) == ["ascan_unet_t2i_test", "ascan_unet_test"]
     assert {"ascan_unet_c2i", "ascan_unet_t2i", "ascan_unet_fmnist"} <= set(registry.list_models("ascan_unet_*"))
     cost = model_cost("ascan_unet_test")
     assert cost.input_shape == (1, 1, 16, 16) and cost.macs > 0

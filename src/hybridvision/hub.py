@@ -133,14 +133,18 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     name = getattr(model, "model_name", "")
     if not name:
         raise ValueError("this model was not made by create_model, so it has no registered name to save")
-    if len(model.stages) != len(model.config.layout):
+    stages = getattr(model, "stages", None)
+    if stages is not None and len(stages) != len(model.config.layout):
         raise ValueError(f"{name} was pruned (prune_intermediate_layers / features_only); save it before pruning")
     base = dataclasses.asdict(get_entry(name).config)
     cfg = dataclasses.asdict(model.config)
     changed = {k: v for k, v in cfg.items() if base.get(k) != v}
+    saved = {"model": name, "overrides": changed, "fused": getattr(model, "fused", False)}
+    if not hasattr(model, "pretrained_cfg"):  # a denoiser, not a classifier: no timm fields
+        return saved
     timm_fields = {"architecture": TIMM_PREFIX + name, "num_classes": model.config.num_classes}
     timm_fields |= {"num_features": model.num_features, "pretrained_cfg": model.pretrained_cfg, "model_args": changed}
-    return {"model": name, "overrides": changed, "fused": model.fused, **timm_fields}
+    return saved | timm_fields
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | None = None) -> Path:

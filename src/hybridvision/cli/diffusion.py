@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ..diffusion.config import DiffusionTrainConfig
-    from ..diffusion.task import train
+    from ..diffusion.training import train
 
     overrides = config_overrides(args.overrides)
     resume = overrides.get("resume", "")

@@ -3,6 +3,8 @@
 hybridvision generate runs/000-ascan_unet_fmnist --class 9 --n 16 --sampler heun --cfg 2.0 --seed 0 --out grid.png
 hybridvision generate runs/000-ascan_unet_fmnist --class sneaker --class bag --cfg-schedule sampled
 hybridvision generate runs/000-ascan_unet_fmnist --n 10 --out all.png     # every class, one row each
+hybridvision generate runs/t2i_stage2 --prompt "a photo of a sneaker" --n 16 --out grid.png
+hybridvision generate runs/t2i_stage2 --prompts-file prompts.txt --n 8    # one prompt per line, one row each
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="classes",
         action="append",
         metavar="N|NAME",
-        help="class index or name (repeatable; default: all)",
+        help="class index or name (repeatable; default: all) for a class-conditioned run",
     )
-    parser.add_argument("--n", type=int, default=16, help="images per class (default: 16)")
+    parser.add_argument(
+        "--prompt", dest="prompts", action="append", metavar="TEXT", help="a prompt for a text run (repeatable)"
+    )
+    parser.add_argument("--prompts-file", type=Path, metavar="FILE", help="prompts for a text run, one per line")
+    parser.add_argument(
+        "--allow-empty", action="store_true", help='accept empty prompts: "" samples unconditionally (the CFG null)'
+    )
+    parser.add_argument("--n", type=int, default=16, help="images per class or prompt (default: 16)")
     parser.add_argument("--sampler", default="heun", help="ddpm, ddim, euler or heun (default: heun, the paper's)")
     parser.add_argument("--steps", type=int, default=30, help="sampler steps (default: 30)")
     parser.add_argument("--cfg", type=float, default=1.78, help="constant guidance scale (default: 1.78, the paper's)")
@@ -37,15 +46,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default: grid.png)")
 
 
+def prompts_of(args: argparse.Namespace) -> list[str] | None:
+    """The cleaned prompts of --prompt and --prompts-file (None when neither was given)."""
+    from ..diffusion.prompts import clean_prompts, read_prompts_file
+
+    if args.prompts is None and args.prompts_file is None:
+        return None
+    if args.classes:
+        raise ValueError("pass --class or --prompt/--prompts-file, not both")
+    given = list(args.prompts or [])
+    if args.prompts_file is not None:
+        given += read_prompts_file(args.prompts_file, allow_empty=args.allow_empty)
+    return clean_prompts(given, allow_empty=args.allow_empty)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..diffusion.generate import generate_grid
     from ..diffusion.sampling import SampleConfig
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    prompts = prompts_of(args)
     cfg = SampleConfig(sampler=args.sampler, steps=args.steps, cfg=args.cfg_schedule, cfg_scale=args.cfg)
     out = generate_grid(
-        args.run, args.classes, args.n, cfg, args.out, seed=args.seed, use_ema=args.weights == "ema", device=args.device
-    )
+        args.run, args.classes, args.n, cfg, args.out, prompts=prompts, seed=args.seed,
+        use_ema=args.weights == "ema", device=args.device,
+    )  # fmt: skip
     console.print(f"wrote {out}")
     return 0

@@ -5,7 +5,8 @@ registry; diffusers itself is imported only when a scheduler or the baseline UNe
 """
 
 from .baseline import DiffusersUNet, DiffusersUNetConfig
-from .unet import AsCANUNet, AsCANUNetConfig, UNetOutput, timestep_embedding
+from .layers import timestep_embedding
+from .unet import AsCANUNet, AsCANUNetConfig, UNetOutput
 from .variants import register_variants
 
 register_variants()

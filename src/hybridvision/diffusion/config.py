@@ -13,8 +13,11 @@ from ..data import FASHION_MNIST_DIR
 from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
 from .fid import DEFAULT_CLASSIFIER
+from .prompts import PROMPT_SPLITS
 from .sampling import SampleConfig
 from .schedule import NoiseConfig
+
+CONDITIONINGS = ("class", "text")
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,39 @@ class DiffusionDataConfig:
     train_subset: int = 0  # only the first N training images (0 = all); for quick runs and tests
     eval_subset: int = 0  # only the first N evaluation images (0 = all)
     hflip: float = 0.0  # horizontal-flip probability (off: Fashion-MNIST's shoes all face one way)
+    upsample: int = 1  # images are enlarged this many times (bilinear) before padding to img_size (28 -> 56 in 64)
 
     def __post_init__(self) -> None:
         at_least(self, 0, "train_subset", "eval_subset", prefix="data.")
+        at_least(self, 1, "upsample", prefix="data.")
         in_unit(self, "data.", "hflip")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text conditioning (``conditioning: text``): a frozen encoder, its cached prompt embeddings, the prompts."""
+
+    encoder: str = "minilm"  # "minilm" (bundled all-MiniLM-L6-v2) or a local transformers folder (T5, CLIP text)
+    max_length: int = 0  # tokens per prompt (0 = the encoder's limit); longer prompts are truncated with a warning
+    cache_dir: str = ""  # prompt embeddings (safetensors); "" = <out_dir>/text_cache, shared by the runs there
+    eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out" (never trained on) or "train"
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "max_length", prefix="text.")
+        check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
+        check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Latent space (AsCAN: the SDXL VAE): a diffusers ``AutoencoderKL`` folder; data encoded once and cached."""
+
+    vae: str = ""  # AutoencoderKL save_pretrained folder; "" = pixel space (the default for small data)
+    cache_dir: str = ""  # encoded data sets (safetensors); "" = <out_dir>/latent_cache
+    batch_size: int = 64  # images per VAE call when encoding and decoding
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "batch_size", prefix="latent.")
 
 
 def _optim() -> OptimConfig:
@@ -46,6 +78,7 @@ def _eval_sampling() -> SampleConfig:
 # What evaluates a run, not what it trains: --resume may change these (flat keys, as config.yaml is compared).
 EVAL_KEYS = frozenset(
     ("eval_samples", "eval_seed", "val_images", "classifier", "fid_stats", "grid_every")
+    + ("judge_size", "text.eval_prompts", "text.cache_dir", "latent.cache_dir", "latent.batch_size")
     + tuple(f"sample.{f.name}" for f in fields(SampleConfig))
 )
 
@@ -56,12 +89,15 @@ class DiffusionTrainConfig(RunConfig):
 
     model: str = "ascan_unet_fmnist"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra create_model overrides (dims, down ...)
+    conditioning: str = "class"  # "class" (labels) or "text" (prompts through a frozen encoder; see `text`)
     img_size: int = 32  # images are zero-padded to this size (Fashion-MNIST: 28 -> 32)
     batch_size: int = 128
     eval_batch_size: int = 250  # images per sampling / validation batch
-    label_dropout: float = 0.1  # share of labels replaced by the null label (classifier-free guidance)
+    label_dropout: float = 0.1  # share of labels (prompts) replaced by the null label (the empty prompt): CFG
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(beta_end=0.02))
     data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     optim: OptimConfig = field(default_factory=_optim)
     sample: SampleConfig = field(default_factory=_eval_sampling)  # how evaluations sample
     eval_samples: int = 500  # images sampled per evaluation, balanced over classes (0: validation loss only)
@@ -70,6 +106,7 @@ class DiffusionTrainConfig(RunConfig):
     classifier: str = DEFAULT_CLASSIFIER  # save_pretrained folder of the judge (conditional accuracy, FID)
     fid_stats: str = ""  # reference statistics; "" = <classifier>/t10k_stats.safetensors, else computed
     grid_every: int = 1  # write a sample grid (one row per class) every N evaluations (0 = never)
+    judge_size: int = 32  # the classifier's input size: larger samples are area-downsampled to it (64 -> 32)
 
     RESUMABLE: ClassVar[frozenset[str]] = RESUMABLE | EVAL_KEYS  # evaluation never changes training
 
@@ -78,6 +115,7 @@ class DiffusionTrainConfig(RunConfig):
         get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
         check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
         check(0 <= self.label_dropout < 1, f"label_dropout must be in [0, 1), got {self.label_dropout}")
+        check(self.conditioning in CONDITIONINGS, f"conditioning must be class or text, got {self.conditioning!r}")
         at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
 
 
@@ -94,12 +132,15 @@ class DiffusionEvalConfig:
     fid_stats: str = ""  # "" = <classifier>/t10k_stats.safetensors, else computed from data.eval_split
     data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
     grid_per_class: int = 10  # the grid: one row per class with this many images (0 = no grid)
+    prompts: str = "held_out"  # text runs: sample from the "held_out" prompts (never trained on) or "train"
+    judge_size: int = 32  # the classifier's input size: larger samples are area-downsampled to it (64 -> 32)
     device: str = "auto"
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     out: str = ""  # JSON of the numbers (default: RUN/eval_<sampler>_<cfg>.json; the grid beside it)
 
     def __post_init__(self) -> None:
         check(self.weights in ("ema", "model"), f"weights must be ema or model, got {self.weights!r}")
+        check(self.prompts in PROMPT_SPLITS, f"prompts must be one of {PROMPT_SPLITS}, got {self.prompts!r}")
         at_least(self, 1, "n", "batch_size")
         at_least(self, 0, "seed", "grid_per_class", "threads")
         check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -16,8 +16,9 @@ from ..fileio import save_json
 from .config import DiffusionEvalConfig
 from .evaluation import reference_for, score_samples
 from .fid import load_classifier
-from .generate import generate, load_denoiser
+from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition
 from .grid import make_grid, save_grid
+from .prompts import fmnist_prompts
 from .sampling import evaluations_per_sample
 
 
@@ -32,14 +33,15 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     denoiser = load_denoiser(run, use_ema=cfg.weights == "ema", device=str(device))
-    probe = load_classifier(cfg.classifier).to(device)
-    size = denoiser.shape[-1]
+    probe = load_classifier(cfg.classifier, cfg.judge_size).to(device)
+    size = denoiser.shape[-1] * int(denoiser.latent.get("factor", 1))  # of the pixels
     reference = reference_for(probe, cfg.classifier, cfg.fid_stats, cfg.data, size, cfg.batch_size)
+    condition = prompt_condition(denoiser, cfg.prompts) if denoiser.is_text else None  # held-out prompts
     t0 = time.perf_counter()
     scores = score_samples(
         denoiser.model, probe, reference, n=cfg.n, num_classes=len(denoiser.classes), shape=denoiser.shape,
         cfg=cfg.sample, noise=denoiser.noise, seed=cfg.seed, batch_size=cfg.batch_size, dist=Dist(device=device),
-        autocast=contextlib.nullcontext,
+        autocast=contextlib.nullcontext, condition=condition, decode=denoiser.decode if denoiser.vae else None,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     out = Path(cfg.out) if cfg.out else default_out(run, cfg)
@@ -59,9 +61,19 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
         "environment": environment(str(device)),
     }
     if cfg.grid_per_class:
-        classes = list(range(len(denoiser.classes)))
-        images = generate(denoiser, classes, cfg.grid_per_class, cfg.sample, seed=cfg.seed, batch_size=cfg.batch_size)
-        result["grid"] = str(save_grid(make_grid(images, nrow=cfg.grid_per_class), out.with_suffix(".png")))
+        result["grid"] = str(_grid(denoiser, cfg, out.with_suffix(".png")))
     save_json(result, out)
     result["out"] = str(out)
     return result
+
+
+def _grid(denoiser: Denoiser, cfg: DiffusionEvalConfig, out: Path) -> Path:
+    """One row per class: its samples (a text model: of its first ``cfg.prompts`` prompt, written beside the row)."""
+    n, kw = cfg.grid_per_class, dict(seed=cfg.seed, batch_size=cfg.batch_size)
+    if not denoiser.is_text:
+        images = generate(denoiser, list(range(len(denoiser.classes))), n, cfg.sample, **kw)
+        return save_grid(make_grid(images, nrow=n), out)
+    prompt_set = fmnist_prompts(cfg.prompts)
+    prompts = [prompt_set.prompts[int(i)] for i in prompt_set.offsets()]
+    images = generate_prompts(denoiser, prompts, n, cfg.sample, **kw)
+    return save_grid(make_grid(images, nrow=n), out, row_labels=prompts)

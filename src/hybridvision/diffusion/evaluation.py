@@ -7,6 +7,7 @@ not on batching or process count (with a deterministic sampler: DDIM, Euler, Heu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import fit_size, load_idx_split
 from ..engine.distributed import Dist, sum_across
 from ..engine.order import eval_batches
+from .condition import Condition
 from .config import DiffusionDataConfig
 from .fid import (
     STATS_NAME,
@@ -38,10 +41,14 @@ log = logging.getLogger(__name__)
 
 
 def load_images(data: DiffusionDataConfig, split: str, size: int, subset: int = 0) -> tuple[Tensor, Tensor]:
-    """uint8 images (N, C, size, size), zero-padded to ``size``, and int64 labels (N,) of an idx split."""
+    """uint8 images (N, C, size, size), enlarged ``data.upsample`` times and zero-padded to ``size``, and int64
+    labels (N,) of an idx split."""
     images, labels = load_idx_split(data.root, split)
     if subset:
         images, labels = images[:subset], labels[:subset]
+    if data.upsample > 1:  # multi-stage: the same framing at a higher resolution (28 -> 56, padded to 64)
+        up = F.interpolate(images.float(), scale_factor=data.upsample, mode="bilinear", align_corners=False)
+        images = up.round_().clamp_(0, 255).to(torch.uint8)  # (N, C, 28u, 28u)
     return fit_size(images, size).contiguous(), labels
 
 
@@ -68,7 +75,8 @@ def reference_for(
     probe: ClassifierProbe, classifier: str, stats_path: str, data: DiffusionDataConfig, size: int, batch_size: int
 ) -> Reference:
     """The stats file (``<classifier>/t10k_stats.safetensors`` by default) when it was made with these weights;
-    else computed from ``data.eval_split`` now."""
+    else computed from ``data.eval_split`` now, from images of ``size`` (at most the size the probe judges at:
+    larger samples are downsampled to it, so real images are read at it, not enlarged)."""
     path = Path(stats_path or Path(classifier) / STATS_NAME)
     if path.is_file():
         stats, meta = load_stats(path)
@@ -79,6 +87,8 @@ def reference_for(
             )
         return Reference(stats, float(meta.get("top1", "nan")), meta.get("split", "?"))
     log.info("no FID reference statistics at %s: computing them from %s", path, data.eval_split)
+    if probe.size and size > probe.size:
+        size, data = probe.size, dataclasses.replace(data, upsample=1)
     images, labels = load_images(data, data.eval_split, size, data.eval_subset)
     return real_reference(probe, images, labels, batch_size, data.eval_split)
 
@@ -115,8 +125,14 @@ def score_samples(
     batch_size: int,
     dist: Dist,
     autocast: Callable[[], AbstractContextManager],
+    condition: Callable[[list[int], Tensor], Condition] | None = None,
+    decode: Callable[[Tensor], Tensor] | None = None,
 ) -> SampleScores:
-    """Sample ``n`` class-balanced images with ``model`` (eval mode) and judge them with ``probe``."""
+    """Sample ``n`` class-balanced images with ``model`` (eval mode) and judge them with ``probe``.
+
+    ``condition(indices, labels)`` says what samples ``indices`` of classes ``labels`` are conditioned on (a text
+    model: their prompts; default: the labels themselves); ``decode`` maps sampled latents to [-1, 1] pixels.
+    """
     labels = balanced_labels(n, num_classes)
     sums, correct = FeatureSums(probe.dim), torch.zeros((), dtype=torch.float64)
     mine_x, mine_y = [], []
@@ -125,8 +141,8 @@ def score_samples(
         start = initial_noise(idx, shape, seed).to(dist.device)
         gen = torch.Generator().manual_seed(seed * 7919 + idx[0])  # the DDPM sampler's own noise
         with autocast():
-            x = sample(model, y, start, cfg, noise, generator=gen)
-        images = to_uint8(x).cpu()
+            x = sample(model, condition(idx, y) if condition else y, start, cfg, noise, generator=gen)
+        images = to_uint8(decode(x) if decode else x).cpu()
         preds = probe_images(probe, images, batch_size, sums)
         correct += (preds == y).sum()
         mine_x.append(images)

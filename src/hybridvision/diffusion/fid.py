@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError
@@ -109,13 +110,21 @@ def load_stats(path: str | Path) -> tuple[FeatureStats, dict[str, str]]:
 class ClassifierProbe(nn.Module):
     """A trained classifier seen from [-1, 1] images: (penultimate features, logits).
 
-    Images are quantised to 8 bits first (as a saved PNG would be; real images are 8-bit), then normalised the
-    way the classifier was trained.
+    Images are quantised to 8 bits first (as a saved PNG would be; real images are 8-bit), area-downsampled to
+    ``size`` when larger (a 64x64 sample is judged at the classifier's 32x32), then normalised the way the
+    classifier was trained.
     """
 
-    def __init__(self, model: nn.Module, mean: tuple[float, ...] = FMNIST_MEAN, std: tuple[float, ...] = FMNIST_STD):
+    def __init__(
+        self,
+        model: nn.Module,
+        mean: tuple[float, ...] = FMNIST_MEAN,
+        std: tuple[float, ...] = FMNIST_STD,
+        size: int = 0,
+    ) -> None:
         super().__init__()
         self.model = model.eval()
+        self.size = size  # 0: images are judged at the size they come in
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
@@ -127,6 +136,8 @@ class ClassifierProbe(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x01 = to_uint8(x).float() / 255.0  # (B, C, H, W) on [0, 1]
+        if self.size and x01.shape[-1] > self.size:
+            x01 = F.interpolate(x01, size=(self.size, self.size), mode="area")  # (B, C, size, size)
         fmap = self.model.forward_features((x01 - self.mean) / self.std)
         return self.model.forward_head(fmap, pre_logits=True).float(), self.model.forward_head(fmap).float()
 
@@ -141,12 +152,13 @@ def from_uint8(images: Tensor) -> Tensor:
     return images.float() / 127.5 - 1.0
 
 
-def load_classifier(path: str | Path = DEFAULT_CLASSIFIER) -> ClassifierProbe:
-    """The classifier saved at ``path`` (a ``save_pretrained`` folder, EMA weights when present) as a probe."""
+def load_classifier(path: str | Path = DEFAULT_CLASSIFIER, size: int = 0) -> ClassifierProbe:
+    """The classifier saved at ``path`` (a ``save_pretrained`` folder, EMA weights when present) as a probe that
+    judges images at ``size`` (0 = as given)."""
     path = Path(path)
     if not (path / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"no classifier at {path} (it needs {WEIGHTS_NAME} and config.json): {PRODUCE_HINT}")
-    return ClassifierProbe(load_model(path))
+    return ClassifierProbe(load_model(path), size=size)
 
 
 def weights_digest(path: str | Path) -> str:

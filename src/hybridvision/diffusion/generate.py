@@ -1,30 +1,39 @@
 """``hybridvision generate``: sample a grid of images from a trained run (or its saved final weights).
 
 A run directory is read through its ``config.yaml`` (final weights, else the newest good checkpoint); a saved
-``final/`` folder through its ``config.json``, which records the model, its overrides, the class names and the
-noise schedule the weights were trained with.
+``final/`` folder through its ``config.json``, which records the model, its overrides, the class names, the noise
+schedule the weights were trained with and, when they apply, the text encoder and the VAE. A class model samples
+classes (``generate``); a text model samples prompts (``generate_prompts``): they are encoded by the run's frozen
+encoder (through its embedding cache), and the empty prompt "" is the null of guidance.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..checkpoint import CONFIG_NAME, CheckpointError, load_pretrained
-from ..config import from_dict, resolve
+from ..config import from_dict, resolve, to_dict
 from ..data import FASHION_MNIST_CLASSES
 from ..engine import init_source
 from ..engine.distributed import pick_device
 from ..hub import create_model
+from .condition import Condition, TextCondition
 from .config import DiffusionTrainConfig
 from .fid import to_uint8
 from .grid import make_grid, save_grid
+from .latent import Vae, decode_latents
+from .prompts import PromptError, fmnist_prompts
 from .sampling import SampleConfig, initial_noise, sample
 from .schedule import NoiseConfig
+from .task import cache_dir
+from .text_cache import EmbeddingCache
 
 
 @dataclass
@@ -34,7 +43,18 @@ class Denoiser:
     model: nn.Module
     noise: NoiseConfig
     classes: list[str]
-    shape: tuple[int, int, int]  # (C, H, W) of its samples
+    shape: tuple[int, int, int]  # (C, H, W) of its samples (a VAE's latents in latent space)
+    text: dict[str, Any] = field(default_factory=dict)  # encoder, max_length, cache_dir (text models)
+    latent: dict[str, Any] = field(default_factory=dict)  # vae, channels (latent models)
+    vae: Vae | None = None
+
+    @property
+    def is_text(self) -> bool:
+        return bool(self.text)
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Samples -> [-1, 1] pixels."""
+        return x if self.vae is None else decode_latents(self.vae, x, int(self.latent.get("channels", 0)))
 
 
 def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu") -> Denoiser:
@@ -42,32 +62,50 @@ def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu"
     path = Path(path)
     if (path / "config.yaml").is_file():  # a run: its final weights, else its newest good checkpoint
         source = init_source(str(path))
-        model, noise, classes = _from_saved(source) if (source / CONFIG_NAME).is_file() else _from_run(path)
+        saved = _saved(source) if (source / CONFIG_NAME).is_file() else _from_run(path)
     elif (path / CONFIG_NAME).is_file():
-        source = path
-        model, noise, classes = _from_saved(path)
+        source, saved = path, _saved(path)
     else:
         raise CheckpointError(f"{path} is neither a diffusion run (config.yaml) nor a saved model (config.json)")
+    model = create_model(saved["model"], **saved.get("overrides", {}))
     load_pretrained(model, source, use_ema=use_ema)
-    model = model.to(pick_device(device)).eval()
+    device = pick_device(device)
+    model = model.to(device).eval()
     c, (h, w) = model.config.in_chans, model.config.img_hw
-    return Denoiser(model, noise, classes or [str(i) for i in range(model.null_class)], (c, h, w))
+    classes = list(saved.get("classes", [])) or [str(i) for i in range(model.null_class)]
+    latent, text = saved.get("latent", {}), saved.get("text", {})
+    vae = Vae(latent["vae"], device) if latent else None
+    return Denoiser(model, from_dict(NoiseConfig, saved["noise"]), classes, (c, h, w), text, latent, vae)
 
 
-def _from_saved(folder: Path) -> tuple[nn.Module, NoiseConfig, list[str]]:
+def _saved(folder: Path) -> dict[str, Any]:
     saved = json.loads((folder / CONFIG_NAME).read_text())
     if "noise" not in saved:
         raise CheckpointError(f"{folder / CONFIG_NAME} has no noise schedule: is it a diffusion model's folder?")
-    model = create_model(saved["model"], **saved.get("overrides", {}))
-    return model, from_dict(NoiseConfig, saved["noise"]), list(saved.get("classes", []))
+    return saved
 
 
-def _from_run(run: Path) -> tuple[nn.Module, NoiseConfig, list[str]]:
-    """A run without final weights yet: rebuilt from its config.yaml as the task built it."""
+def _from_run(run: Path) -> dict[str, Any]:
+    """A run without final weights yet: what its config.yaml says the task built."""
     cfg = resolve(DiffusionTrainConfig, str(run / "config.yaml"))
-    classes = list(FASHION_MNIST_CLASSES)
-    kwargs = {**cfg.model_kwargs, "in_chans": 1, "img_size": cfg.img_size, "num_classes": len(classes)}
-    return create_model(cfg.model, **kwargs), cfg.noise, classes
+    saved: dict[str, Any] = {"model": cfg.model, "noise": to_dict(cfg.noise)}
+    kwargs = {**cfg.model_kwargs, "in_chans": 1, "img_size": cfg.img_size}  # Fashion-MNIST: grey
+    if cfg.latent.vae:
+        vae = Vae(cfg.latent.vae)
+        saved["latent"] = {"vae": cfg.latent.vae, "channels": 1, "factor": vae.factor}
+        kwargs |= {"in_chans": vae.channels, "img_size": cfg.img_size // vae.factor}
+    if cfg.conditioning == "text":
+        saved["text"] = {"encoder": cfg.text.encoder, "max_length": cfg.text.max_length}
+        saved["text"]["cache_dir"] = str(cache_dir(cfg, "text"))
+        dim = _text_cache(saved["text"]).lookup([""])[0].shape[-1]
+        kwargs |= {"num_classes": 0, "context": "text", "context_dim": dim}
+    else:
+        kwargs["num_classes"] = len(FASHION_MNIST_CLASSES)
+    return saved | {"overrides": kwargs, "classes": list(FASHION_MNIST_CLASSES)}
+
+
+def _text_cache(text: dict[str, Any]) -> EmbeddingCache:
+    return EmbeddingCache(text["encoder"], text["cache_dir"], max_length=int(text.get("max_length", 0)))
 
 
 def class_index(name: str | int, classes: list[str]) -> int:
@@ -84,27 +122,49 @@ def class_index(name: str | int, classes: list[str]) -> int:
     raise ValueError(f"unknown class {name!r}; this model knows {listing}")
 
 
+# ---- Sampling
+
+
 @torch.no_grad()
-def generate(
-    denoiser: Denoiser,
-    classes: list[int],
-    n: int,
-    cfg: SampleConfig,
-    *,
-    seed: int = 0,
-    batch_size: int = 64,
-) -> torch.Tensor:
-    """``n`` samples of each class in ``classes`` as uint8 (len(classes) * n, C, H, W), class after class."""
-    model = denoiser.model
-    device = next(model.parameters()).device
-    labels = torch.tensor(classes).repeat_interleave(n)
+def _sample_all(
+    denoiser: Denoiser, condition: Callable[[list[int]], Condition | Tensor], total: int, cfg: SampleConfig, *,
+    seed: int, batch_size: int,
+) -> Tensor:  # fmt: skip
+    """``total`` samples as uint8 pixels; ``condition(indices)`` conditions each batch."""
+    device = next(denoiser.model.parameters()).device
     out = []
-    for start in range(0, len(labels), batch_size):
-        idx = list(range(start, min(start + batch_size, len(labels))))
+    for start in range(0, total, batch_size):
+        idx = list(range(start, min(start + batch_size, total)))
         noise = initial_noise(idx, denoiser.shape, seed).to(device)
         gen = torch.Generator().manual_seed(seed * 7919 + start)
-        out.append(to_uint8(sample(model, labels[idx], noise, cfg, denoiser.noise, generator=gen)).cpu())
+        x = sample(denoiser.model, condition(idx), noise, cfg, denoiser.noise, generator=gen)
+        out.append(to_uint8(denoiser.decode(x)).cpu())
     return torch.cat(out)
+
+
+def generate(
+    denoiser: Denoiser, classes: list[int], n: int, cfg: SampleConfig, *, seed: int = 0, batch_size: int = 64
+) -> Tensor:
+    """``n`` samples of each class in ``classes`` as uint8 (len(classes) * n, C, H, W), class after class."""
+    if denoiser.is_text:
+        raise ValueError("this model is text-conditioned: ask for prompts (--prompt TEXT), not classes")
+    labels = torch.tensor(classes).repeat_interleave(n)
+    return _sample_all(denoiser, lambda idx: labels[idx], len(labels), cfg, seed=seed, batch_size=batch_size)
+
+
+def generate_prompts(
+    denoiser: Denoiser, prompts: list[str], n: int, cfg: SampleConfig, *, seed: int = 0, batch_size: int = 64
+) -> Tensor:
+    """``n`` samples of each (cleaned) prompt as uint8 (len(prompts) * n, C, H, W), prompt after prompt."""
+    if not denoiser.is_text:
+        raise PromptError("this model is class-conditioned: ask for classes (--class NAME), not prompts")
+    states, mask = _text_cache(denoiser.text).lookup([*prompts, ""])  # the last row: the null prompt
+    rows = torch.arange(len(prompts)).repeat_interleave(n)
+
+    def condition(idx: list[int]) -> TextCondition:
+        return TextCondition(states[rows[idx]], mask[rows[idx]], states[-1:], mask[-1:])
+
+    return _sample_all(denoiser, condition, len(rows), cfg, seed=seed, batch_size=batch_size)
 
 
 def generate_grid(
@@ -114,12 +174,34 @@ def generate_grid(
     cfg: SampleConfig,
     out: str | Path,
     *,
+    prompts: list[str] | None = None,
     seed: int = 0,
     use_ema: bool = True,
     device: str = "cpu",
 ) -> Path:
-    """Write a PNG grid of ``n`` samples per class (one row per class; a single class: a near-square grid)."""
+    """Write a PNG grid of ``n`` samples per class or prompt (one row each; a single one: a near-square grid)."""
     denoiser = load_denoiser(run, use_ema=use_ema, device=device)
-    wanted = [class_index(c, denoiser.classes) for c in classes] if classes else list(range(len(denoiser.classes)))
-    images = generate(denoiser, wanted, n, cfg, seed=seed)
-    return save_grid(make_grid(images, nrow=n if len(wanted) > 1 else 0), out)
+    if prompts is not None:
+        images, rows = generate_prompts(denoiser, prompts, n, cfg, seed=seed), prompts
+    else:
+        wanted = [class_index(c, denoiser.classes) for c in classes] if classes else None
+        if wanted is None and denoiser.is_text:
+            raise PromptError("this model is text-conditioned: pass --prompt TEXT or --prompts-file FILE")
+        wanted = wanted if wanted is not None else list(range(len(denoiser.classes)))
+        images, rows = generate(denoiser, wanted, n, cfg, seed=seed), [denoiser.classes[k] for k in wanted]
+    several = len(rows) > 1
+    grid = make_grid(images, nrow=n if several else 0)
+    return save_grid(grid, out, row_labels=rows if several and prompts is not None else None)
+
+
+def prompt_condition(denoiser: Denoiser, split: str) -> Callable[[list[int], Tensor], TextCondition]:
+    """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
+    the ``split`` prompts ("held_out" or "train"), as the training task's evaluations do."""
+    prompts = fmnist_prompts(split)
+    states, mask = _text_cache(denoiser.text).lookup([*prompts.prompts, ""])
+
+    def condition(idx: list[int], labels: Tensor) -> TextCondition:
+        rows = prompts.cycle(labels, idx)
+        return TextCondition(states[rows], mask[rows], states[-1:], mask[-1:])
+
+    return condition

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -36,12 +37,35 @@ def class_rows(images: Tensor, labels: Tensor, num_classes: int, per_class: int)
     return torch.cat(out)  # (num_classes * per_class, C, H, W)
 
 
-def save_grid(grid: Tensor, path: str | Path, scale: int = 2) -> Path:
-    """Write a uint8 (C, H, W) grid (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest) for viewing."""
+def save_grid(
+    grid: Tensor, path: str | Path, scale: int = 2, row_labels: Sequence[str] | None = None, pad: int = 2
+) -> Path:
+    """Write a uint8 (C, H, W) grid (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest) for viewing; with
+    ``row_labels``, each row's label (e.g. its prompt) is written to its left."""
     from PIL import Image
 
     path = Path(path)
     array = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2).permute(1, 2, 0).numpy()  # (H, W, C)
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    if row_labels:
+        image = _label_rows(image, row_labels, pad * scale)
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
+
+
+def _label_rows(image, labels: Sequence[str], pad: int):
+    """A copy of ``image`` with a white margin on the left holding one label per row, centred on the row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(image)
+    width = int(max(draw.textlength(t, font=font) for t in labels)) + 2 * pad + 4
+    out = Image.new(image.mode, (image.width + width, image.height), 255 if image.mode == "L" else (255, 255, 255))
+    out.paste(image, (width, 0))
+    draw, row_h = ImageDraw.Draw(out), (image.height - pad) / len(labels)
+    for i, text in enumerate(labels):
+        draw.text((pad, pad / 2 + row_h * (i + 0.5) - 7), text, fill=0, font=font)  # about centred on the row
+    return out

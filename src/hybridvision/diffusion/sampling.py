@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine.config import check
+from .condition import Condition, as_condition
 from .schedule import NoiseConfig, check_sampler, make_scheduler
 
 CFG_MODES = ("none", "constant", "sampled")
@@ -63,12 +64,12 @@ def guidance_scales(cfg: SampleConfig) -> list[float | None]:
     ]
 
 
-def guided_eps(model: nn.Module, x: Tensor, t: Tensor, labels: Tensor, scale: float | None) -> Tensor:
-    """Epsilon at ``x`` for class ``labels``, guided by ``scale`` (one batched cond + uncond forward)."""
+def guided_eps(model: nn.Module, x: Tensor, t: Tensor, cond: Condition | Tensor, scale: float | None) -> Tensor:
+    """Epsilon at ``x`` for ``cond`` (or class labels), guided by ``scale`` (one batched cond + uncond forward)."""
+    cond = as_condition(model, cond)
     if scale is None or scale == 1.0:
-        return model(x, t, class_labels=labels)
-    null = torch.full_like(labels, model.null_class)
-    both = model(torch.cat([x, x]), t, class_labels=torch.cat([labels, null]))  # (2B, C, H, W)
+        return model(x, t, **cond.inputs(guided=False))
+    both = model(torch.cat([x, x]), t, **cond.inputs(guided=True))  # (2B, C, H, W)
     eps_c, eps_u = both.float().chunk(2)  # 2 x (B, C, H, W)
     return eps_u + scale * (eps_c - eps_u)
 
@@ -86,15 +87,16 @@ def initial_noise(indices: Sequence[int], shape: tuple[int, ...], seed: int) -> 
 @torch.no_grad()
 def sample(
     model: nn.Module,
-    labels: Tensor,
+    cond: Condition | Tensor,
     noise: Tensor,
     cfg: SampleConfig,
     noise_cfg: NoiseConfig,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Denoise unit Gaussian ``noise`` (B, C, H, W) into samples (about [-1, 1] in pixel space) for ``labels`` (B,).
+    """Denoise unit Gaussian ``noise`` (B, C, H, W) into samples (about [-1, 1] in pixel space) for ``cond``.
 
-    ``model`` follows the UNets' call (``model(x, t, class_labels=...)``, ``model.null_class``) and is used as it
+    ``cond`` is a ``ClassCondition``, a ``TextCondition`` or class labels (B,). ``model`` follows the UNets' call
+    (``model(x, t, class_labels=...)`` or ``encoder_hidden_states=``, ``model.null_class``) and is used as it
     is (put it in eval mode first). ``generator`` seeds the stochastic sampler (DDPM); the others are
     deterministic given ``noise``.
     """
@@ -102,13 +104,13 @@ def sample(
     scheduler.set_timesteps(cfg.steps, device=noise.device)
     scales = guidance_scales(cfg)
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    labels = labels.to(noise.device)
+    cond = as_condition(model, cond).to(noise.device)
     x = noise * scheduler.init_noise_sigma
     k = 0
     for t in scheduler.timesteps:
         if getattr(scheduler, "state_in_first_order", True):  # Heun: its correction pass is the same step
             k += 1
-        eps = guided_eps(model, scheduler.scale_model_input(x, t), t, labels, scales[k - 1])
+        eps = guided_eps(model, scheduler.scale_model_input(x, t), t, cond, scales[k - 1])
         x = scheduler.step(eps.to(x.dtype), t, x, **step_kwargs).prev_sample
     return x
 

