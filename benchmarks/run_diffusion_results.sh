@@ -58,9 +58,15 @@ for m in $MODELS; do
   "$PY" -m hybridvision diffusion train --config "$recipe" --out_dir "$RUNS" --run_name "fmnist_${m}_60min" \
     --resume auto "${TRAIN[@]}"
   # The paper's sampler (Heun, 30 steps) with constant CFG, then its sampled CFG (steps 5..30, 1.1 -> 3.6).
-  "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --sample.cfg constant --sample.cfg_scale "$CFG" \
-    --out "$dest/eval_heun30_cfg${CFG}.json"
-  "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --sample.cfg sampled --out "$dest/eval_heun30_sampled.json"
+  # An evaluation already written for this run's final weights is kept (a rerun after a kill skips it).
+  fresh() { [ ! -f "$1" ] || [ "$run/summary.json" -nt "$1" ]; }
+  if fresh "$dest/eval_heun30_cfg${CFG}.json"; then
+    "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --sample.cfg constant --sample.cfg_scale "$CFG" \
+      --out "$dest/eval_heun30_cfg${CFG}.json"
+  fi
+  if fresh "$dest/eval_heun30_sampled.json"; then
+    "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --sample.cfg sampled --out "$dest/eval_heun30_sampled.json"
+  fi
   cp "$dest/eval_heun30_cfg${CFG}.png" "$dest/grid.png"
   for f in summary.json config.yaml train_log.csv eval_log.csv; do cp "$run/$f" "$dest/"; done
   "$PY" -m hybridvision plot-run "$run" --out "$dest/curves.png"

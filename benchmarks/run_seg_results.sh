@@ -38,7 +38,7 @@ results=()
 for model in $MODELS; do
   name="seg_fmnist_${model}"
   recipe="configs/seg/fmnist_scenes_${model}_30min.yaml"
-  "$PY" -m hybridvision seg train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false \
+  "$PY" -m hybridvision seg train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false --resume auto \
     "${TRAIN_EXTRA[@]}" "$@"
   overlays=$( [ "$model" = ascan_nano ] && echo 8 || echo 0 )
   "$PY" - "$RUNS_DIR/$name" "$OUT_DIR/$name" "$recipe" "$overlays" <<'PYEOF'
