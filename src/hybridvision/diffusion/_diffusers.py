@@ -41,8 +41,7 @@ def hide_broken_torchvision() -> bool:
 
 def guarded_import(name: str, purpose: str, hint: str) -> ModuleType:
     """Import ``name`` behind the torchvision guard; a missing package is an ImportError that says how to install it."""
-    if name not in sys.modules:
-        hide_broken_torchvision()
+    hide_broken_torchvision()  # every time: diffusers and transformers import lazily (cheap once decided)
     try:
         return importlib.import_module(name)
     except ImportError as e:

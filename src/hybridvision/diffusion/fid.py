@@ -19,11 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError
+from ..data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..fileio import save_tensors
 from ..hub import load_model
 
-# The normalisation our Fashion-MNIST classifiers train with (train.config.DataConfig's defaults).
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
 DEFAULT_CLASSIFIER = "assets/fmnist_ascan_nano"
 STATS_NAME = "t10k_stats.safetensors"
 PRODUCE_HINT = (
@@ -118,8 +117,8 @@ class ClassifierProbe(nn.Module):
     def __init__(
         self,
         model: nn.Module,
-        mean: tuple[float, ...] = FMNIST_MEAN,
-        std: tuple[float, ...] = FMNIST_STD,
+        mean: tuple[float, ...] = FASHION_MNIST_MEAN,  # what our classifiers train with
+        std: tuple[float, ...] = FASHION_MNIST_STD,
         size: int = 0,
     ) -> None:
         super().__init__()

@@ -197,7 +197,7 @@ class ClassDiffusion(Task):
     def _grid(self, images: Tensor, labels: Tensor, kind: str) -> None:
         count = self._evaluations[kind]
         self._evaluations[kind] += 1
-        every, run_dir = self.cfg.grid_every, self._run_dir()
+        every, run_dir = self.cfg.grid_every, self.rt.run_dir  # None outside the engine: no grids
         if not every or count % every or not self.rt.dist.is_main or run_dir is None:
             return
         per_class = max(1, min(10, len(labels) // len(self.classes)))
@@ -205,18 +205,6 @@ class ClassDiffusion(Task):
         folder = run_dir / "samples"
         done = len(list(folder.glob(f"eval*_{kind}.png"))) if folder.is_dir() else 0  # resumed runs go on counting
         save_grid(grid, folder / f"eval{done:03d}_{kind}.png")
-
-    def _run_dir(self) -> Path | None:
-        """The run directory: the engine's (``rt.run_dir``), else found as the engine names it."""
-        cfg = self.cfg
-        if getattr(self.rt, "run_dir", None) is not None:
-            return Path(self.rt.run_dir)
-        if cfg.resume and cfg.resume != "auto":
-            return Path(cfg.resume)
-        if cfg.run_name:
-            return Path(cfg.out_dir) / cfg.run_name
-        runs = sorted(p for p in Path(cfg.out_dir).glob(f"[0-9][0-9][0-9]-{self.name}") if p.is_dir())
-        return runs[-1] if runs else None
 
     # ---- What the run records
 

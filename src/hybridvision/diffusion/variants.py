@@ -114,6 +114,7 @@ def register_variants() -> list[str]:
         if name in list_models(name):
             continue
         family = "ascan_unet" if model_cls is AsCANUNet else "diffusers_unet"
-        register(name, model_cls, config, family=family, description=description, card=card, test=test)
+        kind = {"family": family, "description": description, "card": card, "test": test, "task": "generation"}
+        register(name, model_cls, config, **kind)
         added.append(name)
     return added
