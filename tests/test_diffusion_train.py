@@ -30,6 +30,20 @@ def classifier(tmp_path_factory) -> Path:
     return save_classifier(tmp_path_factory.mktemp("clf") / "clf")
 
 
+def fit_one_batch(task, model, steps: int = 25) -> list[float]:
+    """AdamW on one fixed batch of 32 images (3 noise draws in turn): the losses, step by step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = next(task.batches([list(range(32))]))
+    losses = []
+    for step in range(steps):
+        loss = task.loss(model, batch, torch.Generator().manual_seed(step % 3))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def args(data: Path, out: Path, classifier: Path, *extra: str) -> list[str]:
     return [
         *("--model", "ascan_unet_test", "--img_size", "16", "--data.root", str(data), "--out_dir", str(out)),
@@ -53,15 +67,7 @@ def test_a_few_steps_lower_the_loss(dm, data, classifier, tmp_path):
     task.setup(Runtime(Dist(), lambda: torch.autocast("cpu", enabled=False)))
     torch.manual_seed(0)
     model = task.build_model().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    batch = next(task.batches([list(range(32))]))
-    losses = []
-    for step in range(25):
-        loss = task.loss(model, batch, torch.Generator().manual_seed(step % 3))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses = fit_one_batch(task, model)
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
