@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..config import add_config_args, describe_fields, parse_overrides
+from ..config import add_config_args, describe_fields, parse_overrides, resolve
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -36,6 +38,17 @@ def add_typed_config(parser: argparse.ArgumentParser, cls: type) -> None:
     add_config_args(parser)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(cls))
+
+
+def resolve_run_config(cls: type, config_file: str | None, overrides: dict[str, Any]) -> Any:
+    """Defaults < --config file < flags. ``--resume RUN`` starts from RUN/config.yaml instead of the defaults."""
+    resume = overrides.get("resume", "")
+    if resume and resume != "auto" and not config_file:  # a run resumes with its own saved settings
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise FileNotFoundError(f"--resume {resume}: {saved} does not exist; is it a run directory?")
+        config_file = str(saved)
+    return resolve(cls, config_file, overrides)
 
 
 def config_overrides(tokens: list[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import add_config_args, describe_fields, dump_yaml, resolve
 from . import info as info_command
-from .common import config_overrides, console, table
+from .common import config_overrides, console, resolve_run_config, table
 
 ACCEPTS_OVERRIDES = True
 
@@ -75,12 +75,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..diffusion.config import DiffusionTrainConfig
     from ..diffusion.training import train
 
-    overrides = config_overrides(args.overrides)
-    resume = overrides.get("resume", "")
-    saved = Path(resume) / "config.yaml" if resume and resume != "auto" and not args.config else None
-    if saved is not None and not saved.is_file():
-        raise FileNotFoundError(f"--resume {resume}: {saved} does not exist; is it a run directory?")
-    cfg = resolve(DiffusionTrainConfig, str(saved) if saved else args.config, overrides)
+    cfg = resolve_run_config(DiffusionTrainConfig, args.config, config_overrides(args.overrides))
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0

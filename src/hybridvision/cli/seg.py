@@ -15,9 +15,9 @@ import argparse
 import math
 from pathlib import Path
 
-from ..config import ConfigError, dump_yaml, flatten, load_file, replace, resolve, split_flags
+from ..config import ConfigError, dump_yaml, flatten, load_file, replace, split_flags
 from ..seg.config import PredictConfig, SegEvalConfig, SegTrainConfig
-from .common import add_typed_config, config_overrides, console, table
+from .common import add_typed_config, config_overrides, console, resolve_run_config, table
 
 ACCEPTS_OVERRIDES = True
 
@@ -56,14 +56,7 @@ def _train(args: argparse.Namespace) -> int:
     words, flags = _words_and_flags(args, SegTrainConfig)
     if words:
         raise ConfigError(f"unexpected argument {words[0]!r}; seg train takes --key value options only")
-    resume = flags.get("resume", "")
-    if resume and resume != "auto" and not args.config:  # a run resumes with its own saved settings
-        saved = Path(resume) / "config.yaml"
-        if not saved.is_file():
-            raise FileNotFoundError(f"--resume {resume}: {saved} does not exist; is it a run directory?")
-        cfg = resolve(SegTrainConfig, str(saved), flags)
-    else:
-        cfg = resolve(SegTrainConfig, args.config, flags)
+    cfg = resolve_run_config(SegTrainConfig, args.config, flags)
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0

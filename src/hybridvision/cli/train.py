@@ -10,11 +10,10 @@ torchrun --nproc_per_node=2 -m hybridvision train ... # the same command on 2 pr
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..config import dump_yaml, resolve
+from ..config import dump_yaml
 from ..train.config import TrainConfig
-from .common import add_typed_config, config_overrides, console
+from .common import add_typed_config, config_overrides, console, resolve_run_config
 
 ACCEPTS_OVERRIDES = True
 
@@ -25,14 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults < --config file < flags. ``--resume RUN`` starts from RUN/config.yaml instead of the defaults."""
-    overrides = config_overrides(args.overrides)
-    resume = overrides.get("resume", "")
-    if resume and resume != "auto" and not args.config:
-        saved = Path(resume) / "config.yaml"
-        if not saved.is_file():
-            raise FileNotFoundError(f"--resume {resume}: {saved} does not exist; is it a run directory?")
-        return resolve(TrainConfig, str(saved), overrides)
-    return resolve(TrainConfig, args.config, overrides)
+    return resolve_run_config(TrainConfig, args.config, config_overrides(args.overrides))
 
 
 def run(args: argparse.Namespace) -> int:
