@@ -55,6 +55,12 @@ for m in $MODELS; do
   run="$RUNS/fmnist_${m}_60min"
   dest="$OUT/diffusion_fmnist_${m}"
   mkdir -p "$dest"
+  names+=("$(sed -n 's/^model: //p' "$recipe")")
+  # Results committed for a run that is not on this machine are kept, not retrained (delete $dest to retrain).
+  if [ ! -d "$run" ] && [ -f "$dest/summary.json" ] && [ -f "$dest/eval_heun30_sampled.json" ]; then
+    echo "kept $dest (its run is not in $RUNS; delete $dest to retrain)"
+    continue
+  fi
   "$PY" -m hybridvision diffusion train --config "$recipe" --out_dir "$RUNS" --run_name "fmnist_${m}_60min" \
     --resume auto "${TRAIN[@]}"
   # The paper's sampler (Heun, 30 steps) with constant CFG, then its sampled CFG (steps 5..30, 1.1 -> 3.6).
@@ -70,7 +76,6 @@ for m in $MODELS; do
   cp "$dest/eval_heun30_cfg${CFG}.png" "$dest/grid.png"
   for f in summary.json config.yaml train_log.csv eval_log.csv; do cp "$run/$f" "$dest/"; done
   "$PY" -m hybridvision plot-run "$run" --out "$dest/curves.png"
-  names+=("$(sed -n 's/^model: //p' "$recipe")")
 done
 
 if [ "$OUT" = results ]; then  # the page's picture: 10x10, one row per class, Heun-30 with CFG

@@ -132,6 +132,39 @@ def test_grid_runs_resumes_and_aggregates(data, tmp_path):
         run_study(changed)
 
 
+def test_records_in_results_dir_carry_a_grid_to_a_fresh_clone(data, tmp_path, monkeypatch):
+    """Each finished run leaves its summary, config and logs in results_dir/runs; with out_dir empty (another
+    machine, a fresh clone) those runs are read from there, only a run without a record is trained, and a changed
+    recipe is refused against the records as against the runs."""
+    from hybridvision.study import grid
+
+    results = tmp_path / "results"
+    plan = make_plan(tiny_study(data, tmp_path / "runs", results_dir=str(results)))
+    run_study(plan)
+    for point, seed in plan.runs:
+        record, run_dir = plan.record_dir(point, seed), plan.run_dir(point, seed)
+        assert sorted(p.name for p in record.iterdir()) == sorted(grid.RECORD_FILES)
+        assert (record / "summary.json").read_bytes() == (run_dir / "summary.json").read_bytes()
+    table = json.loads((results / "table.json").read_text())["rows"]
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: the committed records only
+    trained = []
+    real_train = grid.train
+    monkeypatch.setattr(grid, "train", lambda cfg: trained.append(cfg.run_name) or real_train(cfg))
+    run_study(plan)
+    assert trained == []
+    again = json.loads((results / "table.json").read_text())["rows"]
+    assert [(r["label"], r["top1"]) for r in again] == [(r["label"], r["top1"]) for r in table]
+
+    shutil.rmtree(results / "runs" / "b-s1")  # a deleted record is trained again, and recorded again
+    run_study(plan)
+    assert trained == ["b-s1"] and grid.has_record(results / "runs" / "b-s1")
+
+    changed = make_plan(dataclasses.replace(plan.study, recipe={**plan.study.recipe, "batch_size": 8}))
+    with pytest.raises(ConfigError, match="batch_size: 16 -> 8"):
+        run_study(changed)
+
+
 def test_over_budget_grid_is_refused_before_anything_runs(data, tmp_path):
     study = tiny_study(data, tmp_path, recipe={"data": {"root": str(data)}, "budget_minutes": 8}, budget_minutes=20)
     with pytest.raises(

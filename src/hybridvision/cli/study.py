@@ -32,12 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def print_plan(plan: Plan) -> None:
     from ..registry import get_config
-    from ..study import is_finished
 
     s = plan.study
     rows = []
     for p in plan.points:
-        done = sum(is_finished(plan.run_dir(p, seed)) for seed in s.seeds)
+        done = sum(plan.finished_dir(p, seed) is not None for seed in s.seeds)
         ratio = p.params / plan.point(p.baseline).params - 1
         versus = "-" if p.label == p.baseline else f"{ratio:+.1%} vs {p.baseline}"
         design = p.note or ", ".join(f"{k}={v}" for k, v in p.kwargs.items()) or "-"

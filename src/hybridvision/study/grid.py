@@ -4,6 +4,11 @@
 is fast and a grid over its stated budget is refused before anything starts. ``run_grid`` then trains the runs
 one after another; a finished run (``summary.json`` and ``final/`` present) is read, never retrained, and an
 interrupted one continues from its newest checkpoint (``resume="auto"``).
+
+With ``results_dir`` set, every finished run also leaves a record there, ``results_dir/runs/<label>-s<seed>/``
+(its summary, config and logs: small files, no weights). A run with a record is finished too, so a grid committed
+with its records continues on another machine or a fresh clone, where ``out_dir`` is empty: only the runs without
+a record are trained. Delete a record to train that run again.
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ from typing import Any
 
 from ..config import ConfigError
 from ..engine.resume import check_same_run
+from ..fileio import atomic_write
 from ..profile import model_cost
 from ..train import TrainConfig, train
 from .config import PointConfig, StudyConfig, base_recipe
 from .match import count_point_params, match_widths
 
 SPEED_SETUP_S = 0.3  # per point and batch size: warm-up and the first call, beyond the timed seconds
+RECORD_FILES = ("config.yaml", "train_log.csv", "eval_log.csv", "summary.json")  # summary last: it marks it done
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,18 @@ class Plan:
     def run_dir(self, point: Point, seed: int) -> Path:
         return self.study.study_dir / f"{point.label}-s{seed}"
 
+    def record_dir(self, point: Point, seed: int) -> Path | None:
+        """Where a finished run's record is kept (``results_dir/runs/<label>-s<seed>``); None without results_dir."""
+        results = self.study.results_dir
+        return Path(results) / "runs" / f"{point.label}-s{seed}" if results else None
+
+    def finished_dir(self, point: Point, seed: int) -> Path | None:
+        """The run's directory when it is finished, else its record when there is one, else None."""
+        run_dir, record = self.run_dir(point, seed), self.record_dir(point, seed)
+        if is_finished(run_dir):
+            return run_dir
+        return record if record is not None and has_record(record) else None
+
     @property
     def runs(self) -> list[tuple[Point, int]]:
         return [(p, s) for p in self.points for s in self.study.seeds]
@@ -82,7 +101,7 @@ class Plan:
         return len(self.points) * 2 * s.rounds * (s.seconds + SPEED_SETUP_S) / 60
 
     def estimate_minutes(self, only_missing: bool = False) -> float:
-        runs = [r for r in self.runs if not (only_missing and is_finished(self.run_dir(*r)))]
+        runs = [r for r in self.runs if not (only_missing and self.finished_dir(*r))]
         return len(runs) * self.run_minutes + self.speed_minutes
 
 
@@ -161,6 +180,19 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "summary.json").is_file() and (run_dir / "final").is_dir()
 
 
+def has_record(record: Path) -> bool:
+    return (record / "summary.json").is_file() and (record / "config.yaml").is_file()
+
+
+def write_record(run_dir: Path, record: Path) -> None:
+    """Copy a finished run's summary, config and logs to its record, each file atomically, the summary last."""
+    for name in RECORD_FILES:
+        src = run_dir / name
+        if src.is_file():
+            data = src.read_bytes()
+            atomic_write(record / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+
+
 @contextlib.contextmanager
 def grid_lock(study_dir: Path) -> Iterator[None]:
     """Hold ``study_dir/.lock`` (this process's id) while training, so a second process never trains the same runs.
@@ -230,10 +262,14 @@ def run_grid(
     summaries = {}
     runs = plan.runs
     for i, (point, seed) in enumerate(runs):
-        cfg, run_dir = plan.run_config(point, seed), plan.run_dir(point, seed)
+        cfg, run_dir, record = plan.run_config(point, seed), plan.run_dir(point, seed), plan.record_dir(point, seed)
         _check_same_run(plan, cfg, run_dir)
-        if is_finished(run_dir):
-            summaries[point.label, seed] = json.loads((run_dir / "summary.json").read_text())
+        done = plan.finished_dir(point, seed)
+        if done is not None:
+            _check_same_run(plan, cfg, done)
+            if record is not None and done == run_dir and not has_record(record):
+                write_record(run_dir, record)  # finished before records were kept, or results_dir set later
+            summaries[point.label, seed] = json.loads((done / "summary.json").read_text())
             if report:
                 report(i, len(runs), point, seed, "done")
             continue
@@ -242,6 +278,8 @@ def run_grid(
         if report:
             report(i, len(runs), point, seed, "start")
         summaries[point.label, seed] = train(cfg).summary
+        if record is not None:
+            write_record(run_dir, record)
         if report:
             report(i, len(runs), point, seed, "end")
     return summaries
