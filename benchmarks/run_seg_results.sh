@@ -38,6 +38,12 @@ results=()
 for model in $MODELS; do
   name="seg_fmnist_${model}"
   recipe="configs/seg/fmnist_scenes_${model}_30min.yaml"
+  results+=("$OUT_DIR/$name")
+  # Results committed for a run that is not on this machine are kept, not retrained (delete them to retrain).
+  if [ ! -d "$RUNS_DIR/$name" ] && [ -f "$OUT_DIR/$name/summary.json" ]; then
+    echo "kept $OUT_DIR/$name (its run is not in $RUNS_DIR; delete $OUT_DIR/$name to retrain)"
+    continue
+  fi
   "$PY" -m hybridvision seg train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false --resume auto \
     "${TRAIN_EXTRA[@]}" "$@"
   overlays=$( [ "$model" = ascan_nano ] && echo 8 || echo 0 )
@@ -47,7 +53,6 @@ from hybridvision.seg.report import export_run
 s = export_run(sys.argv[1], sys.argv[2], recipe=sys.argv[3], overlays=int(sys.argv[4]))
 print(f"{sys.argv[2]}: mIoU {s['miou']:.2f}%, EMA {s.get('ema_miou', float('nan')):.2f}%, {s['train_s']:.0f} s training")
 PYEOF
-  results+=("$OUT_DIR/$name")
 done
 
 # 2. Inference speed of the same segmentation models (registered as upernet_<backbone> by hybridvision.seg.zoo).
