@@ -252,3 +252,14 @@ def test_a_difference_within_the_combined_seed_spread_is_a_tie(mean, std, expect
 )
 def test_standing_weighs_accuracy_and_speed(accuracy, ratio, expected):
     assert standing(accuracy, ratio) == expected
+
+
+def test_study_records_are_not_git_ignored():
+    """The records under results/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide them."""
+    root = CONFIGS.parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: the ignore rules cannot be asked")
+    record = "results/study_ascan_layouts/runs/asym-s0/summary.json"
+    ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=root, check=False).returncode == 0
+    assert not ignored, f"{record} is git-ignored: anchor the ignore rule to the repository root (/runs/)"
+    assert subprocess.run(["git", "check-ignore", "-q", "runs/x"], cwd=root, check=False).returncode == 0
