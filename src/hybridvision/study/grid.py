@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,7 @@ def write_record(run_dir: Path, record: Path) -> None:
     for name in RECORD_FILES:
         src = run_dir / name
         if src.is_file():
-            data = src.read_bytes()
-            atomic_write(record / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+            atomic_write(record / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
 
 
 @contextlib.contextmanager
@@ -266,7 +266,8 @@ def run_grid(
         _check_same_run(plan, cfg, run_dir)
         done = plan.finished_dir(point, seed)
         if done is not None:
-            _check_same_run(plan, cfg, done)
+            if done != run_dir:
+                _check_same_run(plan, cfg, done)  # a record: its config is the one that ran
             if record is not None and done == run_dir and not has_record(record):
                 write_record(run_dir, record)  # finished before records were kept, or results_dir set later
             summaries[point.label, seed] = json.loads((done / "summary.json").read_text())
