@@ -22,7 +22,8 @@ RUNS="${RUNS:-runs/t2i}"
 DOCS="${DOCS:-docs}"
 CLASSIFIER="${CLASSIFIER:-assets/fmnist_ascan_nano}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
-N="${N:-1000}"          # samples per evaluation: FID is compared only at equal N
+N="${N:-1000}"          # samples per stage-1 evaluation: FID is compared only at equal N
+N2="${N2:-500}"         # stage 2 (64x64 costs ~4x per sample): its FID is compared with stage 1's at N2
 CFG="${CFG:-2.0}"       # constant guidance scale of the evaluation
 THREADS="${THREADS:-2}"
 
@@ -50,14 +51,22 @@ stage2="$RUNS/fmnist_t2i_stage2_64"
 "$PY" -m hybridvision diffusion train --config configs/diffusion/fmnist_t2i_stage2_64.yaml --run_name "$(basename "$stage2")" \
   --init_from "$stage1" "${TRAIN[@]}"
 
+evaluate() {  # RUN OUT_JSON N PROMPTS: the paper's sampler (Heun, 30 steps) with constant CFG; kept when newer than RUN
+  if [ -f "$2" ] && [ "$2" -nt "$1/summary.json" ]; then echo "kept $2"; return; fi
+  if [ -n "${QUICK:-}" ]; then "$PY" -m hybridvision diffusion eval "$1" "${EVAL[@]}" --prompts "$4" --out "$2"; return; fi
+  "$PY" -m hybridvision diffusion eval "$1" "${EVAL[@]}" --n "$3" --prompts "$4" --out "$2"
+}
 for s in 1 2; do
   run="$RUNS/fmnist_t2i_stage${s}_$([ "$s" = 1 ] && echo 32 || echo 64)"
   dest="$OUT/t2i_fmnist_stage$s"
   mkdir -p "$dest"
-  # The paper's sampler (Heun, 30 steps) with constant CFG on the held-out prompts.
-  "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --out "$dest/eval_heun30_cfg${CFG}_held_out.json"
-  cp "$dest/eval_heun30_cfg${CFG}_held_out.png" "$dest/grid.png"
   for f in summary.json config.yaml train_log.csv eval_log.csv; do cp "$run/$f" "$dest/"; done
+  evaluate "$run" "$dest/eval_heun30_cfg${CFG}_held_out.json" "$([ "$s" = 1 ] && echo "$N" || echo "$N2")" held_out
+  cp "$dest/eval_heun30_cfg${CFG}_held_out.png" "$dest/grid.png"
+  if [ "$s" = 1 ]; then  # the same at N2 (stage 2's N, for FID at equal N), then the training prompts at N2
+    [ "$N" = "$N2" ] || evaluate "$run" "$dest/eval_heun30_cfg${CFG}_held_out_n$N2.json" "$N2" held_out
+    evaluate "$run" "$dest/eval_heun30_cfg${CFG}_train_prompts.json" "$N2" train
+  fi
 done
 
 "$PY" - "$stage1" "$stage2" "$OUT/t2i_fmnist_curves.png" <<'PYEOF'
@@ -79,21 +88,27 @@ if [ "$OUT" = results ] || [ -n "${QUICK:-}" ]; then  # the page's pictures: pro
 fi
 
 "$PY" - "$OUT" "$CFG" <<'PYEOF'
-"""The table of docs/generation.md: one row per stage, from the summaries and evaluations just written."""
+"""The table of docs/generation.md: one row per stage and evaluation, from the summaries and evaluations written."""
 import json
 import sys
 from pathlib import Path
 
 out, cfg = Path(sys.argv[1]), sys.argv[2]
-lines = ["| stage | size | train s | train img/s | cond. acc. (held-out prompts) | FID | classifier on real t10k |",
-         "|---|---|---|---|---|---|---|"]
+lines = ["| stage | size | train s | train img/s | prompts | N | cond. acc. | encoder agreement | FID |",
+         "|---|---|---|---|---|---|---|---|---|"]
 for s, size in ((1, 32), (2, 64)):
     d = out / f"t2i_fmnist_stage{s}"
     summary = json.loads((d / "summary.json").read_text())
-    ev = json.loads((d / f"eval_heun30_cfg{cfg}_held_out.json").read_text())
-    lines.append(f"| {s} | {size}x{size} | {summary['train_s']:.0f} | {summary['train_img_s']:.0f} "
-                 f"| {ev['cond_acc']:.1f}% | {ev['fid']:.2f} | {ev['classifier_real_top1']:.2f}% |")
-note = f"Heun-30, CFG {cfg}, {ev['fid_kind']}; 64x64 samples are area-downsampled to 32x32 before the classifier."
+    for path in sorted(d.glob(f"eval_heun30_cfg{cfg}_*.json")):
+        ev = json.loads(path.read_text())
+        prompts = ev["config"]["prompts"].replace("_", "-")
+        agree = ev.get("encoder_agreement", {}).get("pct", float("nan"))
+        lines.append(f"| {s} | {size}x{size} | {summary['train_s']:.0f} | {summary['train_img_s']:.0f} | {prompts} "
+                     f"| {ev['n']} | {ev['cond_acc']:.1f}% | {agree:.1f}% | {ev['fid']:.2f} |")
+note = (f"Heun-30, CFG {cfg}, FID-FMNIST-clf({ev['fid_kind'].split('(')[1].split(')')[0]}) against t10k; "
+        f"the classifier's own top-1 on real t10k is {ev['classifier_real_top1']:.2f}%. 64x64 samples are "
+        "area-downsampled to 32x32 before the classifier. Encoder agreement: the share of the prompts that "
+        "all-MiniLM-L6-v2 alone places nearest their class's training prompts (diffusion/agreement.py).")
 (out / "t2i_fmnist_table.md").write_text("\n".join(lines + ["", note]) + "\n")
 print("\n".join(lines + ["", note]))
 PYEOF

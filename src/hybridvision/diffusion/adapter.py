@@ -11,6 +11,9 @@ through its final LayerNorm (ours: the paper does not say how the tokens are sca
 
 from __future__ import annotations
 
+import math
+
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.blocks import CrossAttention, LayerNorm2d, Mlp, init_transformer, to_map, to_tokens
@@ -54,3 +57,28 @@ class TextAdapter(nn.Module):
         for block in self.blocks:
             x = block(x, mask)
         return self.norm(x)
+
+
+def pooled_tokens(tokens: Tensor, mask: Tensor | None) -> Tensor:
+    """The prompt's sentence vector: the masked mean of its tokens, L2-normalised (what sentence-transformers'
+    all-MiniLM-L6-v2 returns as its embedding), times sqrt(D) so its entries are of unit scale: (B, L, D) -> (B, D)."""
+    if mask is None:
+        mean = tokens.mean(1)  # (B, D)
+    else:
+        keep = mask.to(tokens.dtype)[..., None]  # (B, L, 1)
+        mean = (tokens * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D)
+    return F.normalize(mean, dim=-1) * math.sqrt(tokens.shape[-1])
+
+
+class PooledTextEmbedding(nn.Module):
+    """The pooled prompt vector -> Linear -> SiLU -> Linear, added to the time embedding (SDXL adds its pooled
+    text embedding there too). Its last layer starts at zero, so an untrained model ignores it."""
+
+    def __init__(self, dim: int, emb_dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, tokens: Tensor, mask: Tensor | None) -> Tensor:
+        return self.mlp(pooled_tokens(tokens, mask))  # (B, L, D) -> (B, emb_dim)

@@ -13,10 +13,11 @@ from ..config import to_dict
 from ..engine.distributed import Dist, pick_device
 from ..env import environment
 from ..fileio import save_json
+from .agreement import encoder_agreement
 from .config import DiffusionEvalConfig
 from .evaluation import reference_for, score_samples
 from .fid import load_classifier
-from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition
+from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition, text_cache
 from .grid import make_grid, save_grid
 from .prompts import fmnist_prompts
 from .sampling import evaluations_per_sample
@@ -49,6 +50,7 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
         "run": str(run),
         "weights": cfg.weights,
         "cond_acc": round(scores.cond_acc, 2),
+        "cond_acc_per_class": dict(zip(denoiser.classes, scores.per_class)),
         "fid": round(scores.fid, 3),
         "fid_kind": f"FID-FMNIST-clf({scores.dim}), N={scores.n}, reference {reference.split} (n={reference.stats.n})",
         "classifier": cfg.classifier,
@@ -60,6 +62,9 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
         "config": to_dict(cfg),
         "environment": environment(str(device)),
     }
+    if denoiser.is_text:  # the encoder's own ceiling on these prompts (diffusion/agreement.py)
+        cache = text_cache(denoiser.text)
+        result["encoder_agreement"] = encoder_agreement(cache, fmnist_prompts("train"), fmnist_prompts(cfg.prompts))
     if cfg.grid_per_class:
         result["grid"] = str(_grid(denoiser, cfg, out.with_suffix(".png")))
     save_json(result, out)

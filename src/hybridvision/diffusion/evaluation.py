@@ -104,6 +104,7 @@ class SampleScores:
     dim: int
     images: Tensor  # this process's samples, uint8 (for grids)
     labels: Tensor  # their requested classes
+    per_class: tuple[float, ...] = ()  # conditional accuracy (%) of each requested class
 
 
 def balanced_labels(n: int, num_classes: int) -> Tensor:
@@ -134,7 +135,7 @@ def score_samples(
     model: their prompts; default: the labels themselves); ``decode`` maps sampled latents to [-1, 1] pixels.
     """
     labels = balanced_labels(n, num_classes)
-    sums, correct = FeatureSums(probe.dim), torch.zeros((), dtype=torch.float64)
+    sums, correct = FeatureSums(probe.dim), torch.zeros(num_classes, dtype=torch.float64)
     mine_x, mine_y = [], []
     for idx in eval_batches(n, batch_size, dist.rank, dist.world):
         y = labels[idx]
@@ -144,12 +145,14 @@ def score_samples(
             x = sample(model, condition(idx, y) if condition else y, start, cfg, noise, generator=gen)
         images = to_uint8(decode(x) if decode else x).cpu()
         preds = probe_images(probe, images, batch_size, sums)
-        correct += (preds == y).sum()
+        correct += torch.bincount(y[preds == y], minlength=num_classes)  # (K,) right per requested class
         mine_x.append(images)
         mine_y.append(y)
-    totals = sum_across(torch.cat([correct[None], sums.sums]).to(dist.device), dist).cpu()
-    sums.sums = totals[1:]
+    totals = sum_across(torch.cat([correct, sums.sums]).to(dist.device), dist).cpu()
+    right, sums.sums = totals[:num_classes], totals[num_classes:]
     fid = frechet_distance(sums.stats(), reference.stats)
     images = torch.cat(mine_x) if mine_x else torch.empty(0, *shape, dtype=torch.uint8)
     mine = torch.cat(mine_y) if mine_y else torch.empty(0, dtype=torch.long)
-    return SampleScores(100.0 * float(totals[0]) / n, fid, n, probe.dim, images, mine)
+    asked = torch.bincount(labels, minlength=num_classes).clamp_min(1)  # (K,)
+    per_class = tuple(round(100.0 * float(r) / int(a), 2) for r, a in zip(right, asked))
+    return SampleScores(100.0 * float(right.sum()) / n, fid, n, probe.dim, images, mine, per_class)

@@ -97,14 +97,14 @@ def _from_run(run: Path) -> dict[str, Any]:
     if cfg.conditioning == "text":
         saved["text"] = {"encoder": cfg.text.encoder, "max_length": cfg.text.max_length}
         saved["text"]["cache_dir"] = str(cache_dir(cfg, "text"))
-        dim = _text_cache(saved["text"]).lookup([""])[0].shape[-1]
+        dim = text_cache(saved["text"]).lookup([""])[0].shape[-1]
         kwargs |= {"num_classes": 0, "context": "text", "context_dim": dim}
     else:
         kwargs["num_classes"] = len(FASHION_MNIST_CLASSES)
     return saved | {"overrides": kwargs, "classes": list(FASHION_MNIST_CLASSES)}
 
 
-def _text_cache(text: dict[str, Any]) -> EmbeddingCache:
+def text_cache(text: dict[str, Any]) -> EmbeddingCache:
     return EmbeddingCache(text["encoder"], text["cache_dir"], max_length=int(text.get("max_length", 0)))
 
 
@@ -158,7 +158,7 @@ def generate_prompts(
     """``n`` samples of each (cleaned) prompt as uint8 (len(prompts) * n, C, H, W), prompt after prompt."""
     if not denoiser.is_text:
         raise PromptError("this model is class-conditioned: ask for classes (--class NAME), not prompts")
-    states, mask = _text_cache(denoiser.text).lookup([*prompts, ""])  # the last row: the null prompt
+    states, mask = text_cache(denoiser.text).lookup([*prompts, ""])  # the last row: the null prompt
     rows = torch.arange(len(prompts)).repeat_interleave(n)
 
     def condition(idx: list[int]) -> TextCondition:
@@ -198,7 +198,7 @@ def prompt_condition(denoiser: Denoiser, split: str) -> Callable[[list[int], Ten
     """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
     the ``split`` prompts ("held_out" or "train"), as the training task's evaluations do."""
     prompts = fmnist_prompts(split)
-    states, mask = _text_cache(denoiser.text).lookup([*prompts.prompts, ""])
+    states, mask = text_cache(denoiser.text).lookup([*prompts.prompts, ""])
 
     def condition(idx: list[int], labels: Tensor) -> TextCondition:
         rows = prompts.cycle(labels, idx)

@@ -24,16 +24,16 @@ from torch import Tensor
 
 # Per class, in label order: (training names, held-out names). Names carry their article ("a", "an", "a pair of").
 FMNIST_NAMES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("a t-shirt", "a top", "a tank top", "a short-sleeved top"), ("a tee", "a singlet")),
+    (("a t-shirt", "a top", "a tank top", "a short-sleeved top"), ("a sleeveless vest", "a singlet")),
     (("a pair of trousers", "a pair of pants", "a pair of slacks"), ("a pair of jeans", "a pair of leggings")),
-    (("a pullover", "a sweater", "a jumper"), ("a sweatshirt", "a cardigan")),
-    (("a dress", "a gown", "a frock"), ("a sundress", "a skirt outfit")),
-    (("a coat", "a jacket", "a parka"), ("a raincoat", "an anorak")),
+    (("a pullover", "a sweater", "a jumper"), ("a sweatshirt", "a knitted jersey")),
+    (("a dress", "a gown", "a frock"), ("a sundress", "an evening outfit")),
+    (("a coat", "a jacket", "a parka"), ("a raincoat", "an overcoat")),
     (("a sandal", "a flip-flop", "a strappy summer shoe"), ("an open-toed slipper", "an espadrille")),
-    (("a shirt", "a blouse", "a button-down shirt"), ("a flannel", "a collared oxford")),
-    (("a sneaker", "a running shoe", "a trainer"), ("a plimsoll", "an athletic lace-up")),
+    (("a shirt", "a blouse", "a button-down shirt"), ("a collared overshirt", "a denim overshirt")),
+    (("a sneaker", "a running shoe", "a trainer"), ("an athletic lace-up", "a canvas lace-up")),
     (("a bag", "a handbag", "a purse", "a tote bag"), ("a backpack", "a satchel")),
-    (("an ankle boot", "a boot", "a bootie", "a chelsea boot"), ("a wellington", "a galosh")),
+    (("an ankle boot", "a boot", "a bootie", "a chelsea boot"), ("a suede bootee", "a riding bootee")),
 )  # fmt: skip
 
 TRAIN_TEMPLATES = (

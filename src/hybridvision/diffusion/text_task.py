@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..engine import Runtime
+from .agreement import encoder_agreement
 from .condition import TextCondition
 from .prompts import fmnist_prompts
 from .task import ClassDiffusion, cache_dir
@@ -80,6 +81,8 @@ class TextDiffusion(ClassDiffusion):
     def run_info(self) -> dict[str, Any]:
         prompts = {"encoder": self.cache.name, "dim": self.text_dim, "train": len(self.train_prompts.prompts)}
         prompts |= {self.cfg.text.eval_prompts: len(self.eval_prompts.prompts), "cache": str(self.cache.path)}
+        agreement = encoder_agreement(self.cache, self.train_prompts, self.eval_prompts)["pct"]
+        prompts |= {"encoder_agreement": agreement}  # the encoder's own ceiling on the evaluation prompts
         return super().run_info() | {"prompts": prompts}
 
     def space_info(self) -> dict[str, Any]:

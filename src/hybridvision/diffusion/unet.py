@@ -9,7 +9,10 @@ Layouts are strings per level, like the classifier's: more C at high resolution,
 Class labels become context tokens for the cross-attention (the paper conditions its ImageNet model that way)
 through an embedding table with one extra learned row, the null label of classifier-free guidance. Text
 conditioning (``context="text"``) takes a frozen encoder's token embeddings and mask instead and adapts them by two
-T blocks (``adapter.TextAdapter``, App. A.6); its null is the encoder's empty prompt. Every
+T blocks (``adapter.TextAdapter``, App. A.6); its null is the encoder's empty prompt. With ``pooled_text`` the
+prompt's pooled vector is also added to the time embedding (SDXL's pooled text embedding; the paper names only
+cross-attention), so every block, C blocks too, sees the prompt as a whole, in the space a sentence encoder is
+trained in. Every
 residual branch and the output conv start at zero, so the untrained network predicts exactly zero.
 
 Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states) -> Tensor``; class models take
@@ -38,7 +41,7 @@ from ..models.blocks import (
     make_norm2d,
 )
 from ..models.contract import InputError, nearest_sizes, pair
-from .adapter import TextAdapter
+from .adapter import PooledTextEmbedding, TextAdapter
 from .layers import TimeEmbedding, Upsample
 
 CONTEXTS = ("class", "text")
@@ -84,6 +87,7 @@ class AsCANUNetConfig(DenoiserConfig):
     context: str = "class"  # "class": labels -> learned tokens; "text": a frozen encoder's tokens via the text adapter
     adapter_depth: int = 2  # text: T blocks adapting the encoder's tokens (the paper: 2)
     adapter_heads: int = 1  # text: their heads, at the encoder's width `context_dim` (the paper: 1 head of 4096)
+    pooled_text: bool = False  # text: also add the prompt's pooled vector to the time embedding (SDXL; not the paper)
 
     def __post_init__(self) -> None:
         levels = len(self.dims)
@@ -102,6 +106,8 @@ class AsCANUNetConfig(DenoiserConfig):
             raise ValueError(f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS} (class labels or text tokens), got {self.context!r}")
+        if self.pooled_text and self.context != "text":
+            raise ValueError("pooled_text needs context='text': class models have no prompt to pool")
 
     @property
     def up_layout(self) -> tuple[str, ...]:
@@ -152,6 +158,7 @@ class AsCANUNet(nn.Module):
         # Built last, so a class model's modules and their random init are what they were before text existed.
         adapter = dict(depth=cfg.adapter_depth, num_heads=cfg.adapter_heads, mlp_ratio=cfg.mlp_ratio)
         self.text_adapter = TextAdapter(cfg.context_dim, **adapter) if text else None
+        self.pooled_text = PooledTextEmbedding(cfg.context_dim, cfg.emb_dim) if cfg.pooled_text else None
 
     def _stage(self, layout: str, in_dim: int, level: int, rates: list[float], stride: int) -> Stage:
         cfg, dim, heads = self.config, self.config.dims[level], self.config.heads(level)
@@ -285,6 +292,9 @@ class AsCANUNet(nn.Module):
         mask = encoder_attention_mask.bool() if encoder_attention_mask is not None else None  # (B, L)
         context = self._context(B, sample.device, encoder_hidden_states, class_labels, mask)  # (B, L, D)
         mask = None if encoder_hidden_states is None else mask  # a text UNet's default token is unmasked
+        if self.pooled_text is not None:  # the prompt as a whole, beside its tokens (no prompt: a zero vector)
+            tokens = context.new_zeros(context.shape) if encoder_hidden_states is None else encoder_hidden_states
+            emb = emb + self.pooled_text(tokens, mask)  # (B, L, D) -> (B, E)
         cond = dict(emb=emb, context=context, context_mask=mask)
         x = self.stem(sample)  # (B, C0, H, W)
         skips = []

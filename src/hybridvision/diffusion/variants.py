@@ -49,7 +49,7 @@ VARIANTS: list[tuple[str, type, Any, str, bool, dict[str, Any]]] = [
         AsCANUNet,
         AsCANUNetConfig(
             in_chans=1, img_size=16, dims=(8, 16, 16), down=("C", "CT", "T"), mid="T", head_dim=8,
-            num_classes=0, context_dim=16, context="text",
+            num_classes=0, context_dim=16, context="text", pooled_text=True,
         ),
         "tiny text-conditioned AsCAN UNet for tests (16-wide encoder tokens)",
         True,
@@ -60,9 +60,10 @@ VARIANTS: list[tuple[str, type, Any, str, bool, dict[str, Any]]] = [
         AsCANUNet,
         AsCANUNetConfig(
             in_chans=1, img_size=32, dims=(16, 48, 96), down=("C", "CT", "TT"), mid="T", head_dim=24,
-            num_classes=0, context_dim=384, context="text",
+            num_classes=0, context_dim=384, context="text", pooled_text=True,
         ),
-        "text-conditioned ascan_unet_fmnist: all-MiniLM-L6-v2 tokens (384) through a 2-block text adapter",
+        "text-conditioned ascan_unet_fmnist: all-MiniLM-L6-v2 tokens (384) through a 2-block text adapter, and "
+        "the pooled prompt added to the time embedding",
         False,
         {},
     ),
