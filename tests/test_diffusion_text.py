@@ -248,3 +248,66 @@ def test_text_guidance_batches_the_null_prompt(dm):
     u = model(x, t, encoder_hidden_states=null_states.expand(2, -1, -1), encoder_attention_mask=null_mask.expand(2, -1))
     assert torch.equal(dm.sampling.guided_eps(model, x, t, cond, 1.0), c)
     torch.testing.assert_close(dm.sampling.guided_eps(model, x, t, cond, 3.0), u + 3.0 * (c - u), atol=1e-5, rtol=0)
+
+
+# ---- The pooled prompt, and the encoder's own reading of prompts
+
+
+def test_pooled_prompt_enters_the_time_embedding_from_zero(dm):
+    from hybridvision.diffusion.adapter import pooled_tokens
+
+    model = tiny(dm, "ascan_unet_t2i_test")
+    assert model.config.pooled_text and not model.pooled_text.mlp[-1].weight.any()  # starts ignored
+    states, mask = torch.randn(2, 4, 16), torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    # sentence-transformers' sentence embedding: masked mean, L2-normalised (here times sqrt(16))
+    want = torch.stack([states[0, :3].mean(0), states[1, :2].mean(0)])
+    torch.testing.assert_close(pooled_tokens(states, mask), torch.nn.functional.normalize(want, dim=-1) * 4)
+    perturb(model)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([20, 700])
+    out = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask)
+    model.pooled_text.mlp[-1].weight.data.zero_()
+    model.pooled_text.mlp[-1].bias.data.zero_()
+    assert not torch.allclose(model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask), out)
+    with pytest.raises(ValueError, match="pooled_text needs context='text'"):
+        dm.unet.AsCANUNetConfig(dims=(8,), down=("C",), pooled_text=True)
+
+
+class _FixedCache:
+    """An embedding cache whose prompts have given pooled directions (one token each)."""
+
+    def __init__(self, vectors: dict[str, torch.Tensor]) -> None:
+        self.vectors = vectors
+
+    def lookup(self, prompts):
+        states = torch.stack([self.vectors[p] for p in prompts])[:, None]  # (P, D) -> (P, 1, D)
+        return states, torch.ones(len(prompts), 1, dtype=torch.bool)
+
+
+def test_encoder_agreement_is_the_nearest_class_centroid(dm):
+    from hybridvision.diffusion.agreement import encoder_agreement
+
+    p = dm.prompts
+    train = p.PromptSet(("a", "b", "c", "d"), (0, 0, 1, 1))
+    held = p.PromptSet(("e", "f", "g", "h"), (0, 0, 1, 1))
+    axis = torch.eye(3)
+    vectors = {"a": axis[0], "b": axis[0] + 0.2 * axis[2], "c": axis[1], "d": axis[1] - 0.2 * axis[2]}
+    # e and g sit by their class; f is nearer class 1's centroid; h is nearer class 0's.
+    vectors |= {"e": axis[0] + 0.5 * axis[1], "f": 0.4 * axis[0] + axis[1], "g": axis[1], "h": axis[0] + 0.9 * axis[2]}
+    result = encoder_agreement(_FixedCache(vectors), train, held)
+    assert result == {"pct": 50.0, "per_class": [50.0, 50.0], "placed_elsewhere": {"f": 1, "h": 0}}
+
+
+def test_token_noise_spares_padding_and_the_null_prompt(dm):
+    states = torch.randn(3, 4, 16) * 8
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    keep = torch.tensor([True, True, False])  # row 2: the null prompt of guidance
+    out = dm.text_task.perturb_tokens(states, mask, keep, 0.5, torch.Generator().manual_seed(3))
+    again = dm.text_task.perturb_tokens(states, mask, keep, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)  # the engine's generator: resume repeats it
+    changed = (out != states).any(-1)  # (B, L)
+    assert torch.equal(changed, mask & keep[:, None])
+    rms = states.pow(2).mean(-1).sqrt()
+    relative = ((out - states).pow(2).mean(-1).sqrt() / rms)[changed]
+    assert 0 < relative.max() < 0.5 * 1.6  # per-prompt level <= 0.5 of the RMS (sampling error of 16 draws)
+    with pytest.raises(ValueError, match="text.noise"):
+        dm.config.TextConfig(noise=-0.1)

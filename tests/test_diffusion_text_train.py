@@ -89,6 +89,12 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
     assert main(eval_argv) == 0
     record = json.loads((run / "eval_ddim2_constant_n20.json").read_text())
     assert record["n"] == 20 and record["config"]["prompts"] == "held_out"
+    per_class = record["cond_acc_per_class"]  # 2 samples per class: each class scores 0, 50 or 100
+    assert len(per_class) == 10 and set(per_class.values()) <= {0.0, 50.0, 100.0}
+    assert sum(per_class.values()) / 10 == pytest.approx(record["cond_acc"])
+    agreement = record["encoder_agreement"]  # the tiny T5's own reading of the held-out prompts
+    assert 0 <= agreement["pct"] <= 100 and len(agreement["per_class"]) == 10
+    assert len(agreement["placed_elsewhere"]) == round(60 * (1 - agreement["pct"] / 100))
     assert dm.stages.plot_stages([first.run_dir, run], tmp_path / "curves.png").is_file()
 
 

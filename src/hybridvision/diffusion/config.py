@@ -46,9 +46,11 @@ class TextConfig:
     max_length: int = 0  # tokens per prompt (0 = the encoder's limit); longer prompts are truncated with a warning
     cache_dir: str = ""  # prompt embeddings (safetensors); "" = <out_dir>/text_cache, shared by the runs there
     eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out" (never trained on) or "train"
+    noise: float = 0.0  # training: Gaussian noise on each prompt's tokens, up to this share of their RMS (0 = off)
 
     def __post_init__(self) -> None:
         at_least(self, 0, "max_length", prefix="text.")
+        check(0.0 <= self.noise <= 10.0, f"text.noise is a share of the tokens' RMS in [0, 10], got {self.noise}")
         check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
         check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
 

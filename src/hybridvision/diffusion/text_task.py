@@ -28,6 +28,19 @@ from .task import ClassDiffusion, cache_dir
 from .text_cache import EmbeddingCache
 
 
+def perturb_tokens(states: Tensor, mask: Tensor, keep: Tensor, scale: float, gen: torch.Generator) -> Tensor:
+    """Conditioning augmentation (StackGAN's, on token embeddings): each prompt's real tokens plus Gaussian noise
+    of a per-prompt level drawn uniformly in [0, ``scale``] times each token's RMS; rows where ``keep`` is False
+    (the null prompt of guidance) and padding stay exact. The denoiser then learns a neighbourhood of every
+    training prompt, not 231 points, so an unseen prompt near them is no longer off its map: (B, L, D) -> same."""
+    B = states.shape[0]
+    level = scale * torch.rand(B, 1, 1, generator=gen)  # (B, 1, 1)
+    noise = torch.randn(states.shape, generator=gen) * level  # (B, L, D)
+    rms = states.pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
+    where = (mask & keep[:, None]).to(states.dtype)[..., None]  # (B, L, 1)
+    return states + noise.to(states.device) * rms * where
+
+
 def trim(states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Drop the padding columns no row of the batch uses: (B, L, D), (B, L) -> (B, L', D), (B, L')."""
     length = int(mask.sum(1).max()) if len(mask) else 1
@@ -68,7 +81,11 @@ class TextDiffusion(ClassDiffusion):
 
     def train_inputs(self, labels: Tensor, drop: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
         rows = self.train_prompts.draw(labels, gen)  # (B,): a random training prompt of each sample's class
-        return self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
+        tokens = self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
+        if self.cfg.text.noise > 0:
+            states, mask = tokens["encoder_hidden_states"], tokens["encoder_attention_mask"]
+            tokens["encoder_hidden_states"] = perturb_tokens(states, mask, ~drop, self.cfg.text.noise, gen)
+        return tokens
 
     def val_inputs(self, idx: Sequence[int]) -> dict[str, Tensor]:
         return self._tokens(self._eval_rows(self.val_labels[list(idx)], idx))
