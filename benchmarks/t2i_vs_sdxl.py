@@ -14,8 +14,8 @@ device). Writes JSON with the environment.
 
 Memory: fp32, ours is 8.8 GB and SDXL's 10.3 GB, too much for both at once on a 23 GB machine, so the models are
 timed one after the other (each at every size), not interleaved: run it on a quiet machine. On 2 CPU cores a
-128x128 SDXL step takes on the order of a minute: the default bounds (1 warm-up, at least 3 timed steps) keep
-the whole run to about half an hour.
+128x128 SDXL step takes about 40 s: the default bounds (1 warm-up, at least 3 timed steps) keep the whole run
+to about six minutes (measured on a 2-core AMD EPYC).
 """
 
 from __future__ import annotations
