@@ -30,7 +30,8 @@ def _tokenizer(dm, max_length: int = 32):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     tf = dm.text.transformers()
-    words = {w for split in ("train", "held_out") for p in dm.prompts.fmnist_prompts(split).prompts for w in p.split()}
+    prompts = [*dm.prompts.fmnist_prompts("train", "many").prompts, *dm.prompts.fmnist_prompts("held_out").prompts]
+    words = {w for p in prompts for w in p.split()}
     vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", *sorted(words)])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -86,11 +87,12 @@ def _noun(name: str) -> str:
     return re.sub(r"^(a pair of|an|a) ", "", name)
 
 
-def test_held_out_names_and_templates_never_appear_in_training(dm):
+@pytest.mark.parametrize("names", ["few", "many"])
+def test_held_out_names_and_templates_never_appear_in_training(dm, names):
     p = dm.prompts
-    train, held = p.fmnist_prompts("train"), p.fmnist_prompts("held_out")
+    train, held = p.fmnist_prompts("train", names), p.fmnist_prompts("held_out", names)
     assert len(train.prompts) == len(set(train.prompts)) and not set(train.prompts) & set(held.prompts)
-    assert train.num_classes == held.num_classes == 10
+    assert train.num_classes == held.num_classes == 10 and held == p.fmnist_prompts("held_out")
     text = "\n".join(train.prompts)
     for train_names, held_names in p.FMNIST_NAMES:
         assert len(train_names) >= 3 and len(held_names) >= 2
@@ -100,6 +102,14 @@ def test_held_out_names_and_templates_never_appear_in_training(dm):
     for template in p.HELD_OUT_TEMPLATES:
         fixed = [part.strip(" ,") for part in template.split("{}") if part.strip(" ,")]
         assert all(part not in text for part in fixed), template
+    few = p.fmnist_prompts("train", "few")
+    per_class = train.counts() // len(p.TRAIN_TEMPLATES)  # names per class
+    if names == "many":  # a superset of the few names, at least 8 per class, every class still in label order
+        assert set(few.prompts) < set(train.prompts) and per_class.min() >= 8
+    else:
+        assert train == few and per_class.max() <= 4
+    with pytest.raises(ValueError, match="training names must be one of"):
+        p.fmnist_prompts("train", "lots")
     # Every prompt names its class; templates read as English ("an ankle boot", "a pair of trousers").
     assert "a photo of an ankle boot" in train.prompts and "a pair of slacks, product photo" in train.prompts
     assert [train.labels[i] for i in train.offsets()] == list(range(10))
@@ -311,3 +321,5 @@ def test_token_noise_spares_padding_and_the_null_prompt(dm):
     assert 0 < relative.max() < 0.5 * 1.6  # per-prompt level <= 0.5 of the RMS (sampling error of 16 draws)
     with pytest.raises(ValueError, match="text.noise"):
         dm.config.TextConfig(noise=-0.1)
+    with pytest.raises(ValueError, match="text.train_names must be one of"):
+        dm.config.TextConfig(train_names="lots")

@@ -52,12 +52,15 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
     first = dm.training.train(config(dm, *base, "--run_name", "s1"))
     assert first.summary["prompts"]["train"] == 33 * 7  # names x templates and first.summary["metric"] == "cond_acc"
     stage2 = ("--img_size", "32", "--data.upsample", "2", "--init_from", str(first.run_dir), "--epochs", "1")
+    stage2 += ("--text.train_names", "many")  # more training names from stage 2 on: the held-out set stays
     second = dm.training.train(config(dm, *base, *stage2, "--run_name", "s2"))
+    assert second.summary["prompts"]["train"] == (33 + 49) * 7 and second.summary["prompts"]["held_out"] == 60
     carried = second.summary["init_from"]
     assert carried["carried"] > 0 and carried["fresh"] == [] and carried["dropped"] == []  # everything fits at 32
     run = second.run_dir
     saved = json.loads((run / "final" / "config.json").read_text())
     assert saved["text"]["encoder"] == str(t5_dir) and saved["overrides"]["img_size"] == 32
+    assert saved["text"]["train_names"] == "many"  # what `diffusion eval --prompts train` evaluates
     # generate: --prompt and --prompts-file give the same grid; labelled rows, 32 px samples.
     out, listing = tmp_path / "g.png", tmp_path / "prompts.txt"
     common = ["--n", "2", "--steps", "2", "--sampler", "euler", "--cfg", "2.0", "--out", str(out)]

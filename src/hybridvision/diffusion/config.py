@@ -13,7 +13,7 @@ from ..data import FASHION_MNIST_DIR
 from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
 from .fid import DEFAULT_CLASSIFIER
-from .prompts import PROMPT_SPLITS
+from .prompts import PROMPT_SPLITS, TRAIN_NAME_SETS
 from .sampling import SampleConfig
 from .schedule import NoiseConfig
 
@@ -47,12 +47,14 @@ class TextConfig:
     cache_dir: str = ""  # prompt embeddings (safetensors); "" = <out_dir>/text_cache, shared by the runs there
     eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out" (never trained on) or "train"
     noise: float = 0.0  # training: Gaussian noise on each prompt's tokens, up to this share of their RMS (0 = off)
+    train_names: str = "few"  # training names per class: "few" (3-4) or "many" (8-9; diffusion/prompts.py)
 
     def __post_init__(self) -> None:
         at_least(self, 0, "max_length", prefix="text.")
         check(0.0 <= self.noise <= 10.0, f"text.noise is a share of the tokens' RMS in [0, 10], got {self.noise}")
         check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
         check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
+        check(self.train_names in TRAIN_NAME_SETS, f"text.train_names must be one of {TRAIN_NAME_SETS}")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from .agreement import encoder_agreement
 from .config import DiffusionEvalConfig
 from .evaluation import reference_for, score_samples
 from .fid import load_classifier
-from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition, text_cache
+from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition, text_cache, train_names
 from .grid import make_grid, save_grid
 from .prompts import fmnist_prompts
 from .sampling import evaluations_per_sample
@@ -64,7 +64,8 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
     }
     if denoiser.is_text:  # the encoder's own ceiling on these prompts (diffusion/agreement.py)
         cache = text_cache(denoiser.text)
-        result["encoder_agreement"] = encoder_agreement(cache, fmnist_prompts("train"), fmnist_prompts(cfg.prompts))
+        trained = fmnist_prompts("train", train_names(denoiser))
+        result["encoder_agreement"] = encoder_agreement(cache, trained, fmnist_prompts(cfg.prompts))
     if cfg.grid_per_class:
         result["grid"] = str(_grid(denoiser, cfg, out.with_suffix(".png")))
     save_json(result, out)
@@ -78,7 +79,7 @@ def _grid(denoiser: Denoiser, cfg: DiffusionEvalConfig, out: Path) -> Path:
     if not denoiser.is_text:
         images = generate(denoiser, list(range(len(denoiser.classes))), n, cfg.sample, **kw)
         return save_grid(make_grid(images, nrow=n), out)
-    prompt_set = fmnist_prompts(cfg.prompts)
+    prompt_set = fmnist_prompts(cfg.prompts, train_names(denoiser))
     prompts = [prompt_set.prompts[int(i)] for i in prompt_set.offsets()]
     images = generate_prompts(denoiser, prompts, n, cfg.sample, **kw)
     return save_grid(make_grid(images, nrow=n), out, row_labels=prompts)

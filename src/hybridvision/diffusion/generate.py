@@ -96,12 +96,18 @@ def _from_run(run: Path) -> dict[str, Any]:
         kwargs |= {"in_chans": vae.channels, "img_size": cfg.img_size // vae.factor}
     if cfg.conditioning == "text":
         saved["text"] = {"encoder": cfg.text.encoder, "max_length": cfg.text.max_length}
+        saved["text"]["train_names"] = cfg.text.train_names
         saved["text"]["cache_dir"] = str(cache_dir(cfg, "text"))
         dim = text_cache(saved["text"]).lookup([""])[0].shape[-1]
         kwargs |= {"num_classes": 0, "context": "text", "context_dim": dim}
     else:
         kwargs["num_classes"] = len(FASHION_MNIST_CLASSES)
     return saved | {"overrides": kwargs, "classes": list(FASHION_MNIST_CLASSES)}
+
+
+def train_names(denoiser: Denoiser) -> str:
+    """The training names a text model was trained with ("few" for runs made before the choice existed)."""
+    return denoiser.text.get("train_names", "few")
 
 
 def text_cache(text: dict[str, Any]) -> EmbeddingCache:
@@ -196,8 +202,9 @@ def generate_grid(
 
 def prompt_condition(denoiser: Denoiser, split: str) -> Callable[[list[int], Tensor], TextCondition]:
     """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
-    the ``split`` prompts ("held_out" or "train"), as the training task's evaluations do."""
-    prompts = fmnist_prompts(split)
+    the ``split`` prompts ("held_out" or "train": the run's own training names), as the training task's
+    evaluations do."""
+    prompts = fmnist_prompts(split, train_names(denoiser))
     states, mask = text_cache(denoiser.text).lookup([*prompts.prompts, ""])
 
     def condition(idx: list[int], labels: Tensor) -> TextCondition:

@@ -36,6 +36,23 @@ FMNIST_NAMES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("an ankle boot", "a boot", "a bootie", "a chelsea boot"), ("a suede bootee", "a riding bootee")),
 )  # fmt: skip
 
+# More training names per class (``text.train_names: many``), closer to the paper's "a random synonym each time":
+# with three or four names a class, the denoiser can key on the exact words; with eight or nine it has to follow
+# what the encoder makes of them. None shares a word with a held-out name (tests/test_diffusion_text.py).
+FMNIST_MORE_NAMES: tuple[tuple[str, ...], ...] = (
+    ("a tee", "a crop top", "a camisole", "a halter top"),
+    ("a pair of chinos", "a pair of joggers", "a pair of sweatpants", "a pair of cargo pants", "a pair of culottes"),
+    ("a cardigan", "a hoodie", "a turtleneck", "a fleece", "a woolly sweater"),
+    ("a maxi dress", "a cocktail dress", "a ball gown", "a pinafore", "a kaftan"),
+    ("a trench coat", "an anorak", "a blazer", "a windbreaker", "a puffer jacket"),
+    ("a gladiator sandal", "a beach sandal", "a wedge sandal", "a slingback", "a pool slide"),
+    ("a flannel shirt", "an oxford shirt", "a work shirt", "a polo shirt", "a plaid shirt"),
+    ("a tennis shoe", "a gym shoe", "a skate shoe", "a basketball shoe", "a jogging shoe"),
+    ("a clutch", "a shoulder bag", "a duffel bag", "a messenger bag", "a briefcase"),
+    ("a combat boot", "a cowboy boot", "a hiking boot", "a desert boot", "a heeled boot"),
+)  # fmt: skip
+TRAIN_NAME_SETS = ("few", "many")  # the training names: FMNIST_NAMES' own, or with FMNIST_MORE_NAMES
+
 TRAIN_TEMPLATES = (
     "a photo of {}",
     "a picture of {}",
@@ -100,10 +117,16 @@ def make_prompts(names: Sequence[Sequence[str]], templates: Sequence[str]) -> Pr
     return PromptSet(tuple(prompts), tuple(labels))
 
 
-def fmnist_prompts(split: str) -> PromptSet:
-    """Fashion-MNIST prompts: "train" (training names x training templates) or "held_out" (held-out x held-out)."""
+def fmnist_prompts(split: str, names: str = "few") -> PromptSet:
+    """Fashion-MNIST prompts: "train" (training names x training templates) or "held_out" (held-out x held-out).
+
+    ``names`` picks the training names ("few": FMNIST_NAMES' own, "many": with FMNIST_MORE_NAMES); the held-out
+    prompts are the same for both."""
+    if names not in TRAIN_NAME_SETS:
+        raise ValueError(f"training names must be one of {TRAIN_NAME_SETS}, got {names!r}")
     if split == "train":
-        return make_prompts([train for train, _ in FMNIST_NAMES], TRAIN_TEMPLATES)
+        more = FMNIST_MORE_NAMES if names == "many" else ((),) * len(FMNIST_NAMES)
+        return make_prompts([(*train, *extra) for (train, _), extra in zip(FMNIST_NAMES, more)], TRAIN_TEMPLATES)
     if split == "held_out":
         return make_prompts([held for _, held in FMNIST_NAMES], HELD_OUT_TEMPLATES)
     raise ValueError(f"prompt split must be 'train' or 'held_out', got {split!r}")

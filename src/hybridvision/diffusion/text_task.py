@@ -53,7 +53,7 @@ class TextDiffusion(ClassDiffusion):
     def setup(self, rt: Runtime) -> None:
         super().setup(rt)
         cfg = self.cfg
-        self.train_prompts = fmnist_prompts("train")
+        self.train_prompts = fmnist_prompts("train", cfg.text.train_names)
         self.eval_prompts = fmnist_prompts(cfg.text.eval_prompts)
         self.cache = EmbeddingCache(
             cfg.text.encoder, cache_dir(cfg, "text"), max_length=cfg.text.max_length, write=rt.dist.is_main
@@ -108,5 +108,6 @@ class TextDiffusion(ClassDiffusion):
             "encoder": cfg.text.encoder,
             "max_length": cfg.text.max_length,
             "cache_dir": str(cache_dir(cfg, "text")),
+            "train_names": cfg.text.train_names,
         }
         return super().space_info() | {"text": text}

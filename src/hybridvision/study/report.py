@@ -130,9 +130,9 @@ def plot(plan: Plan, rows: Sequence[dict[str, Any]], out: Path) -> Path:
             ax.axhspan(r["top1_mean"] - r["top1_std"], r["top1_mean"] + r["top1_std"], color="grey", alpha=0.12)
         ax.errorbar(
             r["throughput_img_s"], r["top1_mean"], yerr=r["top1_std"], fmt="*" if ref else "o", ms=11 if ref else 6,
-            capsize=4,
+            capsize=4, label=r["label"],
         )  # fmt: skip
-        ax.annotate(r["label"], (r["throughput_img_s"], r["top1_mean"]), textcoords="offset points", xytext=(5, 5))
+    ax.legend(fontsize=8, loc="best")  # a legend, not labels beside the markers: close points overlap there
     batch = plan.study.speed.batch_size
     ax.set(xlabel=f"inference throughput, img/s at batch {batch}", ylabel="test top-1 (%), mean ± std over seeds")
     ax.set_title(f"study {plan.study.name}", fontsize=10)
