@@ -32,8 +32,8 @@ from .latent import Vae, decode_latents
 from .prompts import PromptError, fmnist_prompts
 from .sampling import SampleConfig, initial_noise, sample
 from .schedule import NoiseConfig
-from .task import cache_dir
 from .text_cache import EmbeddingCache
+from .text_task import text_info
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Denoiser:
     noise: NoiseConfig
     classes: list[str]
     shape: tuple[int, int, int]  # (C, H, W) of its samples (a VAE's latents in latent space)
-    text: dict[str, Any] = field(default_factory=dict)  # encoder, max_length, cache_dir (text models)
+    text: dict[str, Any] = field(default_factory=dict)  # encoder, max_length, cache_dir, train_names (text models)
     latent: dict[str, Any] = field(default_factory=dict)  # vae, channels (latent models)
     vae: Vae | None = None
 
@@ -95,9 +95,7 @@ def _from_run(run: Path) -> dict[str, Any]:
         saved["latent"] = {"vae": cfg.latent.vae, "channels": 1, "factor": vae.factor}
         kwargs |= {"in_chans": vae.channels, "img_size": cfg.img_size // vae.factor}
     if cfg.conditioning == "text":
-        saved["text"] = {"encoder": cfg.text.encoder, "max_length": cfg.text.max_length}
-        saved["text"]["train_names"] = cfg.text.train_names
-        saved["text"]["cache_dir"] = str(cache_dir(cfg, "text"))
+        saved["text"] = text_info(cfg)
         dim = text_cache(saved["text"]).lookup([""])[0].shape[-1]
         kwargs |= {"num_classes": 0, "context": "text", "context_dim": dim}
     else:

@@ -23,6 +23,7 @@ from torch import Tensor
 from ..engine import Runtime
 from .agreement import encoder_agreement
 from .condition import TextCondition
+from .config import DiffusionTrainConfig
 from .prompts import fmnist_prompts
 from .task import ClassDiffusion, cache_dir
 from .text_cache import EmbeddingCache
@@ -39,6 +40,17 @@ def perturb_tokens(states: Tensor, mask: Tensor, keep: Tensor, scale: float, gen
     rms = states.pow(2).mean(-1, keepdim=True).sqrt()  # (B, L, 1)
     where = (mask & keep[:, None]).to(states.dtype)[..., None]  # (B, L, 1)
     return states + noise.to(states.device) * rms * where
+
+
+def text_info(cfg: DiffusionTrainConfig) -> dict[str, Any]:
+    """What a saved text model records of its conditioning: the encoder and its cache, and the training names."""
+    text = cfg.text
+    return {
+        "encoder": text.encoder,
+        "max_length": text.max_length,
+        "cache_dir": str(cache_dir(cfg, "text")),
+        "train_names": text.train_names,
+    }
 
 
 def trim(states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,11 +115,4 @@ class TextDiffusion(ClassDiffusion):
         return super().run_info() | {"prompts": prompts}
 
     def space_info(self) -> dict[str, Any]:
-        cfg = self.cfg
-        text = {
-            "encoder": cfg.text.encoder,
-            "max_length": cfg.text.max_length,
-            "cache_dir": str(cache_dir(cfg, "text")),
-            "train_names": cfg.text.train_names,
-        }
-        return super().space_info() | {"text": text}
+        return super().space_info() | {"text": text_info(self.cfg)}
