@@ -65,6 +65,7 @@ def tiny_study(data: Path, out: Path, **changes) -> StudyConfig:
         points=(PointConfig("a", "coatnet_test"), PointConfig("b", "ascan_test")),
         seeds=(0, 1),
         out_dir=str(out),
+        run_minutes=0.01,
         overhead_minutes=0.01,
         speed=SpeedConfig(batch_size=4, rounds=1, seconds=0.01),
     )
@@ -125,6 +126,9 @@ def test_grid_runs_resumes_and_aggregates(data, tmp_path):
     assert rows["b"]["speed_ratio"] == pytest.approx(rows["b"]["throughput_img_s"] / rows["a"]["throughput_img_s"])
     assert (tmp_path / "tiny" / "accuracy_vs_throughput.png").stat().st_size > 0
     assert "| a | coatnet_test |" in table.read_text()
+    assert summaries["a", 0]["precision"] == "fp32"  # what amp resolved to, recorded per run
+    assert f"Trained on: {summaries['a', 0]['environment']['device']}, " in table.read_text()
+    assert ", 1 threads, fp32 (4 runs)" in table.read_text()  # every run's host, counted
 
     # The same grid asked for with another recipe: an error naming the change, before anything is trained.
     changed = make_plan(dataclasses.replace(plan.study, recipe={**plan.study.recipe, "batch_size": 8}))
@@ -165,6 +169,41 @@ def test_records_in_results_dir_carry_a_grid_to_a_fresh_clone(data, tmp_path, mo
         run_study(changed)
 
 
+def test_a_point_reads_the_same_runs_from_another_studys_records(data, tmp_path, monkeypatch):
+    """``same_runs_as`` names another study's records of the very same runs: they are read, not trained again, and
+    not copied; a point whose settings differ from those records is an error naming the difference."""
+    from hybridvision.study import grid
+
+    first = make_plan(tiny_study(data, tmp_path / "runs", results_dir=str(tmp_path / "one")))
+    run_study(first)
+    shared = str(tmp_path / "one" / "runs" / "a-s{seed}")
+    points = (PointConfig("ref", "coatnet_test", same_runs_as=shared), PointConfig("c", "ascan_test"))
+    two = tiny_study(data, tmp_path / "runs", name="two", points=points, results_dir=str(tmp_path / "two"))
+    second = make_plan(two)
+    assert second.estimate_minutes(only_missing=True) < second.estimate_minutes()  # the shared runs count as done
+    trained = []
+    real_train = grid.train
+    monkeypatch.setattr(grid, "train", lambda cfg: trained.append(cfg.run_name) or real_train(cfg))
+    run_study(second)
+    assert trained == ["c-s0", "c-s1"]
+    assert not (tmp_path / "two" / "runs" / "ref-s0").exists()
+    rows = {r["label"]: r for r in json.loads((tmp_path / "two" / "table.json").read_text())["rows"]}
+    ones = {r["label"]: r for r in json.loads((tmp_path / "one" / "table.json").read_text())["rows"]}
+    assert rows["ref"]["top1"] == ones["a"]["top1"]
+
+    other = (PointConfig("ref", "coatnet_test", {"drop_path_rate": 0.1}, same_runs_as=shared), points[1])
+    third = make_plan(tiny_study(data, tmp_path / "runs", name="three", points=other))
+    with pytest.raises(ConfigError, match="drop_path_rate"):
+        run_study(third)
+    with pytest.raises(ValueError, match="must contain {seed}"):
+        PointConfig("x", "coatnet_test", same_runs_as="results/runs/a-s0")
+
+
+def test_an_epoch_budgeted_grid_states_its_run_minutes(data, tmp_path):
+    with pytest.raises(ConfigError, match="budgeted in epochs .* state run_minutes"):
+        make_plan(tiny_study(data, tmp_path, run_minutes=0))
+
+
 def test_over_budget_grid_is_refused_before_anything_runs(data, tmp_path):
     study = tiny_study(data, tmp_path, recipe={"data": {"root": str(data)}, "budget_minutes": 8}, budget_minutes=20)
     with pytest.raises(
@@ -195,7 +234,16 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch):
     study = load_study(CONFIGS / f"{name}.yaml")
     plan = make_plan(study)  # every point builds (meta device); matched widths found
     check_budget(plan)
-    assert len(study.seeds) >= 2 and plan.recipe.budget_minutes <= 10
+    # Epoch-budgeted, fp32 and under 10 minutes a run: a run's accuracy does not depend on the host's speed.
+    assert len(study.seeds) >= 2 and plan.recipe.budget_minutes == 0 and plan.recipe.amp == "off"
+    assert 0 < study.run_minutes <= 10
+    # One recipe for all three studies, so that their shared reference runs are the same runs.
+    layouts = make_plan(load_study(CONFIGS / "ascan_layouts.yaml"))
+    assert to_dict(plan.recipe) == to_dict(layouts.recipe)
+    for p in plan.points:
+        if p.same_runs_as:
+            assert p.same_runs_as == "results/study_ascan_layouts/runs/asym-s{seed}"
+            assert (p.model, p.kwargs) == (layouts.point("asym").model, layouts.point("asym").kwargs)
     for p in plan.points:
         if p.matched:
             assert abs(p.params / plan.point(p.baseline).params - 1) <= study.param_tolerance
@@ -209,7 +257,7 @@ def test_cli_dry_run_and_overrides(data, tmp_path, capsys):
     path.write_text(yaml.safe_dump(to_dict(study)))
     assert main(["study", str(path), "--dry-run", "--seeds", "3,4", "--recipe.budget_minutes", "2"]) == 0
     out = capsys.readouterr().out
-    assert "4 runs (2 points x seeds 3,4)" in out and "(2 training" in out
+    assert "4 runs (2 points x seeds 3,4)" in out and "(2 min training" in out
     assert not (tmp_path / "tiny").exists()
 
 

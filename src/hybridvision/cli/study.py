@@ -2,7 +2,7 @@
 
     hybridvision study configs/study/ascan_layouts.yaml --dry-run   # points, params, MACs, time estimate
     hybridvision study configs/study/ascan_layouts.yaml             # run (or continue) the grid, aggregate
-    hybridvision study configs/study/ascan_blocks.yaml --seeds 0,1 --recipe.budget_minutes 4
+    hybridvision study configs/study/ascan_blocks.yaml --seeds 0,1 --recipe.epochs 2 --run_minutes 5
     hybridvision study configs/study/families.yaml --aggregate-only # the table of the runs finished so far
 
 Every run is resumable and finished runs are never retrained: interrupt the study (Ctrl-C checkpoints the
@@ -50,10 +50,17 @@ def print_plan(plan: Plan) -> None:
     total, left = plan.estimate_minutes(), plan.estimate_minutes(only_missing=True)
     console.print(
         f"{len(plan.runs)} runs ({len(s.points)} points x seeds {','.join(map(str, s.seeds))}), each "
-        f"~{plan.run_minutes:g} min ({plan.recipe.budget_minutes:g} training + {s.overhead_minutes:g} overhead); "
+        f"~{plan.run_minutes:g} min ({_length(plan)} + {s.overhead_minutes:g} overhead); "
         f"speed {plan.speed_minutes:.1f} min. Estimate {total:.0f} min ({total / 60:.1f} h), {left:.0f} min left; "
         f"stated budget {s.budget_minutes:g} min: {'within' if total <= s.budget_minutes else 'OVER'}"
     )
+
+
+def _length(plan: Plan) -> str:
+    r = plan.recipe
+    if r.budget_minutes:
+        return f"{r.budget_minutes:g} min training"
+    return f"{r.epochs} epochs ~{plan.train_minutes:g} min"
 
 
 def _progress(index: int, total: int, point: Point, seed: int, status: str) -> None:

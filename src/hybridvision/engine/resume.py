@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,11 @@ def check_same_run(cfg: RunConfig, run_dir: Path) -> None:
     path = run_dir / "config.yaml"
     if not cfg.resume or not path.is_file():
         return
-    saved = flatten(yaml.safe_load(path.read_text()) or {})
-    now = flatten(to_dict(cfg))
+    raw, current = yaml.safe_load(path.read_text()) or {}, to_dict(cfg)
+    # Free-form dict fields (model_kwargs) compare whole: a key only one side has is a difference, not a new field.
+    free = [f.name for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), dict) and f.name in raw]
+    saved = {**flatten({k: v for k, v in raw.items() if k not in free}), **{k: raw[k] for k in free}}
+    now = {**flatten({k: v for k, v in current.items() if k not in free}), **{k: current[k] for k in free}}
     keys = sorted(k for k in saved.keys() & now.keys() if k not in type(cfg).RESUMABLE and not _same(saved[k], now[k]))
     if keys:
         changes = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys)
@@ -62,6 +66,8 @@ def check_same_run(cfg: RunConfig, run_dir: Path) -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):

@@ -75,8 +75,10 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16/fp16 autocast dtype, or None. "auto": bf16 where the hardware runs it fast, else fp32.
 
     CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where a bf16
-    training step measured 1.45x the fp32 one (ascan_nano, batch 128); without AMX, bf16 matmuls are emulated
-    and up to ~100x slower than fp32, so fp32 stays.
+    training step measured 1.45x the fp32 one (ascan_nano, batch 128). Without AMX fp32 stays: CPUs without
+    bf16 instructions emulate bf16 matmuls, many times slower than fp32; on AMD Zen 4 (avx512_bf16, no AMX) a
+    short probe measured bf16 training 1.1-1.2x faster than fp32, too little to change the numerics of every
+    default run without an accuracy comparison (ask for it with ``amp: bf16``).
     """
     if amp == "auto":
         if device.type == "cuda":
@@ -84,6 +86,10 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         return torch.bfloat16 if device.type == "cpu" and amx() else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
+
+
+def precision_name(amp: torch.dtype | None) -> str:
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
 
 
 def init_source(path: str) -> Path:
@@ -276,6 +282,7 @@ def _finish(ctx: Context, row: dict[str, float], run_dir: Path, steps: int) -> R
         "train_s": round(ctx.elapsed_s, 1),
         "wall_s": round(ctx.wall_s(), 1),
         "train_img_s": round(ctx.step * cfg.batch_size / max(ctx.elapsed_s, 1e-9), 1),
+        "precision": precision_name(resolve_amp(cfg.amp, ctx.dist.device)),  # what "auto" chose on this host
         "skipped_images": len(unreadable),
         "metric": ctx.task.metric,
         **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step", "epochs_done")},

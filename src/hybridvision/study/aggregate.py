@@ -71,6 +71,13 @@ def point_rows(
     return rows
 
 
+def host(summary: Mapping[str, Any]) -> str:
+    """Where a run trained: CPU (or GPU) model, vector capability, threads and precision, from its summary."""
+    env = summary.get("environment", {})
+    parts = [env.get("device") or "unknown host", env.get("cpu_capability", ""), f"{env.get('threads', '?')} threads"]
+    return ", ".join(p for p in [*parts, summary.get("precision", "")] if p)
+
+
 def _stats(row: dict[str, Any]) -> tuple[float, float, int]:
     return row["top1_mean"], row["top1_std"], row["n"]
 
@@ -98,6 +105,8 @@ def _row(
         row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(values)
     for key in ("train_img_s", "epochs", "train_s"):
         row[key] = statistics.fmean(float(r[key]) for r in runs) if runs else math.nan
+    row["train_s_max"] = max((float(r["train_s"]) for r in runs), default=math.nan)
+    row["hosts"] = [host(r) for r in runs]
     row["latency_ms"] = speed.get("latency_ms", math.nan)
     row["throughput_img_s"] = speed.get("throughput_img_s", math.nan)
     return row

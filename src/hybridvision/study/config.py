@@ -3,7 +3,8 @@
 A study YAML names a base training recipe (``configs/train/...yaml``), the recipe overrides every run shares,
 the points (a registered model plus ``create_model`` overrides), the seeds and the stated time budget of the
 whole grid. ``hybridvision study CONFIG --key value`` overrides any field (``--seeds 0,1``,
-``--recipe.budget_minutes 4``).
+``--recipe.epochs 2``). Studies budget runs in epochs (``recipe.budget_minutes: 0``), so that a run's accuracy
+does not depend on how fast the host happens to be; ``run_minutes`` states a run's expected time for the budget.
 """
 
 from __future__ import annotations
@@ -33,10 +34,19 @@ class PointConfig:
     note: str = ""  # what the point stands for (the paper's name for it), shown in the table
     baseline: str = ""  # label of the point this one is compared with (and matched to); "" = the reference
     match_params: bool | None = None  # scale widths to the baseline's params (None = the study's match_params)
+    # Another study's records of exactly these runs, "{seed}" standing for the seed (e.g.
+    # results/study_ascan_layouts/runs/asym-s{seed}): a seed found there is read, not trained again. Its saved
+    # config must match this study's run (the model, overrides and recipe); a difference is an error naming it.
+    same_runs_as: str = ""
 
     def __post_init__(self) -> None:
         check(NAME.match(self.label) is not None, f"point label {self.label!r} must be letters, digits, _ . + -")
         get_entry(self.model)  # an unknown name fails here, with the closest names
+        check(
+            not self.same_runs_as or "{seed}" in self.same_runs_as,
+            f"point {self.label}: same_runs_as {self.same_runs_as!r} must contain {{seed}} where the seed goes "
+            "(e.g. results/study_ascan_layouts/runs/asym-s{seed})",
+        )
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,10 @@ class StudyConfig:
     out_dir: str = "runs/study"  # runs go to out_dir/name/<label>-s<seed>
     results_dir: str = ""  # also copy the table, plot and JSON here (e.g. results/study_<name>); "" = no copy
     budget_minutes: float = 180.0  # the stated time of the whole grid: refused before starting when over it
-    overhead_minutes: float = 1.0  # per run beyond its training budget (start-up, data, final evaluation)
+    # Estimated training minutes of one run when the recipe is budgeted in epochs (recipe.budget_minutes 0), which
+    # makes every run see the same data whatever the host's speed; a time-budgeted recipe uses its own budget.
+    run_minutes: float = 0.0
+    overhead_minutes: float = 1.0  # per run beyond its training (start-up, data, final evaluation)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
 
     def __post_init__(self) -> None:
@@ -88,7 +101,7 @@ class StudyConfig:
             check(label in ("", *labels), f"no point is labelled {label!r}; labels are {', '.join(labels)}")
         check(0 < self.param_tolerance < 1, f"param_tolerance must be in (0, 1), got {self.param_tolerance}")
         at_least(self, 1, "num_classes")
-        at_least(self, 0, "budget_minutes", "overhead_minutes")
+        at_least(self, 0, "budget_minutes", "run_minutes", "overhead_minutes")
         taken = sorted(k.split(".")[0] for k in flatten(self.recipe) if k.split(".")[0] in PER_RUN)
         check(not taken, f"recipe sets {taken}, which each run sets itself: use points, seeds and out_dir instead")
 
@@ -122,4 +135,11 @@ def base_recipe(study: StudyConfig) -> TrainConfig:
             f"base_recipe {study.base_recipe!r} does not exist; paths are read from the current directory "
             "(run from the repository root, or give an absolute path)"
         )
-    return resolve(TrainConfig, study.base_recipe or None, flatten(study.recipe))
+    recipe = resolve(TrainConfig, study.base_recipe or None, flatten(study.recipe))
+    if not recipe.budget_minutes and not study.run_minutes:
+        raise ConfigError(
+            f"study {study.name}: the recipe is budgeted in epochs ({recipe.epochs}), so the grid's time is unknown; "
+            "state run_minutes (the expected training minutes of one run) so it can be checked against "
+            "budget_minutes"
+        )
+    return recipe

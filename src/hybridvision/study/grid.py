@@ -48,6 +48,7 @@ class Point:
     baseline: str
     matched: bool
     note: str = ""
+    same_runs_as: str = ""  # another study's records of these runs ("{seed}" = the seed), or ""
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,14 @@ class Plan:
         return Path(results) / "runs" / f"{point.label}-s{seed}" if results else None
 
     def finished_dir(self, point: Point, seed: int) -> Path | None:
-        """The run's directory when it is finished, else its record when there is one, else None."""
+        """The run's directory when finished, else its record, else another study's record of it, else None."""
         run_dir, record = self.run_dir(point, seed), self.record_dir(point, seed)
         if is_finished(run_dir):
             return run_dir
-        return record if record is not None and has_record(record) else None
+        if record is not None and has_record(record):
+            return record
+        shared = Path(point.same_runs_as.replace("{seed}", str(seed))) if point.same_runs_as else None
+        return shared if shared is not None and has_record(shared) else None
 
     @property
     def runs(self) -> list[tuple[Point, int]]:
@@ -92,9 +96,14 @@ class Plan:
     # ---- Time
 
     @property
+    def train_minutes(self) -> float:
+        """Estimated training minutes of one run: the recipe's time budget, else the study's run_minutes."""
+        return self.recipe.budget_minutes or self.study.run_minutes
+
+    @property
     def run_minutes(self) -> float:
-        """Estimated wall minutes of one run: its training budget plus the per-run overhead."""
-        return self.recipe.budget_minutes + self.study.overhead_minutes
+        """Estimated wall minutes of one run: its training plus the per-run overhead."""
+        return self.train_minutes + self.study.overhead_minutes
 
     @property
     def speed_minutes(self) -> float:
@@ -134,7 +143,7 @@ def _resolve(
         params = count_point_params(cfg.model, kwargs)
     macs = model_cost(cfg.model, **kwargs).macs
     own = {k: v for k, v in kwargs.items() if k not in inst}
-    done[cfg.label] = Point(cfg.label, cfg.model, own, params, macs, baseline, matched, cfg.note)
+    done[cfg.label] = Point(cfg.label, cfg.model, own, params, macs, baseline, matched, cfg.note, cfg.same_runs_as)
     return done[cfg.label]
 
 
@@ -167,10 +176,10 @@ def check_budget(plan: Plan) -> None:
     if total > s.budget_minutes:
         raise ValueError(
             f"study {s.name} would take about {total:.0f} min ({len(s.points)} points x {len(s.seeds)} seeds x "
-            f"({plan.recipe.budget_minutes:g} min training + {s.overhead_minutes:g} min overhead) + "
+            f"({plan.train_minutes:g} min training + {s.overhead_minutes:g} min overhead) + "
             f"{plan.speed_minutes:.1f} min speed), over its stated budget_minutes of {s.budget_minutes:g}. "
-            "Lower --recipe.budget_minutes (each run's training), use fewer seeds or points, or raise "
-            "--budget_minutes if the time is there"
+            "Train less per run (--recipe.epochs, or --recipe.budget_minutes for a time budget), use fewer seeds "
+            "or points, or raise --budget_minutes if the time is there"
         )
 
 

@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,14 @@ def _length(r: Any) -> str:
     return f"{r.epochs} epochs" + (f" or {r.max_steps} steps" if r.max_steps else "")
 
 
+def _runs_line(rows: Sequence[dict[str, Any]]) -> str:
+    """The longest run's training time and every host the runs trained on (with how many runs each)."""
+    longest = max((r["train_s_max"] for r in rows if r["n"]), default=math.nan)
+    hosts = Counter(h for r in rows for h in r["hosts"])
+    where = "; ".join(f"{h} ({n} runs)" for h, n in hosts.most_common()) or "-"
+    return f"Longest run: {_num(longest / 60, '.1f')} min of training. Trained on: {where}."
+
+
 def _markdown(plan: Plan, rows: Sequence[dict[str, Any]], env: dict[str, Any]) -> str:
     s, r = plan.study, plan.recipe
     return f"""# Study {s.name}
@@ -108,7 +117,7 @@ Top-1 on the {r.data.eval_split} split, mean ± sample std over seeds; "tie" = |
 spread (±). Standing: both axes against the baseline, throughputs within ±{SPEED_TOLERANCE:.0%} counting as
 equal. Params and MACs at {r.img_size}x{r.img_size}, batch 1. Speed measured together at the end (fp32, eval,
 channels_last, interleaved rounds, median) on {env["device"]} with {env["threads"]} threads (load average
-{env["load_avg_1m"]}).
+{env["load_avg_1m"]}). {_runs_line(rows)}
 
 {markdown(table_rows(rows, s.speed.batch_size, s.reference_label), right_from=3)}
 
