@@ -21,11 +21,11 @@ from synthetic_data import write_fmnist_like
 
 from hybridvision.cli.main import main
 from hybridvision.cli.study import print_plan
-from hybridvision.config import ConfigError, to_dict
+from hybridvision.config import ConfigError, dump_yaml, to_dict
 from hybridvision.engine.checkpoint import checkpoint_dirs
 from hybridvision.study import PointConfig, SpeedConfig, StudyConfig, is_finished, load_study, make_plan, run_study
 from hybridvision.study.aggregate import standing, verdict
-from hybridvision.study.grid import check_budget, grid_lock
+from hybridvision.study.grid import _changes, check_budget, grid_lock
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "study"
 
@@ -191,12 +191,41 @@ def test_a_point_reads_the_same_runs_from_another_studys_records(data, tmp_path,
     ones = {r["label"]: r for r in json.loads((tmp_path / "one" / "table.json").read_text())["rows"]}
     assert rows["ref"]["top1"] == ones["a"]["top1"]
 
-    other = (PointConfig("ref", "coatnet_test", {"drop_path_rate": 0.1}, same_runs_as=shared), points[1])
+    # Settings that differ from the shared records: refused before anything trains, naming same_runs_as.
+    other = (
+        PointConfig("c", "ascan_test"),
+        PointConfig("ref", "coatnet_test", {"drop_path_rate": 0.1}, same_runs_as=shared),
+    )
     third = make_plan(tiny_study(data, tmp_path / "runs", name="three", points=other))
-    with pytest.raises(ConfigError, match="drop_path_rate"):
+    with pytest.raises(ConfigError, match=r"reads seed 0 from .*same_runs_as.*drop_path_rate.*remove same_runs_as"):
         run_study(third)
+    assert not (tmp_path / "runs" / "three" / "c-s0").exists()
+    # Shared records not there (that study not run yet, or another directory): refused, not trained here instead.
+    missing = (points[1], PointConfig("ref", "coatnet_test", same_runs_as=str(tmp_path / "none" / "a-s{seed}")))
+    fourth = make_plan(tiny_study(data, tmp_path / "runs", name="four", points=missing))
+    with pytest.raises(ConfigError, match=r"has none for seed 0\. Run that study first"):
+        run_study(fourth)
+    assert trained == ["c-s0", "c-s1"] and not list((tmp_path / "runs" / "four").glob("*-s*"))
     with pytest.raises(ValueError, match="must contain {seed}"):
         PointConfig("x", "coatnet_test", same_runs_as="results/runs/a-s0")
+
+
+def test_a_record_is_held_to_its_length_but_not_to_where_the_data_lived(data, tmp_path, monkeypatch):
+    """A record cut short by max_steps is not a full run (max_steps may change only when resuming an unfinished
+    run); a record made on another machine, where the built-in data set lives elsewhere, is the same run."""
+    from hybridvision.study import grid
+
+    plan = make_plan(tiny_study(data, tmp_path / "runs", results_dir=str(tmp_path / "results")))
+    run_study(plan)
+    shutil.rmtree(tmp_path / "runs")  # another machine: the records only
+    record = tmp_path / "results" / "runs" / "a-s0" / "config.yaml"
+    saved = yaml.safe_load(record.read_text())
+    record.write_text(yaml.safe_dump({**saved, "data": {**saved["data"], "root": "/elsewhere/fashion-mnist"}}))
+    monkeypatch.setattr(grid, "train", lambda cfg: pytest.fail(f"{cfg.run_name} was trained again"))
+    run_study(plan)  # read, not refused and not trained
+    record.write_text(yaml.safe_dump({**saved, "max_steps": 2}))
+    with pytest.raises(ConfigError, match=r"a-s0 was trained with other settings \(max_steps: 2 -> 4\)"):
+        run_study(plan)
 
 
 def test_an_epoch_budgeted_grid_states_its_run_minutes(data, tmp_path):
@@ -229,7 +258,7 @@ def test_matched_params_land_within_tolerance():
 
 
 @pytest.mark.parametrize("name", ["ascan_layouts", "ascan_blocks", "families"])
-def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch):
+def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(CONFIGS.parents[1])  # base_recipe paths are relative to the repository root
     study = load_study(CONFIGS / f"{name}.yaml")
     plan = make_plan(study)  # every point builds (meta device); matched widths found
@@ -243,7 +272,10 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch):
     for p in plan.points:
         if p.same_runs_as:
             assert p.same_runs_as == "results/study_ascan_layouts/runs/asym-s{seed}"
-            assert (p.model, p.kwargs) == (layouts.point("asym").model, layouts.point("asym").kwargs)
+            saved = tmp_path / "asym-s0"  # what a finished asym run of study 1 saves, checked as a shared record
+            saved.mkdir(exist_ok=True)
+            (saved / "config.yaml").write_text(dump_yaml(layouts.run_config(layouts.point("asym"), 0)))
+            assert _changes(plan.run_config(p, 0), saved, finished=True) == ""
     for p in plan.points:
         if p.matched:
             assert abs(p.params / plan.point(p.baseline).params - 1) <= study.param_tolerance

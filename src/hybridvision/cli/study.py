@@ -45,6 +45,10 @@ def print_plan(plan: Plan) -> None:
         rows.append([p.label, p.model, design, dims, params, versus, f"{p.macs / 1e6:.1f}", f"{done}/{len(s.seeds)}"])
     cols = ["point", "model", "design", "dims", "params", "params vs baseline", "MMACs", "runs done"]
     console.print(table(f"study {s.name}: {s.study_dir}", cols, rows))
+    for p in plan.points:
+        if p.same_runs_as:
+            found = sum(plan.shared_dir(p, seed) == plan.finished_dir(p, seed) for seed in s.seeds)
+            console.print(f"{p.label}: runs read from {p.same_runs_as} ({found}/{len(s.seeds)} there)")
     if any(p.matched for p in plan.points):
         console.print(f"matched points: widths scaled to within ±{s.param_tolerance:.0%} of their baseline's params")
     total, left = plan.estimate_minutes(), plan.estimate_minutes(only_missing=True)

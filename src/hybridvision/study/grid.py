@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..config import ConfigError
 from ..engine.resume import check_same_run
 from ..fileio import atomic_write
@@ -83,8 +85,12 @@ class Plan:
             return run_dir
         if record is not None and has_record(record):
             return record
-        shared = Path(point.same_runs_as.replace("{seed}", str(seed))) if point.same_runs_as else None
+        shared = self.shared_dir(point, seed)
         return shared if shared is not None and has_record(shared) else None
+
+    def shared_dir(self, point: Point, seed: int) -> Path | None:
+        """Another study's record of this run (``same_runs_as``), or None when the point trains its own."""
+        return Path(point.same_runs_as.replace("{seed}", str(seed))) if point.same_runs_as else None
 
     @property
     def runs(self) -> list[tuple[Point, int]]:
@@ -244,17 +250,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _check_same_run(plan: Plan, cfg: TrainConfig, run_dir: Path) -> None:
-    """A run made with other settings is an error naming them, never a silent mix of two recipes in one row."""
+def _changes(cfg: TrainConfig, run_dir: Path, finished: bool) -> str:
+    """The settings ``run_dir`` was trained with that differ from ``cfg`` ("" when none).
+
+    A finished run (or record) is also held to ``max_steps``, which an unfinished run may change on resume: a
+    record cut short by it is not a full run. Records may come from another machine, where a built-in data set
+    lives elsewhere: for those ``data.root`` may differ (``data.dataset`` may not).
+    """
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    data = saved.get("data") or {}
+    if finished and cfg.data.dataset != "folder" and data.get("dataset") == cfg.data.dataset and "root" in data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data["root"]))
     try:
         check_same_run(cfg, run_dir)
     except ConfigError as e:
         found = re.search(r"other settings \((.*)\)\. Resume", str(e))
-        changes = found.group(1) if found else str(e)
-        raise ConfigError(
-            f"study {plan.study.name}: {run_dir} was trained with other settings ({changes}). Undo the change to "
-            "continue this grid, or start a separate one with another --name or --out_dir"
-        ) from None
+        return found.group(1) if found else str(e)
+    if finished and "max_steps" in saved and int(saved["max_steps"]) != cfg.max_steps:
+        return f"max_steps: {saved['max_steps']!r} -> {cfg.max_steps!r}"
+    return ""
+
+
+def check_runs(plan: Plan, require_shared: bool = True) -> None:
+    """Before anything trains: every existing run and record of the grid was made with the grid's settings, and
+    (``require_shared``) every point that reads another study's runs finds them there."""
+    for point, seed in plan.runs:
+        cfg, run_dir = plan.run_config(point, seed), plan.run_dir(point, seed)
+        done, shared = plan.finished_dir(point, seed), plan.shared_dir(point, seed)
+        if run_dir.is_dir() and (changes := _changes(cfg, run_dir, finished=done == run_dir)):
+            raise ConfigError(
+                f"study {plan.study.name}: {run_dir} was trained with other settings ({changes}). Undo the change "
+                "to continue this grid, or start a separate one with another --name or --out_dir"
+            )
+        if done is not None and done == shared and (changes := _changes(cfg, done, finished=True)):
+            raise ConfigError(
+                f"study {plan.study.name}: point {point.label} reads seed {seed} from {done} (same_runs_as), which "
+                f"was trained with other settings ({changes}). Give the point that run's settings, or remove "
+                "same_runs_as to train it in this study"
+            )
+        if done is not None and done not in (run_dir, shared) and (changes := _changes(cfg, done, finished=True)):
+            raise ConfigError(
+                f"study {plan.study.name}: the record {done} was trained with other settings ({changes}). Undo the "
+                "change to continue this grid, delete the record to train that run again, or start a separate "
+                "grid with another --name and --results_dir"
+            )
+        if done is None and shared is not None and require_shared:
+            raise ConfigError(
+                f"study {plan.study.name}: point {point.label} reads its runs from another study's records "
+                f"(same_runs_as), but {shared} has none for seed {seed}. Run that study first (paths are read from "
+                "the current directory: run from the repository root), or remove same_runs_as from the point to "
+                "train its runs in this study"
+            )
 
 
 # report(index, total, point, seed, status) with status "done" (already finished), "start" or "end"
@@ -268,15 +314,13 @@ def run_grid(
 
     ``only_finished``: train nothing, return the summaries of the runs already finished.
     """
+    check_runs(plan, require_shared=not only_finished)  # every mismatch found before the first run trains
     summaries = {}
     runs = plan.runs
     for i, (point, seed) in enumerate(runs):
         cfg, run_dir, record = plan.run_config(point, seed), plan.run_dir(point, seed), plan.record_dir(point, seed)
-        _check_same_run(plan, cfg, run_dir)
         done = plan.finished_dir(point, seed)
         if done is not None:
-            if done != run_dir:
-                _check_same_run(plan, cfg, done)  # a record: its config is the one that ran
             if record is not None and done == run_dir and not has_record(record):
                 write_record(run_dir, record)  # finished before records were kept, or results_dir set later
             summaries[point.label, seed] = json.loads((done / "summary.json").read_text())
