@@ -323,3 +323,18 @@ def test_token_noise_spares_padding_and_the_null_prompt(dm):
         dm.config.TextConfig(noise=-0.1)
     with pytest.raises(ValueError, match="text.train_names must be one of"):
         dm.config.TextConfig(train_names="lots")
+
+
+def test_token_dropout_keeps_the_first_token_padding_and_the_null_prompt(dm):
+    mask = torch.zeros(400, 12, dtype=torch.bool)
+    mask[:, :9] = True  # 9 real tokens, 3 of padding
+    keep = torch.arange(400) % 4 != 0  # every fourth row: the null prompt of guidance
+    out = dm.text_task.drop_tokens(mask, keep, 0.3, torch.Generator().manual_seed(5))
+    again = dm.text_task.drop_tokens(mask, keep, 0.3, torch.Generator().manual_seed(5))
+    assert torch.equal(out, again)  # the engine's generator: resume repeats it
+    assert not (out & ~mask).any() and out[:, 0].all()  # padding stays out, the first token stays in
+    assert torch.equal(out[~keep], mask[~keep])  # the null prompt is whole
+    dropped = (mask & ~out)[keep][:, 1:9].float().mean().item()
+    assert 0.26 < dropped < 0.34  # p = 0.3 of the droppable tokens (2,400 of them)
+    with pytest.raises(ValueError, match="text.token_dropout"):
+        dm.config.TextConfig(token_dropout=1.0)

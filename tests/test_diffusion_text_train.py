@@ -47,6 +47,27 @@ def test_text_unet_learns_a_few_steps(dm, data, classifier, t5_dir, tmp_path):  
     assert sum(losses[-3:]) / 3 < 0.7 * sum(losses[:3]) / 3, losses
 
 
+def test_prompt_augmentations_reach_the_training_inputs(dm, data, classifier, t5_dir, tmp_path):  # noqa: F811
+    """text.noise and text.token_dropout change the tokens the denoiser trains on, never the null prompt's."""
+    from hybridvision.engine import Runtime
+    from hybridvision.engine.distributed import Dist
+
+    def inputs(*extra: str) -> dict[str, torch.Tensor]:
+        cfg = config(dm, *text_args(data, tmp_path, classifier, t5_dir, "--eval_samples", "0", *extra))
+        task = dm.text_task.TextDiffusion(cfg)
+        task.setup(Runtime(Dist(), lambda: torch.autocast("cpu", enabled=False)))
+        labels, drop = torch.arange(64) % 10, torch.arange(64) % 8 == 0  # every eighth: the null prompt
+        return task.train_inputs(labels, drop, torch.Generator().manual_seed(0)), drop
+
+    (plain, drop), (augmented, _) = inputs(), inputs("--text.noise", "0.5", "--text.token_dropout", "0.5")
+    kept, real = augmented["encoder_attention_mask"], plain["encoder_attention_mask"]
+    assert (kept & ~real).sum() == 0 and (real & ~kept)[~drop].sum() > 0.3 * real[~drop, 1:].sum()
+    assert torch.equal(kept[drop], real[drop])
+    states = augmented["encoder_hidden_states"]
+    assert not torch.equal(states[~drop], plain["encoder_hidden_states"][~drop])
+    assert torch.equal(states[drop], plain["encoder_hidden_states"][drop])
+
+
 def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier, t5_dir, tmp_path, capsys):  # noqa: F811
     base = text_args(data, tmp_path, classifier, t5_dir)
     first = dm.training.train(config(dm, *base, "--run_name", "s1"))

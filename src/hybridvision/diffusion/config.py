@@ -48,10 +48,14 @@ class TextConfig:
     eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out" (never trained on) or "train"
     noise: float = 0.0  # training: Gaussian noise on each prompt's tokens, up to this share of their RMS (0 = off)
     train_names: str = "few"  # training names per class: "few" (3-4) or "many" (8-9; diffusion/prompts.py)
+    token_dropout: float = 0.0  # training: each real token but the first is masked out with this probability
 
     def __post_init__(self) -> None:
         at_least(self, 0, "max_length", prefix="text.")
         check(0.0 <= self.noise <= 10.0, f"text.noise is a share of the tokens' RMS in [0, 10], got {self.noise}")
+        check(
+            0.0 <= self.token_dropout < 1.0, f"text.token_dropout is a probability in [0, 1), got {self.token_dropout}"
+        )
         check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
         check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
         check(self.train_names in TRAIN_NAME_SETS, f"text.train_names must be one of {TRAIN_NAME_SETS}")

@@ -42,6 +42,18 @@ def perturb_tokens(states: Tensor, mask: Tensor, keep: Tensor, scale: float, gen
     return states + noise.to(states.device) * rms * where
 
 
+def drop_tokens(mask: Tensor, keep: Tensor, p: float, gen: torch.Generator) -> Tensor:
+    """Word dropout on the prompt: every real token but the first (BERT's [CLS]) leaves the mask with probability
+    ``p``, so the adapter, the cross-attention and the pooled vector all do without it. Held-out prompts fail on
+    their class *names*, not their templates (docs/generation.md): a denoiser that often misses the name's own
+    tokens has to read the class from the rest of the sentence, which the encoder's attention has filled with the
+    name's meaning. Rows where ``keep`` is False (the null prompt) keep every token: (B, L) -> (B, L)."""
+    out = torch.rand(mask.shape, generator=gen) < p  # (B, L) candidates to drop
+    out[:, 0] = False
+    out &= keep.cpu()[:, None]
+    return mask & ~out.to(mask.device)
+
+
 def text_info(cfg: DiffusionTrainConfig) -> dict[str, Any]:
     """What a saved text model records of its conditioning: the encoder and its cache, and the training names."""
     text = cfg.text
@@ -94,9 +106,14 @@ class TextDiffusion(ClassDiffusion):
     def train_inputs(self, labels: Tensor, drop: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
         rows = self.train_prompts.draw(labels, gen)  # (B,): a random training prompt of each sample's class
         tokens = self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
-        if self.cfg.text.noise > 0:
+        text = self.cfg.text
+        if text.noise > 0:
             states, mask = tokens["encoder_hidden_states"], tokens["encoder_attention_mask"]
-            tokens["encoder_hidden_states"] = perturb_tokens(states, mask, ~drop, self.cfg.text.noise, gen)
+            tokens["encoder_hidden_states"] = perturb_tokens(states, mask, ~drop, text.noise, gen)
+        if text.token_dropout > 0:
+            tokens["encoder_attention_mask"] = drop_tokens(
+                tokens["encoder_attention_mask"], ~drop, text.token_dropout, gen
+            )
         return tokens
 
     def val_inputs(self, idx: Sequence[int]) -> dict[str, Tensor]:
