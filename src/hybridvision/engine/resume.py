@@ -50,19 +50,30 @@ def check_same_run(cfg: RunConfig, run_dir: Path) -> None:
     path = run_dir / "config.yaml"
     if not cfg.resume or not path.is_file():
         return
+    changes = config_changes(cfg, run_dir, type(cfg).RESUMABLE)
+    if changes:
+        raise ConfigError(
+            f"--resume {cfg.resume}: {run_dir} was started with other settings ({', '.join(changes)}). Resume with "
+            f"the run's own settings (leave --config out: {path} is read), or start a new run (--init-from "
+            f"{run_dir} to begin from its weights)"
+        )
+
+
+def config_changes(cfg: RunConfig, run_dir: Path, may_change: frozenset[str]) -> list[str]:
+    """The settings ``run_dir/config.yaml`` holds that differ from ``cfg``, as "key: saved -> now" (none: []).
+
+    Keys in ``may_change`` are not compared; keys only one side knows (a newer release's fields) are skipped.
+    """
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return []
     raw, current = yaml.safe_load(path.read_text()) or {}, to_dict(cfg)
     # Free-form dict fields (model_kwargs) compare whole: a key only one side has is a difference, not a new field.
     free = [f.name for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), dict) and f.name in raw]
     saved = {**flatten({k: v for k, v in raw.items() if k not in free}), **{k: raw[k] for k in free}}
     now = {**flatten({k: v for k, v in current.items() if k not in free}), **{k: current[k] for k in free}}
-    keys = sorted(k for k in saved.keys() & now.keys() if k not in type(cfg).RESUMABLE and not _same(saved[k], now[k]))
-    if keys:
-        changes = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys)
-        raise ConfigError(
-            f"--resume {cfg.resume}: {run_dir} was started with other settings ({changes}). Resume with the run's "
-            f"own settings (leave --config out: {path} is read), or start a new run (--init-from {run_dir} to begin "
-            "from its weights)"
-        )
+    keys = sorted(k for k in saved.keys() & now.keys() if k not in may_change and not _same(saved[k], now[k]))
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys]
 
 
 def _same(a: Any, b: Any) -> bool:

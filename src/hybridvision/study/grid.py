@@ -17,17 +17,14 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import ConfigError
-from ..engine.resume import check_same_run
+from ..engine.resume import config_changes
 from ..fileio import atomic_write
 from ..profile import model_cost
 from ..train import TrainConfig, train
@@ -257,18 +254,10 @@ def _changes(cfg: TrainConfig, run_dir: Path, finished: bool) -> str:
     record cut short by it is not a full run. Records may come from another machine, where a built-in data set
     lives elsewhere: for those ``data.root`` may differ (``data.dataset`` may not).
     """
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    data = saved.get("data") or {}
-    if finished and cfg.data.dataset != "folder" and data.get("dataset") == cfg.data.dataset and "root" in data:
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data["root"]))
-    try:
-        check_same_run(cfg, run_dir)
-    except ConfigError as e:
-        found = re.search(r"other settings \((.*)\)\. Resume", str(e))
-        return found.group(1) if found else str(e)
-    if finished and "max_steps" in saved and int(saved["max_steps"]) != cfg.max_steps:
-        return f"max_steps: {saved['max_steps']!r} -> {cfg.max_steps!r}"
-    return ""
+    may_change = type(cfg).RESUMABLE
+    if finished:
+        may_change = (may_change - {"max_steps"}) | ({"data.root"} if cfg.data.dataset != "folder" else set())
+    return ", ".join(config_changes(cfg, run_dir, may_change))
 
 
 def check_runs(plan: Plan, require_shared: bool = True) -> None:
