@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import hybridvision as hv
 from hybridvision import registry
 from hybridvision.checkpoint import CheckpointError
 from hybridvision.models import InputError
 from hybridvision.seg import HeadConfig, SegModel, SegModelConfig, load_weights
-from hybridvision.seg.heads import UperNetHead
+from hybridvision.seg.heads import InputRefine, UperNetHead
 
 BACKBONES = hv.list_models(test=True)  # one tiny variant per family
 HEAD = HeadConfig(channels=16, pool_scales=(1, 2), aux_channels=8)
@@ -77,11 +78,44 @@ def test_upernet_head_matches_mmseg_layout():
 
 
 def test_fuse_keeps_the_output(randomize_batchnorms):
-    model = seg("ascan_test")
+    model = seg("ascan_test", head=HeadConfig(channels=16, pool_scales=(1, 2), aux_channels=8, refine=4))
     randomize_batchnorms(model)
+    torch.nn.init.normal_(model.refine.out.weight)  # zero at init: give the refinement a say in the output
     x = torch.randn(2, 1, 64, 64)
     want = model.eval()(x)
     torch.testing.assert_close(model.fuse()(x), want, atol=1e-4, rtol=1e-4)
+
+
+def test_refinement_starts_as_the_identity_and_learns_pixel_edges():
+    model = seg("ascan_test", head=HeadConfig(channels=16, pool_scales=(1, 2), aux_channels=8, refine=4)).eval()
+    x = torch.randn(2, 1, 64, 64)
+    feats = model.backbone.forward_intermediates(x, list(model.levels), intermediates_only=True)
+    want = F.interpolate(model.decode(feats), size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(model(x), want)  # zero-initialised output conv: UperNet's scores, unchanged
+    with pytest.raises(ValueError, match="head.refine must be >= 0"):
+        HeadConfig(refine=-1)
+    # The task it is for: a label that is the image's own edge at the pixel, from scores blurred like a
+    # stride-4 head's. The refinement must beat the blurred scores it starts from.
+    torch.manual_seed(0)
+    image = (F.avg_pool2d(torch.rand(16, 1, 16, 16), 2) > 0.5).float().repeat_interleave(4, -1).repeat_interleave(4, -2)
+    image = torch.roll(image, shifts=(1, 3), dims=(-2, -1))  # edges off the 4-pixel grid
+    target = image[:, 0].long()  # (B, 1, H, W) -> (B, H, W)
+    blurred = F.interpolate(
+        F.avg_pool2d(F.one_hot(target, 2).permute(0, 3, 1, 2).float(), 4),
+        scale_factor=4,
+        mode="bilinear",
+        align_corners=False,
+    )  # a perfect stride-4 head, upsampled
+    refine = InputRefine(1, 2, 8)
+    opt = torch.optim.Adam(refine.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = F.cross_entropy(refine(blurred * 4, image), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    before = (blurred.argmax(1) == target).float().mean()
+    after = (refine.eval()(blurred * 4, image).argmax(1) == target).float().mean()
+    assert before < 0.97 and after > 0.995, (before, after)
 
 
 def test_backbone_starts_from_a_classifier_at_a_new_size(tmp_path):

@@ -100,6 +100,28 @@ class UperNetHead(nn.Module):
         return self.classifier(self.fuse(fused))
 
 
+class InputRefine(nn.Module):
+    """A full-resolution refinement: the upsampled class scores and the image, two 3x3 conv-BN-ReLU, a residual 1x1.
+
+    UperNet classifies at its finest map (stride 4 at best) and its edges are bilinear guesses between those
+    cells. Where a label's edge is an edge of the image too (an object on a plain background), two convs over
+    the image and the scores can put it back at the pixel: a cheap, generic relative of mmseg's PointRend,
+    which refines uncertain points from fine features. The last conv starts at zero, so at initialisation the
+    output is the head's upsampled scores.
+    """
+
+    def __init__(self, in_chans: int, num_classes: int, channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(conv_module(num_classes + in_chans, channels, 3), conv_module(channels, channels, 3))
+        self.out = nn.Conv2d(channels, num_classes, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, logits: Tensor, image: Tensor) -> Tensor:
+        """Scores (B, K, H, W) and the input (B, C, H, W), same size -> refined scores (B, K, H, W)."""
+        return logits + self.out(self.convs(torch.cat([logits, image], dim=1)))  # (B, K + C, H, W) -> (B, K, H, W)
+
+
 class FCNHead(nn.Module):
     """The auxiliary head (mmseg ``FCNHead``, num_convs=1, concat_input=False): 3x3 conv-BN-ReLU, classifier."""
 

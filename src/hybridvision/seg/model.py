@@ -21,7 +21,7 @@ from ..hub import create_model
 from ..models.blocks import ConvNormAct
 from ..models.contract import ModelConfig
 from ..registry import get_config, get_entry
-from .heads import FCNHead, UperNetHead, resize
+from .heads import FCNHead, InputRefine, UperNetHead, resize
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class HeadConfig:
     pool_scales: tuple[int, ...] = (1, 2, 3, 6)  # pyramid-pooling output sizes on the deepest map
     aux_channels: int = 256  # auxiliary FCN head width; 0 = no auxiliary head
     aux_level: int = -2  # which of the levels read feeds the auxiliary head (-2: mmseg's in_index=2 of four)
+    refine: int = 0  # width of a full-resolution refinement on the image after UperNet (0 = none, as mmseg)
 
     def __post_init__(self) -> None:
         levels = self.feature_levels
@@ -54,6 +55,7 @@ class HeadConfig:
         )
         _require(self.channels >= 1, f"head.channels must be >= 1, got {self.channels}")
         _require(self.aux_channels >= 0, f"head.aux_channels must be >= 0 (0 = none), got {self.aux_channels}")
+        _require(self.refine >= 0, f"head.refine must be >= 0 (0 = none), got {self.refine}")
         _require(
             bool(self.pool_scales) and min(self.pool_scales) >= 1,
             f"head.pool_scales must be sizes >= 1, got {self.pool_scales}",
@@ -129,6 +131,7 @@ class SegModel(nn.Module):
         self.aux_index = h.aux_level % len(dims)
         self.decode = UperNetHead(dims, h.channels, c.num_classes, h.pool_scales, c.drop_rate)
         self.aux = FCNHead(dims[self.aux_index], h.aux_channels, c.num_classes, c.drop_rate) if h.aux_channels else None
+        self.refine = InputRefine(c.in_chans, c.num_classes, h.refine) if h.refine else None
 
     @property
     def stride(self) -> int:
@@ -146,6 +149,8 @@ class SegModel(nn.Module):
     def forward(self, x: Tensor, with_aux: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         feats = self.backbone.forward_intermediates(x, list(self.levels), intermediates_only=True)
         logits = resize(self.decode(feats), x.shape[-2:])  # (B, K, H/r, W/r) -> (B, K, H, W)
+        if self.refine is not None:
+            logits = self.refine(logits, x)
         if not with_aux:
             return logits
         aux = None if self.aux is None else resize(self.aux(feats[self.aux_index]), x.shape[-2:])
@@ -156,7 +161,8 @@ class SegModel(nn.Module):
         if self.training:
             raise RuntimeError("fuse() is for inference: call model.eval() first")
         self.backbone.fuse()
-        for module in [*self.decode.modules(), *(self.aux.modules() if self.aux is not None else ())]:
+        heads = [head for head in (self.decode, self.aux, self.refine) if head is not None]
+        for module in (m for head in heads for m in head.modules()):
             if isinstance(module, ConvNormAct):
                 module.fuse()
         self.fused = True
