@@ -21,16 +21,15 @@ from hybridvision.data import load_idx_split
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
+from hybridvision.seg.heads import resize
 from hybridvision.seg.metrics import confusion_matrix, scores
 from hybridvision.seg.scenes import SCENE_CLASSES, render, scene_table
 
 
 def perfect_at_stride(onehot: torch.Tensor, stride: int) -> torch.Tensor:
     """A perfect head's scores at ``stride``, upsampled: (B, K, H, W) one-hot -> (B, K, H, W)."""
-    if stride == 1:
-        return onehot
     low = F.avg_pool2d(onehot, stride)  # (B, K, H, W) -> (B, K, H/s, W/s)
-    return F.interpolate(low, size=onehot.shape[-2:], mode="bilinear", align_corners=False)
+    return resize(low, onehot.shape[-2:])  # UperNet's own upsampling; a no-op at stride 1
 
 
 def main() -> None:
