@@ -188,14 +188,23 @@ def test_plain_import_registers_no_denoiser():
 
 
 def test_diffusers_import_hides_a_broken_torchvision(tmp_path):
-    """A torchvision that raises on import (as the CUDA wheel does next to a CPU torch) is hidden from diffusers."""
-    stub = tmp_path / "torchvision"
+    """A torchvision that raises on import (as the CUDA wheel does next to a CPU torch) is hidden from diffusers.
+
+    Only a child interpreter tries the import, once: the stub records the process that imported it.
+    """
+    stub, pids = tmp_path / "torchvision", tmp_path / "pids"
     stub.mkdir()
-    (stub / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (stub / "__init__.py").write_text(
+        f"import os\nwith open({str(pids)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+        'raise RuntimeError("operator torchvision::nms does not exist")\n'
+    )
     code = (
-        "import sys; from hybridvision.diffusion._diffusers import diffusers; d = diffusers(); "
-        "print(d.UNet2DModel.__name__, sys.modules['torchvision'])"
+        "import os, sys; from hybridvision.diffusion._diffusers import diffusers, transformers; d = diffusers(); "
+        "transformers(); print(d.UNet2DModel.__name__, sys.modules['torchvision'], os.getpid())"
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["UNet2DModel", "None"]
+    name, module, pid = out.split()
+    assert (name, module) == ("UNet2DModel", "None")
+    probes = pids.read_text().split()
+    assert len(probes) == 1 and probes[0] != pid  # one probe, in another process

