@@ -2,7 +2,7 @@
 
 A text-to-image denoiser learns its classes from the training prompts' token embeddings and fails on held-out
 class *names* (docs/generation.md). Training one to its first evaluation costs about 28 minutes on 2 CPU cores;
-this asks the same question of small classifiers in seconds: each reads the cached all-MiniLM-L6-v2 tokens of the
+this asks the same question of small classifiers in minutes: each reads the cached all-MiniLM-L6-v2 tokens of the
 231 training prompts the way a part of the UNet does, is trained to name their class with one of the training
 augmentations of ``diffusion/text_task.py`` (``--text.token_dropout``, ``--text.noise``) applied fresh each step,
 and is scored on the 60 held-out prompts. Read-outs:
@@ -10,7 +10,7 @@ and is scored on the 60 held-out prompts. Read-outs:
 - ``pooled``: the pooled sentence vector -> Linear -> SiLU -> Linear (the UNet's ``PooledTextEmbedding``), then
   a linear class head;
 - ``tokens``: the two-block text adapter (``adapter.TextAdapter``), then one learned query attending over its
-  tokens (what a cross-attention layer reads), then a linear class head.
+  tokens (what a cross-attention layer reads), then an MLP class head.
 
 Nearest-centroid agreement (``diffusion/agreement.py``, no learning) is printed beside them. A read-out is a
 proxy, not the denoiser: it says which augmentation widens what a learned map of 231 prompts generalises to.
@@ -103,7 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default="runs/t2i/text_cache", help="the text-embedding cache folder")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=300, help="full-batch AdamW steps per read-out")
+    ap.add_argument("--steps", type=int, default=300, help="AdamW steps per read-out, --batch prompts each")
     ap.add_argument("--readouts", default=",".join(READOUTS), help="which read-outs, comma-separated")
     ap.add_argument("--augmentations", default=",".join(AUGMENTATIONS), help="which augmentations, comma-separated")
     ap.add_argument("--batch", type=int, default=64, help="prompts per step (drawn at random from the 231)")
