@@ -11,7 +11,7 @@ from run_helpers import TOY_TASK, assert_same, kill_after_checkpoint, spawn, tor
 from toy_task import ToyConfig, ToyTask
 
 from hybridvision.engine import OptimConfig, run
-from hybridvision.engine.logs import EVAL_CSV, read_csv
+from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
 from hybridvision.engine.schedule import Schedule, lr_at
 
 
@@ -104,3 +104,25 @@ def test_the_contributing_example_task_runs(tmp_path, monkeypatch):
     summary = scope["result"].summary
     assert summary["metric"] == "mse" and summary["mse"] > 0 and summary["steps"] == 2 * (512 // 128)
     assert (tmp_path / "runs" / "000-tiny_denoiser" / "final" / "config.json").is_file()
+
+
+def test_lr_mult_scales_the_named_parameters_lr(tmp_path):
+    frozen = run(ToyTask(toy_config(tmp_path, run_name="frozen", epochs=1, **{"optim.lr_mult": {"conv1": 0.0}})))
+    still = {"conv1": 0.0, "norm": 0.0, "conv2": 0.0}
+    untrained = run(ToyTask(toy_config(tmp_path, run_name="still", epochs=1, **{"optim.lr_mult": still})))
+    a, b = weights(frozen.run_dir), weights(untrained.run_dir)
+    assert_same({k: a[k] for k in ("conv1.weight", "conv1.bias")}, {k: b[k] for k in ("conv1.weight", "conv1.bias")})
+    assert not torch.equal(a["conv2.weight"], b["conv2.weight"])  # trained at the full lr
+    assert all(r["lr"] > 0 for r in read_csv(frozen.run_dir / TRAIN_CSV))  # the log keeps the schedule's lr
+
+
+def test_lr_mult_names_a_typo_and_rejects_negative_multipliers(tmp_path):
+    from hybridvision.engine.optim import param_groups
+
+    with pytest.raises(ValueError, match=r"\['bakbone'\] match no parameter name; names start with"):
+        param_groups(ToyTask(toy_config(tmp_path)).build_model(), 0.01, {"bakbone": 0.1})
+    with pytest.raises(ValueError, match="multipliers >= 0"):
+        OptimConfig(lr_mult={"backbone": -1.0})
+    groups = param_groups(ToyTask(toy_config(tmp_path)).build_model(), 0.01, {"conv": 0.5, "conv2": 0.25})
+    scales = {(g["lr_scale"], g["weight_decay"]): len(g["params"]) for g in groups}
+    assert scales == {(0.5, 0.01): 1, (0.5, 0.0): 1, (0.25, 0.01): 1, (0.25, 0.0): 1, (1.0, 0.01): 0, (1.0, 0.0): 2}

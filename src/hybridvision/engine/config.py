@@ -38,6 +38,14 @@ class OptimConfig:
     clip_grad: float = 1.0  # max global gradient norm (0 = off)
     accum_steps: int = 1  # micro-batches per optimizer step (the batch is split, not multiplied)
     impl: str = "auto"  # AdamW kernel: "auto" (fused where supported), "fused", "foreach", "loop"
+    # Parameter-name prefix -> learning-rate multiplier (mmseg's paramwise custom_keys), the longest prefix wins:
+    # {backbone: 0.1} trains a pretrained backbone at a tenth of the head's lr. Every prefix must name parameters.
+    lr_mult: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.lr_mult.items() if not isinstance(v, (int, float)) or v < 0}
+        if bad:
+            raise ValueError(f"optim.lr_mult values are multipliers >= 0 (0 freezes), got {bad}")
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ class Context:
     step: int = 0  # optimizer steps done
     elapsed_s: float = 0.0  # training time spent (evaluation excluded), carried across resumes
     last_log_step: int = 0
+    lr: float = 0.0  # the schedule's lr at the last step (each parameter group trains at lr x its lr_scale)
     save: Callable[[Context, int], None] | None = None  # called every ``ckpt_every`` steps
     stop_signal: Callable[[], int] = lambda: 0  # a SIGINT/SIGTERM to stop on after this step (0: none)
     wall0: float = 0.0  # perf_counter() when this process started the run
@@ -78,9 +79,9 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
     loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, time.perf_counter()
     for s in range(first, steps):
         # -- Schedule.
-        lr = ctx.schedule.lr(ctx.step, ctx.elapsed_s + time.perf_counter() - t0)
+        ctx.lr = ctx.schedule.lr(ctx.step, ctx.elapsed_s + time.perf_counter() - t0)
         for group in ctx.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = ctx.lr * group.get("lr_scale", 1.0)  # optim.lr_mult
         for a in range(accum):
             # -- Data: this micro-batch's augmentation and drop-path draws are seeded by its position.
             batch = next(batches)
@@ -131,8 +132,8 @@ def _log_row(ctx: Context, epochs_done: float, loss_sum: Tensor, seen: int, dt: 
         raise TrainingDiverged(
             f"the loss became {loss} at step {ctx.step}; lower --optim.lr, keep --optim.clip_grad on, or turn --amp off"
         )
-    lr = ctx.optimizer.param_groups[0]["lr"]
-    row = {"epoch": math.ceil(epochs_done) - 1, "step": ctx.step, "epochs_done": epochs_done, "loss": loss, "lr": lr}
+    row = {"epoch": math.ceil(epochs_done) - 1, "step": ctx.step, "epochs_done": epochs_done, "loss": loss}
+    row["lr"] = ctx.lr
     row["img_s"] = seen / max(dt, 1e-9)
     row["elapsed_s"] = ctx.elapsed_s
     if ctx.logger is not None:

@@ -20,16 +20,35 @@ def no_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: decayed weights, and the rest with ``weight_decay = 0``."""
-    skip = no_decay_names(model)
-    decay, no_decay = [], []
+def lr_scales(model: nn.Module, lr_mult: dict[str, float]) -> dict[str, float]:
+    """Each trainable parameter's lr multiplier: that of the longest ``lr_mult`` prefix its name starts with, else
+    1. A prefix that names no parameter is a typo, and says so."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    unused = [k for k in lr_mult if not any(n.startswith(k) for n in names)]
+    if unused:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise ValueError(f"optim.lr_mult: {unused} match no parameter name; names start with {tops}")
+    scales = {}
+    for name in names:
+        hits = [k for k in lr_mult if name.startswith(k)]
+        scales[name] = float(lr_mult[max(hits, key=len)]) if hits else 1.0
+    return scales
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr_mult: dict[str, float] | None = None) -> list[dict]:
+    """Decayed weights and the rest (``weight_decay = 0``), per lr multiplier (``lr_scale``, 1 without
+    ``lr_mult``): two groups per multiplier, the default two when there is none."""
+    skip, scales = no_decay_names(model), lr_scales(model, lr_mult or {})
+    groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if name in skip else decay).append(p)
+            scale = scales[name]
+            groups.setdefault((scale, False), [])
+            groups.setdefault((scale, True), [])
+            groups[(scale, name in skip)].append(p)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": 0.0 if skipped else weight_decay, "lr_scale": scale}
+        for (scale, skipped), params in groups.items()
     ]
 
 
@@ -43,7 +62,7 @@ def _kernel(impl: str, device: torch.device) -> dict[str, bool]:
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        param_groups(model, cfg.weight_decay, cfg.lr_mult),
         lr=cfg.lr,
         betas=cfg.betas,
         eps=cfg.eps,
