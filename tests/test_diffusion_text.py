@@ -338,3 +338,22 @@ def test_token_dropout_keeps_the_first_token_padding_and_the_null_prompt(dm):
     assert 0.26 < dropped < 0.34  # p = 0.3 of the droppable tokens (2,400 of them)
     with pytest.raises(ValueError, match="text.token_dropout"):
         dm.config.TextConfig(token_dropout=1.0)
+
+
+def test_sentence_form_gives_one_token_that_the_pooled_path_reads_alike(dm):
+    from hybridvision.diffusion.adapter import pooled_tokens
+    from hybridvision.diffusion.condition import sentence_form
+
+    states, mask = torch.randn(3, 5, 16) * 8, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    one, one_mask = sentence_form(states, mask.bool(), torch.tensor([True, True, False]))
+    torch.testing.assert_close(one[0, 0], states[0, :3].mean(0))  # the masked mean
+    torch.testing.assert_close(one[1, 0], states[1].mean(0))
+    assert not one[:2, 1:].any() and one_mask[:2].sum(1).tolist() == [1, 1]  # the rest is padding
+    assert torch.equal(one[2], states[2]) and torch.equal(one_mask[2], mask[2].bool())  # not chosen: as it was
+    torch.testing.assert_close(pooled_tokens(one, one_mask), pooled_tokens(states, mask.bool()))  # same sentence vector
+    every, every_mask = sentence_form(states, mask)  # all rows; the mask keeps its dtype
+    assert every_mask.dtype == mask.dtype and every_mask.sum().item() == 3
+    with pytest.raises(ValueError, match="text.form must be one of"):
+        dm.config.TextConfig(form="words")
+    with pytest.raises(ValueError, match="text.sentence_token is a probability"):
+        dm.config.TextConfig(sentence_token=1.5)

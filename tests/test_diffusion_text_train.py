@@ -66,6 +66,9 @@ def test_prompt_augmentations_reach_the_training_inputs(dm, data, classifier, t5
     states = augmented["encoder_hidden_states"]
     assert not torch.equal(states[~drop], plain["encoder_hidden_states"][~drop])
     assert torch.equal(states[drop], plain["encoder_hidden_states"][drop])
+    sentence, _ = inputs("--text.sentence_token", "1.0")  # every prompt as its sentence vector, the null as it was
+    one = sentence["encoder_attention_mask"]
+    assert (one[~drop].sum(1) == 1).all() and torch.equal(one[drop], real[drop][:, : one.shape[1]])
 
 
 def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier, t5_dir, tmp_path, capsys):  # noqa: F811
@@ -120,6 +123,9 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
     assert 0 <= agreement["pct"] <= 100 and len(agreement["per_class"]) == 10
     assert len(agreement["placed_elsewhere"]) == round(60 * (1 - agreement["pct"] / 100))
     assert dm.stages.plot_stages([first.run_dir, run], tmp_path / "curves.png").is_file()
+    assert main([*eval_argv, "--text_form", "sentence", "--grid_per_class", "0"]) == 0  # prompts as one token
+    record = json.loads((run / "eval_ddim2_constant_n20_sentence.json").read_text())
+    assert record["config"]["text_form"] == "sentence" and record["n"] == 20
 
 
 def test_carry_over_names_what_does_not_fit(dm, tmp_path):

@@ -43,6 +43,23 @@ def pad_tokens(states: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tenso
     return F.pad(states, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)  # (B, length, D), (B, length)
 
 
+def sentence_form(states: Tensor, mask: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Prompts as one token each, the masked mean of their tokens (the sentence vector, before the normalisation
+    that the UNet's pooled path applies, which therefore sees the same vector in either form); only the prompts
+    where ``rows`` (B,) is True when it is given: (B, L, D), (B, L) -> same shapes, padding after the first token."""
+    real = mask.bool()
+    keep = real.to(states.dtype)[..., None]  # (B, L, 1)
+    mean = (states * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D)
+    one = torch.zeros_like(states)
+    one[:, 0] = mean  # (B, L, D): the sentence vector, then padding
+    one_mask = torch.zeros_like(real)
+    one_mask[:, 0] = True  # (B, L)
+    if rows is None:
+        return one, one_mask.to(mask.dtype)
+    rows = rows.to(states.device)
+    return torch.where(rows[:, None, None], one, states), torch.where(rows[:, None], one_mask, real).to(mask.dtype)
+
+
 @dataclass(frozen=True)
 class TextCondition:
     """Prompt tokens (B, L, D) and mask (B, L); the null is the empty prompt's tokens (1, L0, D) and mask (1, L0)."""

@@ -17,6 +17,8 @@ from .prompts import PROMPT_SPLITS, TRAIN_NAME_SETS
 from .sampling import SampleConfig
 from .schedule import NoiseConfig
 
+TEXT_FORMS = ("tokens", "sentence")  # a prompt as its word pieces, or as one token: its sentence vector
+
 CONDITIONINGS = ("class", "text")
 
 
@@ -49,6 +51,8 @@ class TextConfig:
     noise: float = 0.0  # training: Gaussian noise on each prompt's tokens, up to this share of their RMS (0 = off)
     train_names: str = "few"  # training names per class: "few" (3-4) or "many" (8-9; diffusion/prompts.py)
     token_dropout: float = 0.0  # training: each real token but the first is masked out with this probability
+    sentence_token: float = 0.0  # training: a prompt is given as one token, its sentence vector, with this probability
+    form: str = "tokens"  # how evaluations and sampling give a prompt: "tokens" (its word pieces) or "sentence"
 
     def __post_init__(self) -> None:
         at_least(self, 0, "max_length", prefix="text.")
@@ -56,6 +60,11 @@ class TextConfig:
         check(
             0.0 <= self.token_dropout < 1.0, f"text.token_dropout is a probability in [0, 1), got {self.token_dropout}"
         )
+        check(
+            0.0 <= self.sentence_token <= 1.0,
+            f"text.sentence_token is a probability in [0, 1], got {self.sentence_token}",
+        )
+        check(self.form in TEXT_FORMS, f"text.form must be one of {TEXT_FORMS}, got {self.form!r}")
         check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
         check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
         check(self.train_names in TRAIN_NAME_SETS, f"text.train_names must be one of {TRAIN_NAME_SETS}")
@@ -141,6 +150,7 @@ class DiffusionEvalConfig:
     data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
     grid_per_class: int = 10  # the grid: one row per class with this many images (0 = no grid)
     prompts: str = "held_out"  # text runs: sample from the "held_out" prompts (never trained on) or "train"
+    text_form: str = ""  # text runs: give prompts as "tokens" or as one "sentence" token ("" = the run's text.form)
     judge_size: int = 32  # the classifier's input size: larger samples are area-downsampled to it (64 -> 32)
     device: str = "auto"
     threads: int = 0  # torch intra-op threads (0 = torch's default)
@@ -149,6 +159,7 @@ class DiffusionEvalConfig:
     def __post_init__(self) -> None:
         check(self.weights in ("ema", "model"), f"weights must be ema or model, got {self.weights!r}")
         check(self.prompts in PROMPT_SPLITS, f"prompts must be one of {PROMPT_SPLITS}, got {self.prompts!r}")
+        check(self.text_form in ("", *TEXT_FORMS), f"text_form must be one of {TEXT_FORMS}, got {self.text_form!r}")
         at_least(self, 1, "n", "batch_size")
         at_least(self, 0, "seed", "grid_per_class", "threads")
         check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -24,7 +24,8 @@ from .sampling import evaluations_per_sample
 
 
 def default_out(run: Path, cfg: DiffusionEvalConfig) -> Path:
-    return run / f"eval_{cfg.sample.sampler}{cfg.sample.steps}_{cfg.sample.cfg}_n{cfg.n}.json"
+    form = f"_{cfg.text_form}" if cfg.text_form else ""
+    return run / f"eval_{cfg.sample.sampler}{cfg.sample.steps}_{cfg.sample.cfg}_n{cfg.n}{form}.json"
 
 
 def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
     probe = load_classifier(cfg.classifier, cfg.judge_size).to(device)
     size = denoiser.shape[-1] * int(denoiser.latent.get("factor", 1))  # of the pixels
     reference = reference_for(probe, cfg.classifier, cfg.fid_stats, cfg.data, size, cfg.batch_size)
-    condition = prompt_condition(denoiser, cfg.prompts) if denoiser.is_text else None  # held-out prompts
+    condition = prompt_condition(denoiser, cfg.prompts, cfg.text_form) if denoiser.is_text else None  # held-out prompts
     t0 = time.perf_counter()
     scores = score_samples(
         denoiser.model, probe, reference, n=cfg.n, num_classes=len(denoiser.classes), shape=denoiser.shape,
@@ -81,5 +82,5 @@ def _grid(denoiser: Denoiser, cfg: DiffusionEvalConfig, out: Path) -> Path:
         return save_grid(make_grid(images, nrow=n), out)
     prompt_set = fmnist_prompts(cfg.prompts, train_names(denoiser))
     prompts = [prompt_set.prompts[int(i)] for i in prompt_set.offsets()]
-    images = generate_prompts(denoiser, prompts, n, cfg.sample, **kw)
+    images = generate_prompts(denoiser, prompts, n, cfg.sample, form=cfg.text_form, **kw)
     return save_grid(make_grid(images, nrow=n), out, row_labels=prompts)

@@ -24,7 +24,7 @@ from ..data import FASHION_MNIST_CLASSES
 from ..engine import init_source
 from ..engine.distributed import pick_device
 from ..hub import create_model
-from .condition import Condition, TextCondition
+from .condition import Condition, TextCondition, sentence_form
 from .config import DiffusionTrainConfig
 from .fid import to_uint8
 from .grid import make_grid, save_grid
@@ -157,12 +157,14 @@ def generate(
 
 
 def generate_prompts(
-    denoiser: Denoiser, prompts: list[str], n: int, cfg: SampleConfig, *, seed: int = 0, batch_size: int = 64
-) -> Tensor:
-    """``n`` samples of each (cleaned) prompt as uint8 (len(prompts) * n, C, H, W), prompt after prompt."""
+    denoiser: Denoiser, prompts: list[str], n: int, cfg: SampleConfig, *, seed: int = 0, batch_size: int = 64,
+    form: str = "",
+) -> Tensor:  # fmt: skip
+    """``n`` samples of each (cleaned) prompt as uint8 (len(prompts) * n, C, H, W), prompt after prompt; prompts
+    given in ``form`` ("tokens" or "sentence"; "" = the run's)."""
     if not denoiser.is_text:
         raise PromptError("this model is class-conditioned: ask for classes (--class NAME), not prompts")
-    states, mask = text_cache(denoiser.text).lookup([*prompts, ""])  # the last row: the null prompt
+    states, mask = prompt_tokens(denoiser, prompts, form)  # the last row: the null prompt
     rows = torch.arange(len(prompts)).repeat_interleave(n)
 
     def condition(idx: list[int]) -> TextCondition:
@@ -198,12 +200,21 @@ def generate_grid(
     return save_grid(grid, out, row_labels=rows if several and prompts is not None else None)
 
 
-def prompt_condition(denoiser: Denoiser, split: str) -> Callable[[list[int], Tensor], TextCondition]:
+def prompt_tokens(denoiser: Denoiser, prompts: list[str], form: str = "") -> tuple[Tensor, Tensor]:
+    """The prompts' tokens and masks, then the null prompt's (the last row), in ``form`` ("tokens" or "sentence";
+    "" = the form the run was evaluated in): (P + 1, L, D), (P + 1, L)."""
+    states, mask = text_cache(denoiser.text).lookup([*prompts, ""])
+    if (form or denoiser.text.get("form", "tokens")) == "sentence":  # the null prompt stays as it was trained
+        states, mask = sentence_form(states, mask, torch.arange(len(prompts) + 1) < len(prompts))
+    return states, mask
+
+
+def prompt_condition(denoiser: Denoiser, split: str, form: str = "") -> Callable[[list[int], Tensor], TextCondition]:
     """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
     the ``split`` prompts ("held_out" or "train": the run's own training names), as the training task's
-    evaluations do."""
+    evaluations do, in ``form`` ("" = the run's)."""
     prompts = fmnist_prompts(split, train_names(denoiser))
-    states, mask = text_cache(denoiser.text).lookup([*prompts.prompts, ""])
+    states, mask = prompt_tokens(denoiser, prompts.prompts, form)
 
     def condition(idx: list[int], labels: Tensor) -> TextCondition:
         rows = prompts.cycle(labels, idx)

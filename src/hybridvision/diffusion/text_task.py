@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..engine import Runtime
 from .agreement import encoder_agreement
-from .condition import TextCondition
+from .condition import TextCondition, sentence_form
 from .config import DiffusionTrainConfig
 from .prompts import fmnist_prompts
 from .task import ClassDiffusion, cache_dir
@@ -62,6 +62,7 @@ def text_info(cfg: DiffusionTrainConfig) -> dict[str, Any]:
         "max_length": text.max_length,
         "cache_dir": str(cache_dir(cfg, "text")),
         "train_names": text.train_names,
+        "form": text.form,
     }
 
 
@@ -95,9 +96,12 @@ class TextDiffusion(ClassDiffusion):
     def model_kwargs(self) -> dict[str, Any]:
         return {"num_classes": 0, "context": "text", "context_dim": self.text_dim}
 
-    def _tokens(self, rows: Tensor) -> dict[str, Tensor]:
+    def _tokens(self, rows: Tensor, form: str = "tokens") -> dict[str, Tensor]:
         rows = rows.to(self.states.device)
-        states, mask = trim(self.states[rows], self.mask[rows])  # (B, L, D), (B, L)
+        states, mask = self.states[rows], self.mask[rows]  # (B, L, D), (B, L)
+        if form == "sentence":
+            states, mask = sentence_form(states, mask)
+        states, mask = trim(states, mask)  # (B, L', D), (B, L')
         return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
 
     def _eval_rows(self, labels: Tensor, idx: Sequence[int]) -> Tensor:
@@ -107,6 +111,10 @@ class TextDiffusion(ClassDiffusion):
         rows = self.train_prompts.draw(labels, gen)  # (B,): a random training prompt of each sample's class
         tokens = self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
         text = self.cfg.text
+        if text.sentence_token > 0:  # some prompts as their sentence vector alone (the null prompt never)
+            one = (torch.rand(len(rows), generator=gen) < text.sentence_token) & ~drop.cpu()  # (B,)
+            states, mask = sentence_form(tokens["encoder_hidden_states"], tokens["encoder_attention_mask"], one)
+            tokens = {"encoder_hidden_states": states, "encoder_attention_mask": mask}
         if text.noise > 0:
             states, mask = tokens["encoder_hidden_states"], tokens["encoder_attention_mask"]
             tokens["encoder_hidden_states"] = perturb_tokens(states, mask, ~drop, text.noise, gen)
@@ -117,10 +125,10 @@ class TextDiffusion(ClassDiffusion):
         return tokens
 
     def val_inputs(self, idx: Sequence[int]) -> dict[str, Tensor]:
-        return self._tokens(self._eval_rows(self.val_labels[list(idx)], idx))
+        return self._tokens(self._eval_rows(self.val_labels[list(idx)], idx), self.cfg.text.form)
 
     def sample_condition(self, idx: list[int], labels: Tensor) -> TextCondition:
-        cond = self._tokens(self._eval_rows(labels, idx))
+        cond = self._tokens(self._eval_rows(labels, idx), self.cfg.text.form)
         null = self._tokens(torch.tensor([self.null_index]))
         return TextCondition(*cond.values(), *null.values())
 
