@@ -1,0 +1,86 @@
+"""Training speed of the 30-minute Fashion-MNIST-scenes recipes, measured interleaved in one process.
+
+The recipes are time-boxed, so the mIoU each backbone reaches in 30 minutes depends on how many scenes it trains
+on. Runs made in different sessions saw hosts of different speeds; this times one optimizer step (the recipe's
+augmentation, forward, backward, AdamW) of every recipe's model on the same batch, round-robin in one process, so
+the ratios hold whatever the host's load. ``--bf16`` adds each model under bf16 autocast.
+
+    python benchmarks/seg_train_speed.py                 # -> results/seg_fmnist_train_speed.json
+    python benchmarks/seg_train_speed.py --bf16 --extra '--head.refine 16'
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hybridvision.bench.interleave import interleaved
+from hybridvision.config import parse_overrides, resolve
+from hybridvision.engine import Runtime
+from hybridvision.engine.distributed import Dist
+from hybridvision.engine.optim import build_optimizer
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
+from hybridvision.seg.config import SegTrainConfig
+from hybridvision.seg.task import Segmentation
+
+
+def train_step(recipe: str, extra: list[str], bf16: bool, batch: int) -> Callable[[], None]:
+    """One optimizer step of ``recipe``'s model on a fixed batch of its training scenes, as a closure."""
+    cfg = resolve(SegTrainConfig, recipe, parse_overrides([*extra, "--batch_size", str(batch)]))
+    task = Segmentation(cfg)
+    task.setup(Runtime(Dist(), contextlib.nullcontext))
+    model = task.build_model().train()
+    optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
+    data = next(task.batches([list(range(batch))]))
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = task.loss(model, data, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="ascan_nano,coatnet_nano,efficientmod_nano")
+    ap.add_argument("--extra", default="", help="flags added to every recipe, e.g. '--head.refine 16'")
+    ap.add_argument("--bf16", action="store_true", help="also time each model under bf16 autocast")
+    ap.add_argument("--batch", type=int, default=16, help="the recipes' batch")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min_s", type=float, default=4.0, help="seconds per candidate per round")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="results/seg_fmnist_train_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    extra = shlex.split(args.extra)
+    candidates = {}
+    for model in args.models.split(","):
+        recipe = f"configs/seg/fmnist_scenes_{model}_30min.yaml"
+        for bf16 in (False, True) if args.bf16 else (False,):
+            candidates[f"{model}{' bf16' if bf16 else ''}"] = train_step(recipe, extra, bf16, args.batch)
+    timings = interleaved(candidates, args.batch, rounds=args.rounds, min_s=args.min_s)
+    first = next(iter(candidates))
+    base = statistics.median(t.p50_ms for t in timings[first])
+    rows = []
+    for name, runs in timings.items():
+        p50 = statistics.median(t.p50_ms for t in runs)
+        rows.append({"model": name, "step_ms": round(p50, 1), "img_s": round(1000 * args.batch / p50, 1)})
+        rows[-1]["speed_vs_" + first.replace(" ", "_")] = round(base / p50, 3)
+        print(f"{name:24s} {p50:8.1f} ms/step  {rows[-1]['img_s']:6.1f} img/s  x{base / p50:.2f}")
+    meta = {"batch": args.batch, "rounds": args.rounds, "extra": args.extra, "threads": args.threads}
+    save_json({"rows": rows, **meta, "environment": environment()}, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
