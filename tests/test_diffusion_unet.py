@@ -208,3 +208,16 @@ def test_diffusers_import_hides_a_broken_torchvision(tmp_path):
     assert (name, module) == ("UNet2DModel", "None")
     probes = pids.read_text().split()
     assert len(probes) == 1 and probes[0] != pid  # one probe, in another process
+
+
+def test_a_hung_torchvision_probe_counts_as_broken_with_its_reason(monkeypatch):
+    import subprocess
+
+    from hybridvision.diffusion import _diffusers
+
+    def hang(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout", 0))
+
+    monkeypatch.setattr(_diffusers.subprocess, "run", hang)
+    error = _diffusers.torchvision_import_error.__wrapped__()  # past the per-process cache
+    assert "did not finish within 300 s" in error

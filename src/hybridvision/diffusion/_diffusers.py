@@ -44,13 +44,26 @@ def hide_broken_torchvision() -> bool:
     return True
 
 
+PROBE_TIMEOUT_S = 300
+
+
 @functools.cache
 def torchvision_import_error() -> str | None:
-    """The last line of the error ``import torchvision`` raises in a child interpreter; None when it imports."""
+    """The last line of the error ``import torchvision`` raises in a child interpreter; None when it imports. An
+    import that does not finish within ``PROBE_TIMEOUT_S`` counts as broken (and is then hidden), with that reason."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    probe = subprocess.run(
-        [sys.executable, "-c", "import torchvision"], capture_output=True, text=True, env=env, timeout=300
-    )
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import torchvision"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return (
+            f"`import torchvision` did not finish within {PROBE_TIMEOUT_S} s in a child interpreter (a hung install?)"
+        )
     if probe.returncode == 0:
         return None
     lines = probe.stderr.strip().splitlines()
