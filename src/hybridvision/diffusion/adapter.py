@@ -59,15 +59,18 @@ class TextAdapter(nn.Module):
         return self.norm(x)
 
 
+def masked_mean(tokens: Tensor, mask: Tensor | None) -> Tensor:
+    """The mean of each prompt's real tokens (``mask`` True or 1; all of them without a mask): (B, L, D) -> (B, D)."""
+    if mask is None:
+        return tokens.mean(1)  # (B, D)
+    keep = mask.to(tokens.dtype)[..., None]  # (B, L, 1)
+    return (tokens * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D)
+
+
 def pooled_tokens(tokens: Tensor, mask: Tensor | None) -> Tensor:
     """The prompt's sentence vector: the masked mean of its tokens, L2-normalised (what sentence-transformers'
     all-MiniLM-L6-v2 returns as its embedding), times sqrt(D) so its entries are of unit scale: (B, L, D) -> (B, D)."""
-    if mask is None:
-        mean = tokens.mean(1)  # (B, D)
-    else:
-        keep = mask.to(tokens.dtype)[..., None]  # (B, L, 1)
-        mean = (tokens * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D)
-    return F.normalize(mean, dim=-1) * math.sqrt(tokens.shape[-1])
+    return F.normalize(masked_mean(tokens, mask), dim=-1) * math.sqrt(tokens.shape[-1])
 
 
 class PooledTextEmbedding(nn.Module):

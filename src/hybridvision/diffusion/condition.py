@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .adapter import masked_mean
+
 
 class Condition(Protocol):
     def inputs(self, guided: bool) -> dict[str, Tensor]: ...
@@ -48,10 +50,8 @@ def sentence_form(states: Tensor, mask: Tensor, rows: Tensor | None = None) -> t
     that the UNet's pooled path applies, which therefore sees the same vector in either form); only the prompts
     where ``rows`` (B,) is True when it is given: (B, L, D), (B, L) -> same shapes, padding after the first token."""
     real = mask.bool()
-    keep = real.to(states.dtype)[..., None]  # (B, L, 1)
-    mean = (states * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, D)
     one = torch.zeros_like(states)
-    one[:, 0] = mean  # (B, L, D): the sentence vector, then padding
+    one[:, 0] = masked_mean(states, real)  # (B, L, D): the sentence vector, then padding
     one_mask = torch.zeros_like(real)
     one_mask[:, 0] = True  # (B, L)
     if rows is None:
