@@ -51,8 +51,10 @@ def test_cli_train_eval_predict(tmp_path, capsys):
     assert main(["seg", "train", *(t for k, v in flags.items() for t in (f"--{k}", v))]) == 0
     run = tmp_path / "run"
     assert "mIoU" in capsys.readouterr().out
-    assert main(["seg", "eval", str(run), "--weights", "ema"]) == 0
-    report = json.loads((run / "seg_eval.json").read_text())["results"]["ema"]
+    assert main(["seg", "eval", str(run), "--weights", "ema", "--infer.flip", "true"]) == 0
+    saved = json.loads((run / "seg_eval.json").read_text())
+    assert saved["infer"]["flip"] is True and saved["environment"]["torch"]  # how and where the numbers were made
+    report = saved["results"]["ema"]
     assert set(report["iou"]) == set(json.loads((run / "final" / "config.json").read_text())["classes"])
     assert "IoU per class" in capsys.readouterr().out
     assert main(["seg", "predict", "--scenes", "2", "--run", str(run), "--out", str(tmp_path / "scenes")]) == 0
@@ -90,3 +92,4 @@ def test_committed_recipes_parse(path):
         assert cfg.head.feature_levels == (2, 3, 4) and cfg.aug.scale == (2048, 512)
     else:
         assert cfg.budget_minutes == 30 and cfg.model.endswith("_nano")
+    assert not cfg.init_from or (CONFIG_DIR.parents[1] / cfg.init_from).exists(), "the recipe starts from a missing run"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 from ..config import ConfigError, dump_yaml, flatten, load_file, replace, split_flags
@@ -74,6 +75,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from ..env import environment
     from ..fileio import save_json
     from ..seg.evaluation import eval_defaults, evaluate_run
 
@@ -91,9 +93,8 @@ def _eval(args: argparse.Namespace) -> int:
     console.print(_class_table(results))
     rows = [[k, _pct(v["miou"]), _pct(v["aacc"]), _pct(v["macc"])] for k, v in results.items()]
     console.print(table(f"{run_dir} on {cfg.data.eval_split}", ["weights", "mIoU %", "aAcc %", "mAcc %"], rows))
-    save_json(
-        {"run": str(run_dir), "split": cfg.data.eval_split, "results": results}, cfg.out or run_dir / "seg_eval.json"
-    )
+    meta = {"run": str(run_dir), "split": cfg.data.eval_split, "infer": asdict(cfg.infer), "environment": environment()}
+    save_json({**meta, "results": results}, cfg.out or run_dir / "seg_eval.json")
     return 0
 
 

@@ -97,11 +97,10 @@ def edge_ring(labels: Tensor) -> Tensor:
     return (high != low)[:, 0]  # (B, 1, H, W) -> (B, H, W)
 
 
-def render(cfg: SceneConfig, table: SceneTable, images: Tensor, labels: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-    """Scenes ``index`` of ``table`` from the split's items: uint8 images (B, 1, C, C) and masks (B, C, C).
+def item_ink(cfg: SceneConfig, table: SceneTable, images: Tensor, index: Tensor) -> Tensor:
+    """Every slot of scenes ``index`` drawn alone on the canvas, before any covering: float (B, K, C, C).
 
-    ``images`` (N, 1, 28, 28) uint8 and ``labels`` (N,) are the split's items; mask values are 0 (background),
-    1 + the item's class, or 255 at ignored edges.
+    ``images`` (N, 1, 28, 28) uint8 are the split's items; empty slots are zero.
     """
     b, k, c = len(index), table.items.shape[1], cfg.canvas
     items = table.items[index].reshape(-1)  # (B, K) -> (B * K,)
@@ -109,8 +108,18 @@ def render(cfg: SceneConfig, table: SceneTable, images: Tensor, labels: Tensor, 
     rows, cols = _interp_matrix(side, corner[:, 0], c), _interp_matrix(side, corner[:, 1], c)
     ink = rows @ images[items, 0].float() @ cols.transpose(1, 2)  # (M, C, 28) @ (M, 28, 28) @ (M, 28, C)
     ink = ink.view(b, k, c, c)  # (B * K, C, C) -> (B, K, C, C)
-    ink = ink * table.active[index][..., None, None]  # empty slots draw nothing
-    classes = (labels[items] + 1).view(b, k)  # (B * K,) -> (B, K)
+    return ink * table.active[index][..., None, None]  # empty slots draw nothing
+
+
+def render(cfg: SceneConfig, table: SceneTable, images: Tensor, labels: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """Scenes ``index`` of ``table`` from the split's items: uint8 images (B, 1, C, C) and masks (B, C, C).
+
+    ``images`` (N, 1, 28, 28) uint8 and ``labels`` (N,) are the split's items; mask values are 0 (background),
+    1 + the item's class, or 255 at ignored edges.
+    """
+    b, k, c = len(index), table.items.shape[1], cfg.canvas
+    ink = item_ink(cfg, table, images, index)
+    classes = labels[table.items[index]] + 1  # (B, K)
     canvas = torch.zeros(b, c, c)
     mask = torch.zeros(b, c, c, dtype=torch.long)
     for slot in range(k):  # drawing order: a later item covers an earlier one where its ink is
