@@ -31,15 +31,6 @@ from hybridvision.seg.metrics import confusion_matrix, scores
 from hybridvision.seg.scenes import SCENE_CLASSES, SceneTable, item_ink, render, scene_table
 
 
-def layers(cfg: SegDataConfig, table: SceneTable, items: Tensor) -> tuple[Tensor, Tensor]:
-    """Every slot's ink on the canvas (N, K, C, C) and which slot owns each pixel's label (N, C, C), -1 = none."""
-    ink = item_ink(cfg.scenes, table, items, torch.arange(len(table)))  # (N, K, C, C)
-    owner = torch.full((len(table), *ink.shape[-2:]), -1, dtype=torch.long)
-    for slot in range(ink.shape[1]):  # the drawing order of render()
-        owner = torch.where(ink[:, slot] > cfg.scenes.threshold, slot, owner)
-    return ink, owner
-
-
 def covered(ink: Tensor, threshold: int) -> Tensor:
     """Where a later slot's solid ink covers each slot: (N, K, C, C) -> bool (N, K, C, C)."""
     solid = (ink > threshold).flip(1).cumsum(1).flip(1) > 0  # solid in this slot or a later one
@@ -58,10 +49,10 @@ def read_back(ink: Tensor, table: SceneTable, canvas: int) -> Tensor:
     return F.pad(item.round().clamp(0, 255).to(torch.uint8), (2, 2, 2, 2))  # (M, 1, 32, 32)
 
 
-def painted(owner: Tensor, classes: Tensor) -> Tensor:
-    """Label map with each owned pixel painted the class of its slot: (N, C, C), classes (N, K) -> (N, C, C)."""
-    picked = classes.gather(1, owner.clamp_min(0).flatten(1)).view_as(owner)  # (N, K) -> (N, C * C) -> (N, C, C)
-    return torch.where(owner >= 0, picked + 1, 0)
+def painted(own: Tensor, classes: Tensor) -> Tensor:
+    """Label map with each pixel painted 1 + the class of the slot that owns it, 0 where none does:
+    own (N, K, C, C) bool, at most one slot per pixel, classes (N, K) -> (N, C, C)."""
+    return (own * (classes + 1)[..., None, None]).sum(1)
 
 
 def main() -> None:
@@ -69,14 +60,15 @@ def main() -> None:
     parser.add_argument("--classifier", default="assets/fmnist_ascan_nano")
     parser.add_argument("--out", default="results/seg_recognition_ceiling.json")
     args = parser.parse_args()
-    torch.manual_seed(0)
     cfg = SegDataConfig()
     items, labels = load_idx_split(cfg.root, cfg.eval_split)
     table = scene_table(cfg.scenes, cfg.scenes.eval_scenes, len(items), stream=1)  # the evaluation scenes
     _, mask = render(cfg.scenes, table, items, labels, torch.arange(len(table)))
     target, k = mask.long(), len(SCENE_CLASSES)
-    ink, owner = layers(cfg, table, items)
-    visible = ink * ~covered(ink, cfg.scenes.threshold)  # what later items leave of each item
+    ink = item_ink(cfg.scenes, table, items, torch.arange(len(table)))  # (N, K, C, C), as render() draws them
+    hidden = covered(ink, cfg.scenes.threshold)
+    own = (ink > cfg.scenes.threshold) & ~hidden  # (N, K, C, C): the slot whose label each pixel shows
+    visible = ink * ~hidden  # what later items leave of each item
     probe = load_classifier(args.classifier)
     views = {
         "whole item": F.pad(items[table.items.reshape(-1)], (2, 2, 2, 2)),  # (M, 1, 32, 32)
@@ -84,11 +76,13 @@ def main() -> None:
         "visible part": read_back(visible, table, cfg.scenes.canvas),
     }
     truth = labels[table.items]  # (N, K) each slot's class
-    owned = torch.zeros_like(truth, dtype=torch.bool).scatter_(1, owner.clamp_min(0).flatten(1), owner.flatten(1) >= 0)
+    owned = own.flatten(2).any(2)  # (N, K): slots with at least one labelled pixel
+    if not torch.equal(painted(own, truth), target):
+        raise RuntimeError("the slots' ownership does not reproduce render()'s labels: the two drawings disagree")
     rows = []
     for how, view in views.items():
         classes = probe_images(probe, view, batch_size=500).view_as(truth)  # (N * K,) -> (N, K)
-        pred = painted(owner, classes)
+        pred = painted(own, classes)
         agree = (classes == truth)[owned].float().mean().item() * 100  # items with at least one labelled pixel
         row = {"view": how, "item_accuracy": agree} | scores(confusion_matrix(pred, target, k))
         rows.append(row)
