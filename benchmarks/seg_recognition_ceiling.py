@@ -27,14 +27,20 @@ from hybridvision.diffusion.fid import load_classifier, probe_images
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
-from hybridvision.seg.metrics import confusion_matrix, scores
-from hybridvision.seg.scenes import SCENE_CLASSES, SceneTable, item_ink, render, scene_table
+from hybridvision.seg.metrics import binned_accuracy, confusion_matrix, scores
+from hybridvision.seg.scenes import (
+    SCENE_CLASSES,
+    SceneTable,
+    covered,
+    item_ink,
+    owners,
+    paint,
+    render,
+    scene_table,
+    visible_share,
+)
 
-
-def covered(ink: Tensor, threshold: int) -> Tensor:
-    """Where a later slot's solid ink covers each slot: (N, K, C, C) -> bool (N, K, C, C)."""
-    solid = (ink > threshold).flip(1).cumsum(1).flip(1) > 0  # solid in this slot or a later one
-    return F.pad(solid[:, 1:], (0, 0, 0, 0, 0, 1))  # shifted by one slot: later ones only; the last is never covered
+VISIBLE_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0)  # as benchmarks/seg_error_breakdown.py
 
 
 def read_back(ink: Tensor, table: SceneTable, canvas: int) -> Tensor:
@@ -49,12 +55,6 @@ def read_back(ink: Tensor, table: SceneTable, canvas: int) -> Tensor:
     return F.pad(item.round().clamp(0, 255).to(torch.uint8), (2, 2, 2, 2))  # (M, 1, 32, 32)
 
 
-def painted(own: Tensor, classes: Tensor) -> Tensor:
-    """Label map with each pixel painted 1 + the class of the slot that owns it, 0 where none does:
-    own (N, K, C, C) bool, at most one slot per pixel, classes (N, K) -> (N, C, C)."""
-    return (own * (classes + 1)[..., None, None]).sum(1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classifier", default="assets/fmnist_ascan_nano")
@@ -66,9 +66,8 @@ def main() -> None:
     _, mask = render(cfg.scenes, table, items, labels, torch.arange(len(table)))
     target, k = mask.long(), len(SCENE_CLASSES)
     ink = item_ink(cfg.scenes, table, items, torch.arange(len(table)))  # (N, K, C, C), as render() draws them
-    hidden = covered(ink, cfg.scenes.threshold)
-    own = (ink > cfg.scenes.threshold) & ~hidden  # (N, K, C, C): the slot whose label each pixel shows
-    visible = ink * ~hidden  # what later items leave of each item
+    own = owners(ink, cfg.scenes.threshold)  # (N, K, C, C): the slot whose label each pixel shows
+    visible = ink * ~covered(ink, cfg.scenes.threshold)  # what later items leave of each item
     probe = load_classifier(args.classifier)
     views = {
         "whole item": F.pad(items[table.items.reshape(-1)], (2, 2, 2, 2)),  # (M, 1, 32, 32)
@@ -77,14 +76,17 @@ def main() -> None:
     }
     truth = labels[table.items]  # (N, K) each slot's class
     owned = own.flatten(2).any(2)  # (N, K): slots with at least one labelled pixel
-    if not torch.equal(painted(own, truth), target):
+    share = visible_share(ink, cfg.scenes.threshold)  # (N, K): how much of each item is left visible
+    if not torch.equal(paint(own, truth), target):
         raise RuntimeError("the slots' ownership does not reproduce render()'s labels: the two drawings disagree")
     rows = []
     for how, view in views.items():
         classes = probe_images(probe, view, batch_size=500).view_as(truth)  # (N * K,) -> (N, K)
-        pred = painted(own, classes)
+        pred = paint(own, classes)
         agree = (classes == truth)[owned].float().mean().item() * 100  # items with at least one labelled pixel
-        row = {"view": how, "item_accuracy": agree} | scores(confusion_matrix(pred, target, k))
+        by_share = binned_accuracy(share, classes == truth, owned, VISIBLE_EDGES)
+        row = {"view": how, "item_accuracy": agree, "items_right_by_visible_share": by_share}
+        row |= scores(confusion_matrix(pred, target, k))
         rows.append(row)
         print(f"{how:13s}  items right {agree:6.2f}%  mIoU {row['miou']:6.2f}  aAcc {row['aacc']:6.2f}")
     data = {"scenes": len(table), "items": int(owned.sum()), "classifier": args.classifier, "rows": rows}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 import torch
 from synthetic_data import write_fmnist_like
 
-from hybridvision.data import DataError
+from hybridvision.data import DataError, load_idx_split
+from hybridvision.seg import scenes
 from hybridvision.seg.config import InferConfig, SegDataConfig
 from hybridvision.seg.data import load_split
 from hybridvision.seg.infer import predict, window_starts
 from hybridvision.seg.scenes import SCENE_CLASSES, SceneConfig, edge_ring
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCENES = SceneConfig(canvas=48, scale=(0.8, 1.5), threshold=100, train_scenes=40, eval_scenes=12)
 
 
@@ -49,6 +52,46 @@ def test_scene_edges_can_be_ignored(tmp_path):
     ringed = first_batch(load_split(ringed_cfg, train=True), 4)[1]
     ring = edge_ring(plain)
     assert ring.any() and torch.equal(ringed, plain.masked_fill(ring, 255))
+
+
+def scene_slots(root: Path, count: int = 16):
+    """Rendered labels, each slot's ink and class, and the slot owning each pixel, of ``count`` training scenes."""
+    cfg = scene_data(root)
+    items, labels = load_idx_split(cfg.root, cfg.train_split)
+    table = scenes.scene_table(SCENES, count, len(items), stream=0)
+    index = torch.arange(count)
+    _, mask = scenes.render(SCENES, table, items, labels, index)
+    ink = scenes.item_ink(SCENES, table, items, index)
+    return mask.long(), ink, labels[table.items[index]], scenes.owners(ink, SCENES.threshold)
+
+
+def test_slot_ownership_reproduces_the_rendered_labels(tmp_path):
+    mask, ink, classes, own = scene_slots(tmp_path)
+    assert int(own.sum(1).max()) == 1  # one owner per pixel at most
+    assert ((ink > SCENES.threshold) & ~own).flatten(2).any(2).any()  # some items are covered by later ones
+    assert torch.equal(scenes.paint(own, classes), mask)
+    assert not torch.equal(scenes.paint(own, classes.roll(1, dims=1)), mask)  # each slot painted with another's class
+    share = scenes.visible_share(ink, SCENES.threshold)
+    inked = (ink > SCENES.threshold).flatten(2).any(2)
+    last = inked.long().cumsum(1) == inked.long().sum(1, keepdim=True)  # at or after the last inked slot
+    assert torch.all(share[inked & last] == 1) and share.min() >= 0 and (share[inked] < 1).any()
+
+
+def test_error_breakdown_separates_recognition_from_edges(tmp_path):
+    spec = importlib.util.spec_from_file_location("seg_error_breakdown", BENCHMARKS / "seg_error_breakdown.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    mask, ink, classes, own = scene_slots(tmp_path)
+    perfect = bench.breakdown(mask, mask, own, scenes.visible_share(ink, SCENES.threshold), classes)
+    assert perfect["items_right"] == 100 and all(r["miou"] == 100 for r in perfect["rows"].values())
+    pred = mask.clone()
+    pred[own[:, 0]] = (classes[:, 0, None, None].expand_as(pred)[own[:, 0]] + 1) % 10 + 1  # slot 0: wrong class
+    split = bench.breakdown(pred, mask, own, scenes.visible_share(ink, SCENES.threshold), classes)
+    rows = split["rows"]
+    assert rows["true class on predicted foreground"]["miou"] == 100  # the foreground is still right
+    assert rows["model"]["miou"] == pytest.approx(rows["majority class with perfect edges"]["miou"])
+    assert rows["model"]["miou"] < 100 and split["items_right"] < 100
+    assert split["wrong_item_pixels_in_items_right"] == 0  # every wrong pixel is in a wrong item
 
 
 def write_ade(root: Path, sizes=((30, 40), (36, 28), (32, 32)), split: str = "training") -> Path:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hybridvision.seg.metrics import LabelError, confusion_matrix, iou_per_class, scores
+from hybridvision.seg.metrics import LabelError, binned_accuracy, confusion_matrix, iou_per_class, scores
 
 # 3 classes; 255 = ignore. Rows of the hand-made matrix: true class; columns: predicted class.
 TARGET = torch.tensor([[0, 0, 0, 1], [1, 1, 2, 255], [2, 2, 0, 255]])
@@ -47,3 +47,15 @@ def test_a_class_neither_labelled_nor_predicted_is_left_out_of_the_mean():
 def test_a_label_outside_the_classes_is_an_error_naming_the_fix():
     with pytest.raises(LabelError, match=r"label 7, outside the 3 classes .*data.num_classes"):
         confusion_matrix(PRED, torch.full_like(TARGET, 7), 3)
+
+
+def test_binned_accuracy_counts_each_bin_and_closes_the_last():
+    values = torch.tensor([0.0, 0.2, 0.5, 0.7, 1.0, 1.0])
+    right = torch.tensor([True, False, True, True, False, True])
+    valid = torch.tensor([True, True, True, True, True, False])
+    rows = binned_accuracy(values, right, valid, (0.0, 0.5, 1.0))
+    assert rows == [
+        {"bin": [0.0, 0.5], "items": 2, "right": 50.0},
+        {"bin": [0.5, 1.0], "items": 3, "right": pytest.approx(200 / 3)},  # 1.0 lands in the last bin
+    ]
+    assert binned_accuracy(values, right, valid, (2.0, 3.0))[0]["right"] is None

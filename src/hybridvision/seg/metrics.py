@@ -53,3 +53,15 @@ def scores(conf: Tensor) -> dict[str, float]:
     total = float(labelled.sum())
     aacc = 100 * float(conf.diag().sum()) / total if total else math.nan
     return {"miou": _nanmean(iou_per_class(conf)), "aacc": aacc, "macc": _nanmean(acc)}
+
+
+def binned_accuracy(values: Tensor, right: Tensor, valid: Tensor, edges: tuple[float, ...]) -> list[dict]:
+    """Accuracy (%) of the ``valid`` items in each bin [lo, hi) of ``values`` (the last bin includes its top):
+    one row {"bin": [lo, hi], "items", "right"} per bin, "right" None for an empty bin."""
+    rows = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        top = values <= hi if i == len(edges) - 2 else values < hi
+        sel = valid & (values >= lo) & top
+        acc = 100 * right[sel].float().mean().item() if sel.any() else None
+        rows.append({"bin": [lo, hi], "items": int(sel.sum()), "right": acc})
+    return rows

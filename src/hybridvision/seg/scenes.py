@@ -111,6 +111,30 @@ def item_ink(cfg: SceneConfig, table: SceneTable, images: Tensor, index: Tensor)
     return ink * table.active[index][..., None, None]  # empty slots draw nothing
 
 
+def covered(ink: Tensor, threshold: int) -> Tensor:
+    """Where a later slot's solid ink covers each slot: ``item_ink``'s (B, K, C, C) -> bool (B, K, C, C)."""
+    solid = (ink > threshold).flip(1).cumsum(1).flip(1) > 0  # solid in this slot or a later one
+    return F.pad(solid[:, 1:], (0, 0, 0, 0, 0, 1))  # shifted by one slot: later ones only; the last is never covered
+
+
+def owners(ink: Tensor, threshold: int) -> Tensor:
+    """The slot whose label each pixel shows, as ``render`` draws it: (B, K, C, C) -> bool (B, K, C, C),
+    at most one slot per pixel, none on background."""
+    return (ink > threshold) & ~covered(ink, threshold)
+
+
+def visible_share(ink: Tensor, threshold: int) -> Tensor:
+    """The share of each slot's solid ink that no later slot covers: (B, K, C, C) -> (B, K), 0 for empty slots."""
+    solid = ink > threshold
+    return (solid & ~covered(ink, threshold)).flatten(2).sum(2) / solid.flatten(2).sum(2).clamp(min=1)
+
+
+def paint(own: Tensor, classes: Tensor) -> Tensor:
+    """A label map with each owned pixel painted 1 + its slot's class, 0 elsewhere:
+    ``own`` (B, K, C, C) bool from ``owners``, ``classes`` (B, K) -> (B, C, C)."""
+    return (own * (classes + 1)[..., None, None]).sum(1)
+
+
 def render(cfg: SceneConfig, table: SceneTable, images: Tensor, labels: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     """Scenes ``index`` of ``table`` from the split's items: uint8 images (B, 1, C, C) and masks (B, C, C).
 
