@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridvision.engine.order import eval_batches
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.augment import SegAugment
@@ -52,9 +53,8 @@ def predictions(run: Path, use_ema: bool) -> tuple[Tensor, Tensor, SceneSplit]:
     augment = SegAugment(SegAugConfig(), crop, cfg.data.mean, cfg.data.std, len(SCENE_CLASSES))
     model, _ = saved_model(run, use_ema=use_ema)
     model = model.to(memory_format=torch.channels_last).eval()
-    batches = [list(range(i, min(i + cfg.batch_size, len(split)))) for i in range(0, len(split), cfg.batch_size)]
     preds, masks = [], []
-    for images, mask, _, _ in split.batches(batches):
+    for images, mask, _, _ in split.batches(eval_batches(len(split), cfg.batch_size, rank=0, world=1)):
         probs = predict(model, augment.normalize(images), cfg.infer, len(SCENE_CLASSES), augment.crop)
         preds.append(probs.argmax(1))
         masks.append(mask.long())
@@ -65,9 +65,9 @@ def near_other_item(target: Tensor, radius: int) -> Tensor:
     """Item pixels with a pixel of another item's label within ``radius`` (Chebyshev): (N, H, W) -> bool."""
     x = target[:, None].float()  # (N, H, W) -> (N, 1, H, W)
     size = 2 * radius + 1
-    items = torch.where(x > 0, x, torch.full_like(x, float("-inf")))  # background is no other item
-    high = F.max_pool2d(items, size, stride=1, padding=radius)[:, 0]  # (N, 1, H, W) -> (N, H, W)
-    low = -F.max_pool2d(-items.nan_to_num(neginf=float("inf")), size, stride=1, padding=radius)[:, 0]
+    inf = torch.tensor(float("inf"))
+    high = F.max_pool2d(torch.where(x > 0, x, -inf), size, stride=1, padding=radius)[:, 0]  # background: no item
+    low = -F.max_pool2d(torch.where(x > 0, -x, -inf), size, stride=1, padding=radius)[:, 0]  # (N, 1, H, W) -> (N, H, W)
     return (target > 0) & ((high != target) | (low != target))
 
 
@@ -115,7 +115,9 @@ def breakdown(pred: Tensor, labels: Tensor, own: Tensor, share: Tensor, truth: T
     ``pred``, ``labels`` (N, C, C); ``own`` (N, S, C, C): the pixels each slot owns; ``share`` (N, S): the visible
     share of each slot's ink; ``truth`` (N, S): each slot's class.
     """
-    votes = torch.stack([((pred == c)[:, None] & own).flatten(2).sum(2) for c in range(1, 11)], -1)  # (N, S, 10)
+    votes = torch.stack(
+        [((pred == c)[:, None] & own).flatten(2).sum(2) for c in range(1, len(SCENE_CLASSES))], -1
+    )  # (N, S, 10)
     majority = votes.argmax(-1)  # (N, S): the most frequent item class of each item's visible part
     owned = own.flatten(2).any(2)  # (N, S): items with at least one labelled pixel
     right = majority == truth

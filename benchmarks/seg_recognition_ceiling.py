@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hybridvision.data import load_idx_split
 from hybridvision.diffusion.fid import load_classifier, probe_images
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
+from hybridvision.seg.data import load_split
 from hybridvision.seg.metrics import binned_accuracy, confusion_matrix, scores
 from hybridvision.seg.scenes import (
     SCENE_CLASSES,
@@ -36,7 +36,6 @@ from hybridvision.seg.scenes import (
     owners,
     paint,
     render,
-    scene_table,
     visible_share,
 )
 
@@ -61,11 +60,11 @@ def main() -> None:
     parser.add_argument("--out", default="results/seg_recognition_ceiling.json")
     args = parser.parse_args()
     cfg = SegDataConfig()
-    items, labels = load_idx_split(cfg.root, cfg.eval_split)
-    table = scene_table(cfg.scenes, cfg.scenes.eval_scenes, len(items), stream=1)  # the evaluation scenes
-    _, mask = render(cfg.scenes, table, items, labels, torch.arange(len(table)))
+    split = load_split(cfg, train=False)  # the evaluation scenes
+    table, items, labels, index = split.table, split.items, split.labels, torch.arange(len(split))
+    _, mask = render(cfg.scenes, table, items, labels, index)
     target, k = mask.long(), len(SCENE_CLASSES)
-    ink = item_ink(cfg.scenes, table, items, torch.arange(len(table)))  # (N, K, C, C), as render() draws them
+    ink = item_ink(cfg.scenes, table, items, index)  # (N, K, C, C), as render() draws them
     own = owners(ink, cfg.scenes.threshold)  # (N, K, C, C): the slot whose label each pixel shows
     visible = ink * ~covered(ink, cfg.scenes.threshold)  # what later items leave of each item
     probe = load_classifier(args.classifier)

@@ -17,13 +17,13 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from hybridvision.data import load_idx_split
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
+from hybridvision.seg.data import load_split
 from hybridvision.seg.heads import resize
 from hybridvision.seg.metrics import confusion_matrix, scores
-from hybridvision.seg.scenes import SCENE_CLASSES, render, scene_table
+from hybridvision.seg.scenes import SCENE_CLASSES, render
 
 
 def perfect_at_stride(onehot: torch.Tensor, stride: int) -> torch.Tensor:
@@ -38,9 +38,8 @@ def main() -> None:
     parser.add_argument("--out", default="results/seg_resolution_ceiling.json")
     args = parser.parse_args()
     cfg = SegDataConfig()
-    items, labels = load_idx_split(cfg.root, cfg.eval_split)
-    table = scene_table(cfg.scenes, cfg.scenes.eval_scenes, len(items), stream=1)  # the evaluation scenes
-    image, mask = render(cfg.scenes, table, items, labels, torch.arange(len(table)))
+    split = load_split(cfg, train=False)  # the evaluation scenes
+    image, mask = render(cfg.scenes, split.table, split.items, split.labels, torch.arange(len(split)))
     target = mask.long()
     k = len(SCENE_CLASSES)
     onehot = F.one_hot(target, k).permute(0, 3, 1, 2).float()  # (B, H, W, K) -> (B, K, H, W)
@@ -56,7 +55,7 @@ def main() -> None:
             print(f"stride {stride:2d}  {how:26s}  mIoU {row['miou']:6.2f}  aAcc {row['aacc']:6.2f}")
     agree = (ink == (target > 0)).float().mean().item() * 100
     print(f"ink above the threshold = an item's pixel on {agree:.2f}% of pixels")
-    data = {"scenes": len(table), "canvas": cfg.scenes.canvas, "ink_agrees_pct": agree, "rows": rows}
+    data = {"scenes": len(split), "canvas": cfg.scenes.canvas, "ink_agrees_pct": agree, "rows": rows}
     save_json(data | {"environment": environment()}, args.out)
 
 
