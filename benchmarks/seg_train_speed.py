@@ -7,6 +7,11 @@ the ratios hold whatever the host's load. ``--bf16`` adds each model under bf16 
 
     python benchmarks/seg_train_speed.py                 # -> results/seg_fmnist_train_speed.json
     python benchmarks/seg_train_speed.py --bf16 --extra '--head.refine 16'
+    python benchmarks/seg_train_speed.py --models ascan_nano --bf16 --batch 32 --extra '--head.refine 16' \
+        --profile 10 --out results/seg_fmnist_train_profile.json   # where a step's time goes, by operator kind
+
+``--profile N`` records N more steps of every candidate with torch.profiler and reports each one's self CPU time
+by operator kind (convolutions forward and backward, attention, norms, ...), with the largest single operators.
 """
 
 from __future__ import annotations
@@ -51,6 +56,43 @@ def train_step(recipe: str, extra: list[str], bf16: bool, batch: int) -> Callabl
     return step
 
 
+# Operator kinds of a training step, by the aten operator's name (first match wins); the rest is "other".
+OP_KINDS = (
+    ("convolution", ("convolution",)),
+    ("attention (matmul + softmax, SDPA's math path)", ("bmm", "softmax", "isneginf", "aten::all")),
+    ("linear (mm / addmm)", ("aten::mm", "addmm")),
+    ("batch norm", ("batch_norm",)),
+    ("layer norm", ("layer_norm",)),
+    ("GELU", ("gelu",)),
+    ("bilinear resize", ("upsample",)),
+    ("copies and casts", ("copy_", "_to_copy")),
+    ("loss", ("log_softmax", "nll_loss")),
+    ("optimizer", ("adamw",)),
+)
+
+
+def op_kind(name: str) -> str:
+    return next((kind for kind, keys in OP_KINDS if any(k in name for k in keys)), "other")
+
+
+def profile_step(step: Callable[[], None], steps: int) -> dict:
+    """Self CPU time per step of ``step``, by operator kind and for its ten largest operators (ms, share)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ops = [(e.key, e.self_cpu_time_total / 1000 / steps) for e in prof.key_averages()]  # (name, ms per step)
+    total = sum(ms for _, ms in ops)
+    kinds: dict[str, float] = {}
+    for name, ms in ops:
+        kinds[op_kind(name)] = kinds.get(op_kind(name), 0.0) + ms
+    by_kind = [{"kind": k, "ms": round(ms, 1), "share": round(ms / total, 3)} for k, ms in kinds.items()]
+    top = [{"op": n, "ms": round(ms, 1), "share": round(ms / total, 3)} for n, ms in sorted(ops, key=lambda o: -o[1])]
+    by_kind.sort(key=lambda r: -r["ms"])
+    return {"steps": steps, "ms_per_step": round(total, 1), "by_kind": by_kind, "top_ops": top[:10]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="ascan_nano,coatnet_nano,efficientmod_nano")
@@ -59,6 +101,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="the recipes' batch")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min_s", type=float, default=4.0, help="seconds per candidate per round")
+    ap.add_argument("--profile", type=int, default=0, help="also profile this many steps of each candidate")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/seg_fmnist_train_speed.json")
     args = ap.parse_args()
@@ -78,6 +121,10 @@ def main() -> None:
         rows.append({"model": name, "step_ms": round(p50, 1), "img_s": round(1000 * args.batch / p50, 1)})
         rows[-1]["speed_vs_" + first.replace(" ", "_")] = round(base / p50, 3)
         print(f"{name:24s} {p50:8.1f} ms/step  {rows[-1]['img_s']:6.1f} img/s  x{base / p50:.2f}")
+    for row in rows if args.profile else ():
+        row["profile"] = profile_step(candidates[row["model"]], args.profile)
+        kinds = ", ".join(f"{k['kind']} {100 * k['share']:.0f}%" for k in row["profile"]["by_kind"][:6])
+        print(f"{row['model']}: {kinds}")
     meta = {"batch": args.batch, "rounds": args.rounds, "extra": args.extra, "threads": args.threads}
     save_json({"rows": rows, **meta, "environment": environment()}, Path(args.out))
 

@@ -294,7 +294,7 @@ class _FixedCache:
 
 
 def test_encoder_agreement_is_the_nearest_class_centroid(dm):
-    from hybridvision.diffusion.agreement import encoder_agreement
+    from hybridvision.diffusion.agreement import encoder_agreement, nearest_prompts
 
     p = dm.prompts
     train = p.PromptSet(("a", "b", "c", "d"), (0, 0, 1, 1))
@@ -305,6 +305,10 @@ def test_encoder_agreement_is_the_nearest_class_centroid(dm):
     vectors |= {"e": axis[0] + 0.5 * axis[1], "f": 0.4 * axis[0] + axis[1], "g": axis[1], "h": axis[0] + 0.9 * axis[2]}
     result = encoder_agreement(_FixedCache(vectors), train, held)
     assert result == {"pct": 50.0, "per_class": [50.0, 50.0], "placed_elsewhere": {"f": 1, "h": 0}}
+    # One nearest neighbour instead of the centroid: f lies nearest c (class 1), h nearest b, e nearest a.
+    nearest = nearest_prompts(_FixedCache(vectors), train, held)
+    assert nearest.tolist() == [0, 2, 2, 1]
+    assert nearest_prompts(_FixedCache(vectors), train, train).tolist() == [0, 1, 2, 3]  # each its own nearest
 
 
 def test_token_noise_spares_padding_and_the_null_prompt(dm):

@@ -126,6 +126,18 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
     assert main([*eval_argv, "--text_form", "sentence", "--grid_per_class", "0"]) == 0  # prompts as one token
     record = json.loads((run / "eval_ddim2_constant_n20_sentence.json").read_text())
     assert record["config"]["text_form"] == "sentence" and record["n"] == 20
+    # The nearest-training-prompt measurement: held-out prompts swapped for training prompts, same protocol.
+    spec = importlib.util.spec_from_file_location("t2i_nearest_prompt", ROOT / "benchmarks" / "t2i_nearest_prompt.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    flags = f"--classifier {classifier} --data.root {data} --sample.steps 2 --sample.sampler ddim --judge_size 16"
+    assert script.main([str(run), "--n", "20", "--out_dir", str(tmp_path), "--eval", flags]) == 0
+    swapped = json.loads((tmp_path / "eval_ddim2_cfg2.0_held_out_nearest_train_prompt_n20.json").read_text())
+    trained = set(dm.prompts.fmnist_prompts("train", "many").prompts)
+    assert len(swapped["swapped_for"]) == 60 and set(swapped["swapped_for"].values()) <= trained
+    wrong = len(swapped["names_another_class"])
+    assert swapped["nearest_agreement_pct"] == pytest.approx(100 * (60 - wrong) / 60, abs=0.01)
+    assert swapped["n"] == 20 and swapped["condition"] == "nearest training prompt" and 0 <= swapped["cond_acc"] <= 100
 
 
 def test_carry_over_names_what_does_not_fit(dm, tmp_path):

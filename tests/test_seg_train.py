@@ -93,3 +93,26 @@ def test_committed_recipes_parse(path):
     else:
         assert cfg.budget_minutes == 30 and cfg.model.endswith("_nano")
     assert not cfg.init_from or (CONFIG_DIR.parents[1] / cfg.init_from).exists(), "the recipe starts from a missing run"
+
+
+def test_train_speed_profile_splits_a_step_by_operator_kind():
+    import importlib.util
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "seg_train_speed.py"
+    spec = importlib.util.spec_from_file_location("seg_train_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.op_kind("aten::convolution_backward") == "convolution"
+    assert bench.op_kind("aten::bmm").startswith("attention")
+    assert bench.op_kind("aten::native_batch_norm") == "batch norm" and bench.op_kind("aten::frobnicate") == "other"
+    conv, x = torch.nn.Conv2d(3, 8, 3), torch.randn(2, 3, 16, 16)
+
+    def step() -> None:
+        conv(x).relu().sum().backward()
+
+    profile = bench.profile_step(step, 2)
+    kinds = {row["kind"]: row["share"] for row in profile["by_kind"]}
+    assert sum(kinds.values()) == pytest.approx(1.0, abs=0.01) and kinds["convolution"] > 0.2
+    assert profile["ms_per_step"] > 0 and profile["top_ops"][0]["share"] >= profile["top_ops"][-1]["share"]

@@ -14,20 +14,25 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from .adapter import pooled_tokens
 from .prompts import PromptSet
 from .text_cache import EmbeddingCache
 
 
+def unit_vectors(cache: EmbeddingCache, prompts: PromptSet) -> Tensor:
+    """Each prompt's pooled vector (the encoder's sentence embedding), L2-normalised: (P, D)."""
+    return F.normalize(pooled_tokens(*cache.lookup(prompts.prompts)), dim=-1)
+
+
 def encoder_agreement(cache: EmbeddingCache, reference: PromptSet, prompts: PromptSet) -> dict[str, Any]:
     """% of ``prompts`` whose pooled vector is nearest the centroid of their own class in ``reference``, per class
     too, and the prompts it places elsewhere (with the class it places them in)."""
-    ref = F.normalize(pooled_tokens(*cache.lookup(reference.prompts)), dim=-1)  # (R, D)
+    ref = unit_vectors(cache, reference)  # (R, D)
     ref_labels = torch.tensor(reference.labels)
     centroids = torch.stack([ref[ref_labels == k].mean(0) for k in range(reference.num_classes)])  # (K, D)
-    vectors = F.normalize(pooled_tokens(*cache.lookup(prompts.prompts)), dim=-1)  # (P, D)
-    nearest = (vectors @ F.normalize(centroids, dim=-1).T).argmax(1)  # (P,)
+    nearest = (unit_vectors(cache, prompts) @ F.normalize(centroids, dim=-1).T).argmax(1)  # (P,)
     labels = torch.tensor(prompts.labels)
     right = nearest == labels
     per_class = [100.0 * float(right[labels == k].float().mean()) for k in range(prompts.num_classes)]
@@ -37,3 +42,9 @@ def encoder_agreement(cache: EmbeddingCache, reference: PromptSet, prompts: Prom
         "per_class": [round(p, 2) for p in per_class],
         "placed_elsewhere": wrong,
     }
+
+
+def nearest_prompts(cache: EmbeddingCache, reference: PromptSet, prompts: PromptSet) -> Tensor:
+    """For each of ``prompts``, the index in ``reference`` of the prompt whose pooled vector lies nearest (cosine):
+    (P,). Its class agreeing with the prompt's is the one-nearest-neighbour counterpart of ``encoder_agreement``."""
+    return (unit_vectors(cache, prompts) @ unit_vectors(cache, reference).T).argmax(1)  # (P, R) -> (P,)

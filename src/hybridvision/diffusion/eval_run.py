@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..config import to_dict
 from ..engine.distributed import Dist, pick_device
 from ..env import environment
 from ..fileio import save_json
 from .agreement import encoder_agreement
+from .condition import TextCondition
 from .config import DiffusionEvalConfig
 from .evaluation import reference_for, score_samples
 from .fid import load_classifier
@@ -28,8 +31,16 @@ def default_out(run: Path, cfg: DiffusionEvalConfig) -> Path:
     return run / f"eval_{cfg.sample.sampler}{cfg.sample.steps}_{cfg.sample.cfg}_n{cfg.n}{form}.json"
 
 
-def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
-    """Sample ``cfg.n`` class-balanced images from ``run`` and judge them; writes the JSON and the grid."""
+ConditionFor = Callable[[Denoiser], Callable[[list[int], Tensor], TextCondition]]
+
+
+def evaluate_run(
+    run: str | Path, cfg: DiffusionEvalConfig, condition_for: ConditionFor | None = None
+) -> dict[str, Any]:
+    """Sample ``cfg.n`` class-balanced images from ``run`` and judge them; writes the JSON and the grid.
+
+    A text run is conditioned on ``cfg.prompts`` as the training task's evaluations are, unless
+    ``condition_for(denoiser)`` gives another conditioning (a measurement that feeds the prompts differently)."""
     run = Path(run)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -38,7 +49,9 @@ def evaluate_run(run: str | Path, cfg: DiffusionEvalConfig) -> dict[str, Any]:
     probe = load_classifier(cfg.classifier, cfg.judge_size).to(device)
     size = denoiser.shape[-1] * int(denoiser.latent.get("factor", 1))  # of the pixels
     reference = reference_for(probe, cfg.classifier, cfg.fid_stats, cfg.data, size, cfg.batch_size)
-    condition = prompt_condition(denoiser, cfg.prompts, cfg.text_form) if denoiser.is_text else None  # held-out prompts
+    condition = None
+    if denoiser.is_text:  # the held-out prompts by default
+        condition = condition_for(denoiser) if condition_for else prompt_condition(denoiser, cfg.prompts, cfg.text_form)
     t0 = time.perf_counter()
     scores = score_samples(
         denoiser.model, probe, reference, n=cfg.n, num_classes=len(denoiser.classes), shape=denoiser.shape,
