@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import shlex
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,9 +85,9 @@ def profile_step(step: Callable[[], None], steps: int) -> dict:
             step()
     ops = [(e.key, e.self_cpu_time_total / 1000 / steps) for e in prof.key_averages()]  # (name, ms per step)
     total = sum(ms for _, ms in ops)
-    kinds: dict[str, float] = {}
+    kinds: Counter[str] = Counter()
     for name, ms in ops:
-        kinds[op_kind(name)] = kinds.get(op_kind(name), 0.0) + ms
+        kinds[op_kind(name)] += ms
     by_kind = [{"kind": k, "ms": round(ms, 1), "share": round(ms / total, 3)} for k, ms in kinds.items()]
     top = [{"op": n, "ms": round(ms, 1), "share": round(ms / total, 3)} for n, ms in sorted(ops, key=lambda o: -o[1])]
     by_kind.sort(key=lambda r: -r["ms"])

@@ -29,41 +29,36 @@ from hybridvision.config import parse_overrides, resolve
 from hybridvision.diffusion.agreement import nearest_prompts
 from hybridvision.diffusion.condition import TextCondition
 from hybridvision.diffusion.config import DiffusionEvalConfig
-from hybridvision.diffusion.eval_run import evaluate_run
-from hybridvision.diffusion.generate import Denoiser, prompt_tokens, text_cache, train_names
-from hybridvision.diffusion.prompts import fmnist_prompts
+from hybridvision.diffusion.eval_run import ConditionFor, evaluate_run
+from hybridvision.diffusion.generate import Denoiser, prompt_condition, text_cache, train_names
+from hybridvision.diffusion.prompts import PromptSet, fmnist_prompts
 from hybridvision.fileio import save_json
 
 
-def nearest_mapping(denoiser: Denoiser, split: str) -> tuple[Tensor, dict]:
-    """Index of the nearest training prompt of each ``split`` prompt (P,), and a record of the mapping."""
+def swapped_prompts(denoiser: Denoiser, split: str) -> tuple[PromptSet, dict]:
+    """The ``split`` prompts, each replaced by its nearest training prompt (same classes asked, same order), and a
+    record of the swap."""
     train, asked = fmnist_prompts("train", train_names(denoiser)), fmnist_prompts(split)
     nearest = nearest_prompts(text_cache(denoiser.text), train, asked)  # (P,)
     classes = torch.tensor(train.labels)[nearest]  # (P,) the class each swapped-in prompt names
     right = classes == torch.tensor(asked.labels)
+    swapped = tuple(train.prompts[int(j)] for j in nearest)
     record = {
         "nearest_agreement_pct": round(100.0 * float(right.float().mean()), 2),
-        "swapped_for": {p: train.prompts[int(j)] for p, j in zip(asked.prompts, nearest)},
+        "swapped_for": dict(zip(asked.prompts, swapped)),
         "names_another_class": [p for p, ok in zip(asked.prompts, right.tolist()) if not ok],
     }
-    return nearest, record
+    return PromptSet(swapped, asked.labels), record
 
 
-def nearest_condition(split: str, record: dict) -> Callable[[Denoiser], Callable[[list[int], Tensor], TextCondition]]:
+def nearest_condition(split: str, record: dict) -> ConditionFor:
     """``evaluate_run``'s conditioning: sample i of class k gets the training prompt nearest class k's ``split``
-    prompt number i // classes, the prompt the usual evaluation would give it; the mapping goes into ``record``."""
+    prompt number i // classes, the prompt the usual evaluation would give it; the swap goes into ``record``."""
 
     def condition_for(denoiser: Denoiser) -> Callable[[list[int], Tensor], TextCondition]:
-        asked = fmnist_prompts(split)
-        nearest, mapping = nearest_mapping(denoiser, split)
+        swapped, mapping = swapped_prompts(denoiser, split)
         record.update(mapping)
-        states, mask = prompt_tokens(denoiser, list(fmnist_prompts("train", train_names(denoiser)).prompts))
-
-        def condition(idx: list[int], labels: Tensor) -> TextCondition:
-            rows = nearest[asked.cycle(labels, idx)]  # (B,) rows of the training prompts
-            return TextCondition(states[rows], mask[rows], states[-1:], mask[-1:])
-
-        return condition
+        return prompt_condition(denoiser, swapped)
 
     return condition_for
 

@@ -29,7 +29,7 @@ from .config import DiffusionTrainConfig
 from .fid import to_uint8
 from .grid import make_grid, save_grid
 from .latent import Vae, decode_latents
-from .prompts import PromptError, fmnist_prompts
+from .prompts import PromptError, PromptSet, fmnist_prompts
 from .sampling import SampleConfig, initial_noise, sample
 from .schedule import NoiseConfig
 from .text_cache import EmbeddingCache
@@ -209,11 +209,14 @@ def prompt_tokens(denoiser: Denoiser, prompts: list[str], form: str = "") -> tup
     return states, mask
 
 
-def prompt_condition(denoiser: Denoiser, split: str, form: str = "") -> Callable[[list[int], Tensor], TextCondition]:
+def prompt_condition(
+    denoiser: Denoiser, prompts: str | PromptSet, form: str = ""
+) -> Callable[[list[int], Tensor], TextCondition]:
     """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
-    the ``split`` prompts ("held_out" or "train": the run's own training names), as the training task's
-    evaluations do, in ``form`` ("" = the run's)."""
-    prompts = fmnist_prompts(split, train_names(denoiser))
+    ``prompts`` (a split, "held_out" or "train": the run's own training names; or a ``PromptSet``), as the
+    training task's evaluations do, in ``form`` ("" = the run's)."""
+    if isinstance(prompts, str):
+        prompts = fmnist_prompts(prompts, train_names(denoiser))
     states, mask = prompt_tokens(denoiser, prompts.prompts, form)
 
     def condition(idx: list[int], labels: Tensor) -> TextCondition:
