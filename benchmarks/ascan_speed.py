@@ -21,7 +21,7 @@ import hybridvision as hv
 from hybridvision.bench.timing import gemm_peak_flops, time_forward
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
-from hybridvision.profile import model_cost
+from hybridvision.macs import model_cost
 
 log = logging.getLogger("ascan_speed")
 DEFAULT_MODELS = "ascan_*,coatnet_0,efficientmod_s"

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from hybridvision.bench.interleave import interleaved
+from hybridvision.classify.augment import Augment
+from hybridvision.classify.config import AugConfig
 from hybridvision.env import environment
-from hybridvision.train.augment import Augment
-from hybridvision.train.config import AugConfig
 
 
 def kornia_pipeline(batch: int):

@@ -15,11 +15,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from hybridvision.classify import TrainConfig, train
 from hybridvision.config import parse_overrides, resolve
 from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV
 from hybridvision.engine.report import plot_curves
 from hybridvision.fileio import save_json
-from hybridvision.train import TrainConfig, train
 
 
 def main(recipe: str, *flags: str) -> Path:

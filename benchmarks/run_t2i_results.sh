@@ -73,7 +73,7 @@ done
 import sys
 from pathlib import Path
 
-from hybridvision.diffusion.stages import plot_stages
+from hybridvision.diffusion.carry_over import plot_stages
 
 stage1, stage2, out = sys.argv[1:4]
 plot_stages([Path(stage1), Path(stage2)], Path(out), labels=["stage 1 (32x32)", "stage 2 (64x64)"])

@@ -29,16 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridvision.data.scenes import IGNORE, SCENE_CLASSES, edge_ring, item_ink, owners, paint, visible_share
 from hybridvision.engine.order import eval_batches
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.augment import SegAugment
 from hybridvision.seg.config import SegAugConfig
 from hybridvision.seg.data import SceneSplit, load_split
-from hybridvision.seg.evaluation import eval_defaults, saved_model, saved_train_config
+from hybridvision.seg.evaluate import eval_defaults, saved_model, saved_train_config
 from hybridvision.seg.infer import predict
 from hybridvision.seg.metrics import binned_accuracy, confusion_matrix, scores
-from hybridvision.seg.scenes import IGNORE, SCENE_CLASSES, edge_ring, item_ink, owners, paint, visible_share
 
 VISIBLE_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0)
 

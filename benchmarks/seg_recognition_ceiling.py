@@ -22,22 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hybridvision.diffusion.fid import load_classifier, probe_images
+from hybridvision.data.scenes import SCENE_CLASSES, SceneTable, covered, item_ink, owners, paint, render, visible_share
+from hybridvision.diffusion.eval.judge import load_classifier, probe_images
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
 from hybridvision.seg.data import load_split
 from hybridvision.seg.metrics import binned_accuracy, confusion_matrix, scores
-from hybridvision.seg.scenes import (
-    SCENE_CLASSES,
-    SceneTable,
-    covered,
-    item_ink,
-    owners,
-    paint,
-    render,
-    visible_share,
-)
 
 VISIBLE_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0)  # as benchmarks/seg_error_breakdown.py
 

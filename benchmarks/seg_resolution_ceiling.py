@@ -17,13 +17,13 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+from hybridvision.data.scenes import SCENE_CLASSES, render
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.seg.config import SegDataConfig
 from hybridvision.seg.data import load_split
 from hybridvision.seg.heads import resize
 from hybridvision.seg.metrics import confusion_matrix, scores
-from hybridvision.seg.scenes import SCENE_CLASSES, render
 
 
 def perfect_at_stride(onehot: torch.Tensor, stride: int) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 ``ascan_unet_t2i`` (widths 320/640/1280, heads 5/10/20, with its two-block text adapter over 4096-wide Flan-T5-XXL
 tokens) against diffusers' ``UNet2DConditionModel`` built from SDXL base's published config (2048-wide tokens,
-``hybridvision.diffusion.sdxl``), both with random weights (speed does not depend on them; nothing is downloaded),
-at the same latent sizes (64x64 = 512^2 images, 128x128 = 1024^2) and the same text context length (77 tokens).
+``hybridvision.diffusion.models.sdxl``), both with random weights (speed does not depend on them; nothing is
+downloaded), at the same latent sizes (64x64 = 512^2 images, 128x128 = 1024^2) and the same text context
+length (77 tokens).
 Per denoiser step (one forward, batch 1, eval and inference mode; CFG doubles both alike): p50 latency through
 the bench package's timing core, the latency ratio ours / SDXL's, and the parameter ratio (counted on the meta
 device). Writes JSON with the environment.
@@ -31,10 +32,10 @@ import torch
 import hybridvision as hv
 import hybridvision.diffusion  # noqa: F401  (registers ascan_unet_*)
 from hybridvision.bench.timing import time_fn
-from hybridvision.diffusion.sdxl import SDXL_TINY, SDXL_UNET, sdxl_inputs, sdxl_unet
+from hybridvision.diffusion.models.sdxl import SDXL_TINY, SDXL_UNET, sdxl_inputs, sdxl_unet
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
-from hybridvision.profile import count_params
+from hybridvision.macs import count_params
 
 log = logging.getLogger("t2i_vs_sdxl")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -35,15 +35,15 @@ from torch.profiler import ProfilerActivity, profile
 
 from hybridvision.bench.interleave import interleaved
 from hybridvision.bench.timing import gemm_peak_flops
+from hybridvision.classify.augment import Augment
+from hybridvision.classify.config import AugConfig
 from hybridvision.engine.config import OptimConfig
 from hybridvision.engine.distributed import keep_freed_memory
 from hybridvision.engine.optim import build_optimizer
 from hybridvision.env import environment
-from hybridvision.hub import create_model
-from hybridvision.profile import model_cost
+from hybridvision.factory import create_model
+from hybridvision.macs import model_cost
 from hybridvision.registry import get_entry, list_models
-from hybridvision.train.augment import Augment
-from hybridvision.train.config import AugConfig
 
 # coatnet_test re-sized to ~1.6M params / ~27 MMACs at 32x32 (stem stride 1): the stand-in when neither
 # ascan_nano nor coatnet_nano is registered.

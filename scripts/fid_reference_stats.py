@@ -15,8 +15,9 @@ import torch
 
 from hybridvision.data import FASHION_MNIST_DIR
 from hybridvision.diffusion.config import DiffusionDataConfig
-from hybridvision.diffusion.evaluation import load_images, real_reference
-from hybridvision.diffusion.fid import load_classifier, save_stats, weights_digest
+from hybridvision.diffusion.eval.fid import save_stats
+from hybridvision.diffusion.eval.judge import load_classifier, weights_digest
+from hybridvision.diffusion.eval.score import load_images, real_reference
 
 
 def main() -> None:

@@ -24,14 +24,14 @@ FLOORS: dict[str, int] = {
     "fileio": 2,
     "figures": 2,
     "env": 2,
-    "profile": 2,
+    "macs": 2,
     "checkpoint": 2,
-    "hub": 2,
+    "factory": 2,
     "export": 2,
     "data": 2,
     "timm": 2,
     "engine": 3,
-    "train": 4,
+    "classify": 4,
     "bench": 4,
     "seg": 4,
     "diffusion": 4,
@@ -40,7 +40,7 @@ FLOORS: dict[str, int] = {
     "cli": 6,
     "__main__": 6,
 }
-TASKS = ("train", "bench", "seg", "diffusion")
+TASKS = ("classify", "bench", "seg", "diffusion")
 # Inside models/: blocks never reach up to the contract or a family; the contract never to a family.
 MODEL_FLOORS = {"blocks": 0, "contract": 1}
 

@@ -7,6 +7,7 @@ import torch
 
 import hybridvision as hv
 from hybridvision.cli.main import main as cli
+from hybridvision.macs import model_cost
 from hybridvision.models import InputError
 from hybridvision.models.ascan import AsCANConfig
 from hybridvision.models.blocks import (
@@ -19,7 +20,6 @@ from hybridvision.models.blocks import (
     PartitionAttention,
     RelPosBias,
 )
-from hybridvision.profile import model_cost
 
 STUDY = {
     "ascan_t": dict(layout=("CC", "CCCT", "CCTT", "CTTT")),

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from hybridvision.train.augment import Augment, mix_batch, random_crop_flip, random_erasing, smooth_targets
-from hybridvision.train.config import AugConfig
-from hybridvision.train.randaugment import OPS, equalize, geometric_theta, rand_augment
+from hybridvision.classify.augment import Augment, mix_batch, random_crop_flip, random_erasing, smooth_targets
+from hybridvision.classify.config import AugConfig
+from hybridvision.classify.randaugment import OPS, equalize, geometric_theta, rand_augment
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 import hybridvision as hv
 from hybridvision.checkpoint import CheckpointError, read_state_dict
+from hybridvision.factory import WEIGHTS_ENV
 from hybridvision.fileio import atomic_write
-from hybridvision.hub import WEIGHTS_ENV
 
 TIMM_NAMES = [
     ("conv_expand.", "conv1_1x1."),

@@ -63,7 +63,7 @@ def test_stats_round_trip_and_missing_file(dm, tmp_path):
 def save_classifier(path):
     """A tiny, randomly initialised Fashion-MNIST-shaped classifier in save_pretrained format."""
     import hybridvision as hv
-    from hybridvision.hub import save_pretrained
+    from hybridvision.factory import save_pretrained
 
     save_pretrained(hv.create_model("ascan_test", num_classes=10, in_chans=1, img_size=16, stem_stride=1), path)
     return path

@@ -141,7 +141,7 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
 
 
 def test_carry_over_names_what_does_not_fit(dm, tmp_path):
-    from hybridvision.hub import save_pretrained
+    from hybridvision.factory import save_pretrained
 
     save_pretrained(tiny(dm), tmp_path / "class")
     text = tiny(dm, "ascan_unet_t2i_test")
@@ -205,8 +205,8 @@ def test_speed_script_against_sdxl_runs_tiny(dm, tmp_path):
 
 
 def test_sdxl_config_builds_the_published_size(dm):
-    from hybridvision.diffusion.sdxl import sdxl_unet
-    from hybridvision.profile import count_params
+    from hybridvision.diffusion.models.sdxl import sdxl_unet
+    from hybridvision.macs import count_params
 
     with torch.device("meta"):
         unet = sdxl_unet()

@@ -32,25 +32,16 @@ def dm():
     torch.set_num_threads(1)
     torchvision = sys.modules.get("torchvision", _MISSING)
     import hybridvision.diffusion as package
-    from hybridvision.diffusion import (
-        condition,
-        config,
-        evaluation,
-        fid,
-        generate,
-        grid,
-        latent,
-        prompts,
-        sampling,
-        schedule,
-        stages,
-        task,
-        text,
-        text_cache,
-        text_task,
-        training,
-        unet,
-    )
+    from hybridvision.diffusion import carry_over as stages
+    from hybridvision.diffusion import config, generate, grid, latent, task, text_task, training
+    from hybridvision.diffusion.eval import fid
+    from hybridvision.diffusion.eval import score as evaluation
+    from hybridvision.diffusion.models import unet
+    from hybridvision.diffusion.sampling.samplers import condition, schedule
+    from hybridvision.diffusion.sampling.samplers import samplers as sampling
+    from hybridvision.diffusion.text.encoders import cache as text_cache
+    from hybridvision.diffusion.text.encoders import encoders as text
+    from hybridvision.diffusion.text.encoders import prompts
 
     package.register_variants()
     yield SimpleNamespace(
@@ -66,7 +57,7 @@ def dm():
 
 
 def tiny(dm, name: str = "ascan_unet_test", **overrides):
-    from hybridvision.hub import create_model
+    from hybridvision.factory import create_model
 
     return create_model(name, **overrides).eval()
 
@@ -167,7 +158,7 @@ def test_backward_reaches_every_parameter(dm):
 
 
 def test_registered_sizes_and_costs(dm):
-    from hybridvision.profile import count_params, model_cost
+    from hybridvision.macs import count_params, model_cost
 
     assert registry.list_models(family="ascan_unet", test=True) == ["ascan_unet_t2i_test", "ascan_unet_test"]
     assert {"ascan_unet_c2i", "ascan_unet_t2i", "ascan_unet_fmnist"} <= set(registry.list_models("ascan_unet_*"))

@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 import hybridvision as hv
 from hybridvision.checkpoint import SAFE_GLOBALS, CheckpointError
 from hybridvision.cli.main import main as cli
+from hybridvision.macs import model_cost
 from hybridvision.models import InputError
 from hybridvision.models.efficientmod import ModulationBlock, convert_official, modulate
-from hybridvision.profile import model_cost
 
 LOGIT_ATOL, STAGE_ATOL = 1e-5, 5e-5
 

@@ -18,14 +18,14 @@ from run_helpers import assert_same, spawn, weights
 from synthetic_data import write_fmnist_like, write_image_folder
 
 from hybridvision.checkpoint import CheckpointError
+from hybridvision.classify import TrainConfig, train
+from hybridvision.classify.config import DataConfig
+from hybridvision.classify.data import load_split
 from hybridvision.cli.main import main
 from hybridvision.config import ConfigError, parse_overrides, resolve
 from hybridvision.data import DataError
 from hybridvision.engine.checkpoint import checkpoint_dirs
 from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
-from hybridvision.train import TrainConfig, train
-from hybridvision.train.config import DataConfig
-from hybridvision.train.data import load_split
 
 
 @pytest.fixture(scope="module")

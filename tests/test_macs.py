@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import hybridvision as hv
+from hybridvision.macs import count_macs, model_cost
 from hybridvision.models.blocks import Attention
-from hybridvision.profile import count_macs, model_cost
 
 
 def test_sdpa_is_counted_on_cpu():

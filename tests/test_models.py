@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import hybridvision as hv
+from hybridvision.macs import model_cost
 from hybridvision.models import InputError
 from hybridvision.models.blocks import RelPosBias
-from hybridvision.profile import model_cost
 
 TEST_MODELS = hv.list_models(test=True, task="classification")
 ALL_MODELS = hv.list_models(task="classification")

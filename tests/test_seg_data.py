@@ -12,12 +12,11 @@ import pytest
 import torch
 from synthetic_data import write_fmnist_like
 
-from hybridvision.data import DataError, load_idx_split
-from hybridvision.seg import scenes
+from hybridvision.data import DataError, load_idx_split, scenes
+from hybridvision.data.scenes import SCENE_CLASSES, SceneConfig, edge_ring
 from hybridvision.seg.config import InferConfig, SegDataConfig
 from hybridvision.seg.data import load_split
 from hybridvision.seg.infer import predict, window_starts
-from hybridvision.seg.scenes import SCENE_CLASSES, SceneConfig, edge_ring
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCENES = SceneConfig(canvas=48, scale=(0.8, 1.5), threshold=100, train_scenes=40, eval_scenes=12)

@@ -132,7 +132,7 @@ def test_backbone_starts_from_a_classifier_at_a_new_size(tmp_path):
 
 
 def test_registered_names_build_on_meta_and_are_measurable(zoo):
-    from hybridvision.profile import model_cost
+    from hybridvision.macs import model_cost
 
     assert "upernet_ascan_t" in hv.list_models(family="upernet", test=False)
     assert hv.list_models("upernet_*", test=True) == [

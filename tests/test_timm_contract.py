@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import hybridvision as hv
-from hybridvision.hub import WEIGHTS_ENV
+from hybridvision.factory import WEIGHTS_ENV
 from hybridvision.models.features import FeatureInfoList
 
 MODEL_NAMES = hv.list_models(test=True, task="classification") + hv.list_models(

@@ -9,10 +9,10 @@ import pytest
 import torch
 from synthetic_data import class_images, write_fmnist_like, write_idx, write_image_folder
 
+from hybridvision.classify.config import DataConfig
+from hybridvision.classify.data import load_split
 from hybridvision.data import DataError, fit_size, read_idx
 from hybridvision.engine.order import OrderError, epoch_order, eval_batches, micro_batches, steps_per_epoch
-from hybridvision.train.config import DataConfig
-from hybridvision.train.data import load_split
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import hybridvision as hv
+from hybridvision.classify.config import TrainConfig
 from hybridvision.config import ConfigError, from_dict, parse_overrides, resolve, to_dict
 from hybridvision.engine.config import EmaConfig, OptimConfig
 from hybridvision.engine.ema import ModelEma
 from hybridvision.engine.optim import build_optimizer, param_groups
 from hybridvision.engine.schedule import Schedule, lr_at
-from hybridvision.train.config import TrainConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
 

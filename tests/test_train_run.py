@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from synthetic_data import write_fmnist_like
 
 import hybridvision as hv
+from hybridvision.classify import TrainConfig, train
 from hybridvision.cli.main import main
 from hybridvision.config import parse_overrides, resolve
 from hybridvision.engine.checkpoint import checkpoint_dirs, latest_good
-from hybridvision.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_two_processes_match_one_process(data, tmp_path, launch):
 
 
 def _model_like(run: Path) -> torch.nn.Module:
-    from hybridvision.hub import load_model
+    from hybridvision.factory import load_model
 
     return load_model(run / "final")
 

@@ -3,7 +3,7 @@
 from . import models  # noqa: F401  (importing the families registers their named variants)
 from .checkpoint import CheckpointError
 from .config import ConfigError
-from .hub import create_model, load_model, save_pretrained
+from .factory import create_model, load_model, save_pretrained
 from .models.contract import InputError
 from .registry import get_config, get_entry, list_families, list_models, register
 

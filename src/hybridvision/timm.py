@@ -10,7 +10,7 @@ What timm users get, the timm way:
   other keyword arguments are fields of the family's config (``layout=``, ``head_dim=`` ...).
 - ``features_only=True, out_indices=...``: timm's own ``FeatureGetterNet`` around our model.
 - ``pretrained=True``: the file in ``pretrained_cfg_overlay=dict(file=...)``, or the weights kept under
-  ``$HYBRIDVISION_WEIGHTS`` (``hybridvision.hub.weights_path``); nothing is downloaded. ``checkpoint_path=`` and
+  ``$HYBRIDVISION_WEIGHTS`` (``hybridvision.factory.weights_path``); nothing is downloaded. ``checkpoint_path=`` and
   ``timm.create_model("local-dir:<save_pretrained folder>", pretrained=True)`` work too.
 - ``timm.models.get_pretrained_cfg(name)`` and ``model.pretrained_cfg``: input size, mean/std, crop, ...
 
@@ -36,7 +36,7 @@ except Exception as e:  # ImportError, or torchvision's RuntimeError where its C
         "torchvision's C extension cannot load."
     ) from e
 
-from . import hub
+from . import factory as hub
 from .models.features import features_cfg
 from .registry import list_models
 

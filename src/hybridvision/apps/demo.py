@@ -16,13 +16,13 @@ import torch
 
 from ..bench.tables import markdown
 from ..bench.timing import time_forward
+from ..classify import OptimConfig, TrainConfig, train
 from ..engine.report import plot_curves
 from ..env import environment
+from ..factory import create_model
 from ..fileio import atomic_write, save_json
-from ..hub import create_model
-from ..profile import model_cost
+from ..macs import model_cost
 from ..registry import list_models
-from ..train import OptimConfig, TrainConfig, train
 from .report import plot_table
 
 log = logging.getLogger(__name__)

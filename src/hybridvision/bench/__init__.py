@@ -2,7 +2,7 @@
 ``hybridvision bench`` (``BenchConfig`` -> ``run_bench`` -> rows; ``measure`` is the timing core)."""
 
 from ..env import environment
-from ..profile import ModelCost, count_macs, count_params, model_cost
+from ..macs import ModelCost, count_macs, count_params, model_cost
 from .config import BenchConfig
 from .measure import Bounds, measure
 from .results import ROW_FIELDS, read_rows, write_csv, write_json

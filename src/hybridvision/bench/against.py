@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..factory import create_model
 from ..fileio import save_tensors
-from ..hub import create_model
 from .config import BenchConfig
 from .jobs import Job, import_timm, timm_name
 

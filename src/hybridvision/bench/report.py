@@ -74,7 +74,7 @@ SIZES_END = "<!-- model-sizes:end -->"
 
 def sizes_markdown() -> str:
     """Params and MACs at each model's native size for every named model, beside its paper's figures."""
-    from ..profile import model_cost
+    from ..macs import model_cost
     from ..registry import get_entry, list_models
 
     lines = [

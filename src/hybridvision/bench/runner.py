@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..env import environment
-from ..profile import model_cost
+from ..macs import model_cost
 from ..registry import get_entry
 from .against import plan_jobs
 from .config import BenchConfig, check_runtime, expand_models

@@ -58,7 +58,7 @@ def build_model(job: Job, config: BenchConfig) -> torch.nn.Module:
         if job.weights:
             model.load_state_dict(load_file(job.weights), strict=True)
         return model
-    from ..hub import create_model
+    from ..factory import create_model
 
     return create_model(job.model, pretrained=job.weights, **img)
 

@@ -94,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..diffusion.config import DiffusionEvalConfig
-    from ..diffusion.eval_run import evaluate_run
+    from ..diffusion.evaluate import evaluate_run
 
     run_dir = Path(args.run)
     if not run_dir.exists():

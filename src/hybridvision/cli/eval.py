@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..classify.config import EvalConfig
 from ..config import dump_yaml, flatten, load_file, replace
 from ..fileio import save_json
-from ..train.config import EvalConfig
 from .common import add_typed_config, config_overrides, console, table
 
 ACCEPTS_OVERRIDES = True
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.evaluation import eval_defaults, evaluate_run
+    from ..classify.evaluate import eval_defaults, evaluate_run
 
     run_dir = Path(args.run)
     if not run_dir.exists():

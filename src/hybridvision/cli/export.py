@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..export import ExportError, RuntimeUnsupported, export_onnx, tolerance_text
-from ..hub import create_model
+from ..factory import create_model
 from .common import console
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def prompts_of(args: argparse.Namespace) -> list[str] | None:
     """The cleaned prompts of --prompt and --prompts-file (None when neither was given)."""
-    from ..diffusion.prompts import clean_prompts, read_prompts_file
+    from ..diffusion.text.prompts import clean_prompts, read_prompts_file
 
     if args.prompts is None and args.prompts_file is None:
         return None
@@ -62,7 +62,7 @@ def prompts_of(args: argparse.Namespace) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from ..diffusion.generate import generate_grid
-    from ..diffusion.sampling import SampleConfig
+    from ..diffusion.sampling.samplers import SampleConfig
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..config import to_dict
-from ..profile import model_cost
+from ..macs import model_cost
 from ..registry import get_config, get_entry
 from .common import console, giga, millions, table
 

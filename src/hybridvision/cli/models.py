@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..profile import model_cost
+from ..macs import model_cost
 from ..registry import get_entry, list_models
 from .common import console, giga, millions, table
 

@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from ..env import environment
     from ..fileio import save_json
-    from ..seg.evaluation import eval_defaults, evaluate_run
+    from ..seg.evaluate import eval_defaults, evaluate_run
 
     words, flags = _words_and_flags(args, SegEvalConfig)
     if len(words) != 1:

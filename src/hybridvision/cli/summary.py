@@ -13,7 +13,7 @@ from ..bench.config import BenchConfig
 from ..bench.runner import run_bench
 from ..env import environment
 from ..fileio import save_json
-from ..profile import model_cost
+from ..macs import model_cost
 from ..registry import list_models
 from .common import console, giga, millions, table
 

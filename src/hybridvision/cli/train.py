@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..classify.config import TrainConfig
 from ..config import dump_yaml
-from ..train.config import TrainConfig
 from .common import add_typed_config, config_overrides, console, resolve_run_config
 
 ACCEPTS_OVERRIDES = True
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
-    from ..train import train
+    from ..classify import train
 
     result = train(cfg)
     s = result.summary

@@ -4,10 +4,10 @@ Importing this package registers the denoisers (families "ascan_unet" and "diffu
 registry; diffusers itself is imported only when a scheduler or the baseline UNet is first needed.
 """
 
-from .baseline import DiffusersUNet, DiffusersUNetConfig
-from .layers import timestep_embedding
-from .unet import AsCANUNet, AsCANUNetConfig, UNetOutput
-from .variants import register_variants
+from .models.baseline import DiffusersUNet, DiffusersUNetConfig
+from .models.layers import timestep_embedding
+from .models.unet import AsCANUNet, AsCANUNetConfig, UNetOutput
+from .models.zoo import register_variants
 
 register_variants()
 

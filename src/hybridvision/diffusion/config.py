@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 from ..data import FASHION_MNIST_DIR
 from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
-from .fid import DEFAULT_CLASSIFIER
-from .prompts import PROMPT_SPLITS, TRAIN_NAME_SETS
-from .sampling import SampleConfig
-from .schedule import NoiseConfig
+from .eval.judge import DEFAULT_CLASSIFIER
+from .sampling.samplers import SampleConfig
+from .sampling.schedule import NoiseConfig
+from .text.prompts import PROMPT_SPLITS, TRAIN_NAME_SETS
 
 TEXT_FORMS = ("tokens", "sentence")  # a prompt as its word pieces, or as one token: its sentence vector
 

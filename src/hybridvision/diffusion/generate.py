@@ -23,16 +23,16 @@ from ..config import from_dict, resolve, to_dict
 from ..data import FASHION_MNIST_CLASSES
 from ..engine import init_source
 from ..engine.distributed import pick_device
-from ..hub import create_model
-from .condition import Condition, TextCondition, sentence_form
+from ..factory import create_model
 from .config import DiffusionTrainConfig
-from .fid import to_uint8
 from .grid import make_grid, save_grid
 from .latent import Vae, decode_latents
-from .prompts import PromptError, PromptSet, fmnist_prompts
-from .sampling import SampleConfig, initial_noise, sample
-from .schedule import NoiseConfig
-from .text_cache import EmbeddingCache
+from .pixels import to_uint8
+from .sampling.condition import Condition, TextCondition, sentence_form
+from .sampling.samplers import SampleConfig, initial_noise, sample
+from .sampling.schedule import NoiseConfig
+from .text.cache import EmbeddingCache
+from .text.prompts import PromptError, PromptSet, fmnist_prompts
 from .text_task import text_info
 
 

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from ..fileio import save_tensors
 from ._diffusers import diffusers
-from .fid import from_uint8
-from .text import weights_digest
+from .pixels import from_uint8
+from .text.encoders import weights_digest
 
 log = logging.getLogger(__name__)
 

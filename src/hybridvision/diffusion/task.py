@@ -32,16 +32,17 @@ from ..data import FASHION_MNIST_CLASSES
 from ..engine import Runtime, Task, init_source
 from ..engine.distributed import sum_across
 from ..engine.order import eval_batches
-from ..hub import create_model
+from ..factory import create_model
 from ..registry import get_entry
-from .condition import Condition
+from .carry_over import carry_over
 from .config import DiffusionTrainConfig
-from .evaluation import load_images, reference_for, score_samples
-from .fid import from_uint8, load_classifier
+from .eval.judge import load_classifier
+from .eval.score import load_images, reference_for, score_samples
 from .grid import class_rows, make_grid, save_grid
 from .latent import Vae, decode_latents, encode_images
-from .schedule import TrainingNoise
-from .stages import carry_over
+from .pixels import from_uint8
+from .sampling.condition import Condition
+from .sampling.schedule import TrainingNoise
 
 log = logging.getLogger(__name__)
 

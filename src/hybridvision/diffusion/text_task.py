@@ -21,12 +21,12 @@ import torch
 from torch import Tensor
 
 from ..engine import Runtime
-from .agreement import encoder_agreement
-from .condition import TextCondition, sentence_form
 from .config import DiffusionTrainConfig
-from .prompts import fmnist_prompts
+from .sampling.condition import TextCondition, sentence_form
 from .task import ClassDiffusion, cache_dir
-from .text_cache import EmbeddingCache
+from .text.agreement import encoder_agreement
+from .text.cache import EmbeddingCache
+from .text.prompts import fmnist_prompts
 
 
 def perturb_tokens(states: Tensor, mask: Tensor, keep: Tensor, scale: float, gen: torch.Generator) -> Tensor:

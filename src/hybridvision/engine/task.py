@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..hub import model_config_dict
+from ..factory import model_config_dict
 from .config import RunConfig
 from .distributed import Dist
 

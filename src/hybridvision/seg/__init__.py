@@ -7,11 +7,11 @@
 - ``import hybridvision.seg.zoo`` registers ``upernet_<backbone>`` names (for ``create_model`` and ``bench``).
 """
 
+from ..data.scenes import SCENE_CLASSES, SceneConfig
 from .config import InferConfig, PredictConfig, SegAugConfig, SegDataConfig, SegEvalConfig, SegTrainConfig
 from .heads import FCNHead, UperNetHead
 from .metrics import confusion_matrix, iou_per_class, scores
 from .model import HeadConfig, SegModel, SegModelConfig, load_weights
-from .scenes import SCENE_CLASSES, SceneConfig
 from .task import Segmentation, train
 
 __all__ = [

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..data import IMAGE_SUFFIXES, DataError
-from .scenes import IGNORE
+from ..data.scenes import IGNORE
 
 # mmseg's ADE20KDataset order: class k is annotation value k + 1.
 ADE20K_CLASSES = (

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..data import FASHION_MNIST_DIR
+from ..data.scenes import SceneConfig
 from ..engine.config import DEVICE, RESUMABLE, EmaConfig, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
 from .model import HeadConfig
-from .scenes import SceneConfig
 
 DATASETS = ("fmnist_scenes", "ade20k")
 INFER_MODES = ("whole", "slide")

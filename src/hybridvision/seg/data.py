@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from ..data import load_idx_split
+from ..data.scenes import SCENE_CLASSES, SceneTable, render, scene_table
 from .ade import PairBatches, class_names, list_pairs
 from .config import SegDataConfig
-from .scenes import SCENE_CLASSES, SceneTable, render, scene_table
 
 Batch = tuple[Tensor, Tensor, Tensor, list[str]]  # images, masks, sizes, unreadable files
 

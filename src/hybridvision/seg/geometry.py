@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.scenes import IGNORE
 from .config import SegAugConfig
-from .scenes import IGNORE
 
 HIST_SIDE = 32  # class shares of a candidate crop are counted on at most HIST_SIDE x HIST_SIDE of its pixels
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from .scenes import IGNORE
+from ..data.scenes import IGNORE
 
 
 class LabelError(ValueError):

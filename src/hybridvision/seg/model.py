@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError, adapt_state_dict, read_state_dict
-from ..hub import create_model
+from ..factory import create_model
 from ..models.blocks import ConvNormAct
 from ..models.contract import ModelConfig
 from ..registry import get_config, get_entry

@@ -15,14 +15,14 @@ import torch
 from torch import Tensor
 
 from ..data import IMAGE_SUFFIXES
+from ..data.scenes import IGNORE
 from ..fileio import atomic_write
 from .ade import read_image
 from .augment import SegAugment
 from .config import PredictConfig, SegAugConfig
 from .data import load_split
-from .evaluation import saved_model, saved_train_config
+from .evaluate import saved_model, saved_train_config
 from .infer import predict
-from .scenes import IGNORE
 
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width

@@ -14,7 +14,7 @@ from ..engine.logs import EVAL_CSV, TRAIN_CSV
 from ..engine.report import plot_curves
 from ..fileio import save_json, save_text
 from .config import PredictConfig
-from .evaluation import eval_defaults, evaluate_run
+from .evaluate import eval_defaults, evaluate_run
 from .predict import predict_scenes
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import to_dict
+from ..data.scenes import IGNORE
 from ..engine import RunResult, Runtime, Task, init_source, run
 from ..engine.distributed import Dist, sum_across
 from ..engine.order import eval_batches
@@ -25,7 +26,6 @@ from .data import FolderSplit, SceneSplit, load_split
 from .infer import predict
 from .metrics import confusion_matrix, scores
 from .model import SegModel, SegModelConfig, load_weights
-from .scenes import IGNORE
 
 log = logging.getLogger(__name__)
 

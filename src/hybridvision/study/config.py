@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..classify import TrainConfig
 from ..config import ConfigError, flatten, from_dict, load_file, replace, resolve
 from ..engine.config import DEVICE, at_least, check
 from ..registry import get_entry
-from ..train import TrainConfig
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study names and point labels become directory names
 # Fields each run sets itself: the recipe may not (they name or place the runs, or are the points' choice).

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..classify import TrainConfig, train
 from ..config import ConfigError
 from ..engine.resume import config_changes
 from ..fileio import atomic_write
-from ..profile import model_cost
-from ..train import TrainConfig, train
+from ..macs import model_cost
 from .config import PointConfig, StudyConfig, base_recipe
 from .match import count_point_params, match_widths
 

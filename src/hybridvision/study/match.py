@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..hub import create_model
-from ..profile import count_params
+from ..factory import create_model
+from ..macs import count_params
 from ..registry import get_config
 
 WIDTH_FIELDS = ("dims", "stem_dims", "embed_dim", "head_hidden_dim")

@@ -14,7 +14,7 @@ import torch
 
 from ..bench.interleave import interleaved
 from ..bench.timing import device_sync
-from ..hub import create_model
+from ..factory import create_model
 from .config import SpeedConfig
 from .grid import Plan, Point
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adapter import masked_mean
+from ..models.adapter import masked_mean
 
 
 class Condition(Protocol):

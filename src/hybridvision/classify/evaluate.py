@@ -13,7 +13,7 @@ from ..checkpoint import EMA_WEIGHTS_NAME, CheckpointError, load_pretrained
 from ..config import resolve
 from ..engine import init_source
 from ..engine.distributed import Dist, pick_device
-from ..hub import create_model, load_model
+from ..factory import create_model, load_model
 from .augment import Augment
 from .config import AugConfig, EvalConfig, TrainConfig
 from .data import load_split

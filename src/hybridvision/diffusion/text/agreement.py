@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .adapter import pooled_tokens
+from ..models.adapter import pooled_tokens
+from .cache import EmbeddingCache
 from .prompts import PromptSet
-from .text_cache import EmbeddingCache
 
 
 def unit_vectors(cache: EmbeddingCache, prompts: PromptSet) -> Tensor:

@@ -15,15 +15,15 @@ from ..config import to_dict
 from ..engine.distributed import Dist, pick_device
 from ..env import environment
 from ..fileio import save_json
-from .agreement import encoder_agreement
-from .condition import TextCondition
 from .config import DiffusionEvalConfig
-from .evaluation import reference_for, score_samples
-from .fid import load_classifier
+from .eval.judge import load_classifier
+from .eval.score import reference_for, score_samples
 from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition, text_cache, train_names
 from .grid import make_grid, save_grid
-from .prompts import fmnist_prompts
-from .sampling import evaluations_per_sample
+from .sampling.condition import TextCondition
+from .sampling.samplers import evaluations_per_sample
+from .text.agreement import encoder_agreement
+from .text.prompts import fmnist_prompts
 
 
 def default_out(run: Path, cfg: DiffusionEvalConfig) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import list_models, register
+from ...registry import list_models, register
 from .baseline import DiffusersUNet, DiffusersUNetConfig
 from .unet import AsCANUNet, AsCANUNetConfig
 

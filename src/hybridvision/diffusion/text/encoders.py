@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from ._diffusers import minilm, transformers
+from .._diffusers import minilm, transformers
 
 log = logging.getLogger(__name__)
 

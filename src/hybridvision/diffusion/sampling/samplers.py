@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..engine.config import check
+from ...engine.config import check
 from .condition import Condition, as_condition
 from .schedule import NoiseConfig, check_sampler, make_scheduler
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..engine.config import check
-from ._diffusers import diffusers
+from ...engine.config import check
+from .._diffusers import diffusers
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
 _CLASSES = {

@@ -65,7 +65,7 @@ def _per_module(counter: FlopCounterMode, model: nn.Module) -> dict[str, int]:
 
 def model_cost(name: str, img_size: int | None = None, batch: int = 1, **overrides: Any) -> ModelCost:
     """Params and MACs of a registered model, built on the meta device (no memory, no init time)."""
-    from .hub import create_model
+    from .factory import create_model
 
     kwargs = dict(overrides)
     if img_size is not None:

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..fileio import save_tensors
-from .condition import pad_tokens
-from .text import encoder_name, load_encoder
+from ...fileio import save_tensors
+from ..sampling.condition import pad_tokens
+from .encoders import encoder_name, load_encoder
 
 log = logging.getLogger(__name__)
 

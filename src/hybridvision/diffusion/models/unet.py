@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.blocks import (
+from ...models.blocks import (
     Attention,
     CrossAttention,
     FusedMBConv,
@@ -40,7 +40,7 @@ from ..models.blocks import (
     init_transformer,
     make_norm2d,
 )
-from ..models.contract import InputError, nearest_sizes, pair
+from ...models.contract import InputError, nearest_sizes, pair
 from .adapter import PooledTextEmbedding, TextAdapter
 from .layers import TimeEmbedding, Upsample
 

@@ -16,7 +16,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.blocks import CrossAttention, LayerNorm2d, Mlp, init_transformer, to_map, to_tokens
+from ...models.blocks import CrossAttention, LayerNorm2d, Mlp, init_transformer, to_map, to_tokens
 
 
 class TokenBlock(nn.Module):

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.contract import InputError
-from ._diffusers import diffusers
+from ...models.contract import InputError
+from .._diffusers import diffusers
 from .unet import DenoiserConfig, UNetOutput, check_size
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import FASHION_MNIST_CLASSES
+from .idx import FASHION_MNIST_CLASSES
 
 IGNORE = 255
 SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)

@@ -13,7 +13,7 @@ from ..checkpoint import load_pretrained
 from ..engine import RunResult, Runtime, Task, init_source, run
 from ..engine.distributed import Dist, sum_across
 from ..engine.order import eval_batches
-from ..hub import create_model
+from ..factory import create_model
 from ..registry import get_entry
 from .augment import Augment
 from .config import TrainConfig

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._diffusers import diffusers
+from .._diffusers import diffusers
 
 SDXL_UNET: dict[str, Any] = dict(
     sample_size=128,  # the latent of 1024^2

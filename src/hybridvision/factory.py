@@ -18,14 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import (
-    CONFIG_NAME,
-    EMA_WEIGHTS_NAME,
-    WEIGHTS_NAME,
-    CheckpointError,
-    load_pretrained,
-    read_state_dict,
-)
+from .checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, load_pretrained, read_state_dict
 from .fileio import save_json, save_tensors
 from .models.contract import default_cfg
 from .models.features import FeatureExtractor

@@ -18,24 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data import fit_size, load_idx_split
-from ..engine.distributed import Dist, sum_across
-from ..engine.order import eval_batches
-from .condition import Condition
-from .config import DiffusionDataConfig
-from .fid import (
-    STATS_NAME,
-    ClassifierProbe,
-    FeatureStats,
-    FeatureSums,
-    frechet_distance,
-    load_stats,
-    probe_images,
-    to_uint8,
-    weights_digest,
-)
-from .sampling import SampleConfig, initial_noise, sample
-from .schedule import NoiseConfig
+from ...data import fit_size, load_idx_split
+from ...engine.distributed import Dist, sum_across
+from ...engine.order import eval_batches
+from ..config import DiffusionDataConfig
+from ..pixels import to_uint8
+from ..sampling.condition import Condition
+from ..sampling.samplers import SampleConfig, initial_noise, sample
+from ..sampling.schedule import NoiseConfig
+from .fid import STATS_NAME, FeatureStats, FeatureSums, frechet_distance, load_stats
+from .judge import ClassifierProbe, probe_images, weights_digest
 
 log = logging.getLogger(__name__)
 
