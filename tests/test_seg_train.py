@@ -86,7 +86,12 @@ def test_defaults_are_the_fashion_mnist_recipe(capsys):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_committed_recipes_parse(path):
     cfg = resolve(SegTrainConfig, str(path))
-    if cfg.data.dataset == "ade20k":  # the paper's recipe
+    if cfg.data.dataset == "ade20k" and cfg.head.kind == "fpn":  # EfficientMod's Semantic FPN recipe
+        assert (cfg.img_size, cfg.batch_size, cfg.max_steps, cfg.optim.warmup_steps) == (512, 32, 40000, 1000)
+        assert (cfg.optim.lr, cfg.optim.warmup_lr, cfg.optim.weight_decay) == (2e-4, 2e-5, 1e-4)
+        assert cfg.optim.schedule == "cosine" and cfg.optim.min_lr == pytest.approx(2e-4 * 1e-6)
+        assert (cfg.head.neck_channels, cfg.head.fpn_channels, cfg.head.aux_channels) == (256, 128, 0)
+    elif cfg.data.dataset == "ade20k":  # the AsCAN paper's UperNet recipe
         assert (cfg.img_size, cfg.batch_size, cfg.max_steps, cfg.optim.warmup_steps) == (512, 16, 160000, 1500)
         assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.schedule) == (1e-4, 0.01, "poly")
         assert cfg.head.feature_levels == (2, 3, 4) and cfg.aug.scale == (2048, 512)

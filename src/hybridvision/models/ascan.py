@@ -103,7 +103,7 @@ def _conv_block(c: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: flo
 class AsCAN(Backbone):
     """Conv stem, stages of C / T blocks laid out by ``config.layout``, projection head (pool after it)."""
 
-    # channels_last: 1.3x NCHW at batch 16, on par or better at batch 1 (interleaved A/B, docs/models/ascan.md)
+    # channels_last: faster than NCHW at batch 16, on par or better at batch 1 (measured: docs/models/ascan.md)
     memory_format = torch.channels_last
 
     def __init__(self, config: AsCANConfig) -> None:
@@ -126,7 +126,7 @@ class AsCAN(Backbone):
         self.head = ClassifierHead(c.embed_dim or c.dims[-1], c.num_classes, pre_pool=pre_pool, drop=c.drop_rate)
         self._init_weights()
         # Store conv weights in the layout the trunk runs in: oneDNN otherwise reorders every weight on every
-        # call (~5% of a batch-1 forward of ascan_t, measured interleaved, 1 thread).
+        # call, a visible share of a batch-1 forward.
         self.to(memory_format=self.memory_format)
 
     def _block_factories(self, grid: tuple[int, int]) -> dict[str, Any]:
