@@ -1,13 +1,21 @@
-"""UperNet's decode head and the auxiliary FCN head, as mmsegmentation builds them, without mmcv.
+"""The decode heads, as mmsegmentation builds them, without mmcv: UperNet, Semantic FPN, the auxiliary FCN head.
 
 UperNet (Xiao et al., ECCV 2018): pyramid pooling (PSPNet) on the deepest map, lateral 1x1 convs and a top-down
 FPN over the others, every level's 3x3 output upsampled to the finest one and fused by one 3x3 conv; then dropout
 and a 1x1 classifier. mmseg's ``UPerHead``/``FCNHead`` layer for layer (ConvModule = conv (no bias) -> BN -> ReLU),
 written from its config (``configs/_base_/models/upernet_swin.py``, ``../research/peers.md``).
+
+Semantic FPN (Kirillov et al., "Panoptic Feature Pyramid Networks", CVPR 2019), the head EfficientMod reports on
+ADE20K: an FPN neck (lateral 1x1 convs, top-down nearest-neighbour sums, a 3x3 conv per level; convs with bias,
+no norm: mmdet/mmseg's ``FPN``) and the semantic branch (mmseg's ``FPNHead``): each level goes through
+(3x3 conv-BN-ReLU, 2x bilinear upsample) stages until it reaches the finest level's scale (the finest takes one
+conv), the maps are summed, then dropout and a 1x1 classifier. The paper normalises with GroupNorm; mmseg's
+config (``configs/_base_/models/fpn_r50.py``), which EfficientMod trains with, uses BatchNorm, and so do we.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -132,3 +140,72 @@ class FCNHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.conv(x))
+
+
+class FPNNeck(nn.Module):
+    """mmdet's ``FPN`` (``num_outs`` = inputs): lateral 1x1 convs, top-down nearest sums, a 3x3 conv per level.
+
+    Args:
+        in_dims: channels of the input maps, finest first.
+        channels: width of every output level (mmseg's Semantic FPN: 256).
+    """
+
+    def __init__(self, in_dims: Sequence[int], channels: int) -> None:
+        super().__init__()
+        self.laterals = nn.ModuleList(nn.Conv2d(d, channels, 1) for d in in_dims)
+        self.outs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in in_dims)
+        for conv in (*self.laterals, *self.outs):
+            nn.init.xavier_uniform_(conv.weight)  # mmcv's ConvModule without norm or activation: Xavier, zero bias
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """Maps finest first -> as many maps of ``channels``, same sizes."""
+        laterals = [conv(f) for conv, f in zip(self.laterals, feats)]
+        for i in range(len(laterals) - 1, 0, -1):  # top-down: every level adds the coarser one, upsampled
+            up = F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")  # (B, C, h, w) -> finer
+            laterals[i - 1] = laterals[i - 1] + up
+        return [conv(x) for conv, x in zip(self.outs, laterals)]
+
+
+class SemanticFPNHead(nn.Module):
+    """Semantic FPN: the FPN neck, then every level brought to the finest scale by conv + 2x-upsample stages, summed.
+
+    Args:
+        in_dims: channels of the input maps, finest first.
+        reductions: each map's stride against the input (finest first, each a power-of-two multiple of the first).
+        neck_channels: the FPN's width (mmseg: 256).
+        channels: the semantic branch's width (mmseg's ``FPNHead``: 128).
+        num_classes: output classes.
+        dropout: Dropout2d before the classifier (mmseg: 0.1).
+    """
+
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        reductions: Sequence[int],
+        neck_channels: int,
+        channels: int,
+        num_classes: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.neck = FPNNeck(in_dims, neck_channels)
+        self.scale_heads = nn.ModuleList()
+        for r in reductions:
+            ups = round(math.log2(r / reductions[0]))  # 2x upsamples that bring this level to the finest scale
+            layers: list[nn.Module] = []
+            for k in range(max(ups, 1)):
+                layers.append(conv_module(neck_channels if k == 0 else channels, channels, 3))
+                if k < ups:
+                    layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+            self.scale_heads.append(nn.Sequential(*layers))
+        self.classifier = SegClassifier(channels, num_classes, dropout)
+
+    def forward(self, feats: Sequence[Tensor]) -> Tensor:
+        """Maps finest first -> class scores at the finest map's size (B, num_classes, h0, w0)."""
+        levels = self.neck(feats)
+        size = levels[0].shape[-2:]
+        out = self.scale_heads[0](levels[0])
+        for head, level in zip(self.scale_heads[1:], levels[1:]):
+            out = out + resize(head(level), size)  # a no-op where the map is already at the finest size
+        return self.classifier(out)

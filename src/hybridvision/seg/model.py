@@ -1,4 +1,5 @@
-"""``SegModel``: any registered backbone + UperNet (+ the auxiliary FCN head), through the model contract only.
+"""``SegModel``: any registered backbone + UperNet or Semantic FPN (+ the auxiliary FCN head), through the model
+contract only.
 
 The backbone is built by name (``hub.create_model``, no classifier) and read through ``forward_intermediates`` /
 ``feature_info``; stages deeper than the last level the head reads, the final norm and the classifier are
@@ -21,13 +22,14 @@ from ..factory import create_model
 from ..models.blocks import ConvNormAct
 from ..models.contract import ModelConfig
 from ..registry import get_config, get_entry
-from .heads import FCNHead, InputRefine, UperNetHead, resize
+from .heads import FCNHead, InputRefine, SemanticFPNHead, UperNetHead, resize
 
 log = logging.getLogger(__name__)
 
 # Feature levels when ``head.feature_levels`` is empty: how many of the deepest stages feed the head, by family.
 # AsCAN's UperNet reads S2-S4 (paper); every other family gives all its stages (mmseg's out_indices 0-3).
 DEEPEST_STAGES = {"ascan": 3}
+HEADS = ("upernet", "fpn")  # UperNet (mmseg's UPerHead) or Semantic FPN (mmseg's FPN neck + FPNHead)
 
 
 def _require(ok: bool, message: str) -> None:
@@ -37,17 +39,24 @@ def _require(ok: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """UperNet and its auxiliary FCN head; defaults are mmseg's UperNet."""
+    """The decode head (UperNet or Semantic FPN) and the auxiliary FCN head; defaults are mmseg's UperNet."""
 
+    kind: str = "upernet"  # "upernet" or "fpn" (Semantic FPN, as EfficientMod on ADE20K)
     feature_levels: tuple[int, ...] = ()  # backbone levels read (0 = stem, i = stage Si); () = the family's default
     channels: int = 512  # UperNet's width: PPM, laterals, FPN and fusion convs
     pool_scales: tuple[int, ...] = (1, 2, 3, 6)  # pyramid-pooling output sizes on the deepest map
+    neck_channels: int = 256  # Semantic FPN: the FPN neck's width (mmseg: 256)
+    fpn_channels: int = 128  # Semantic FPN: the semantic branch's width (mmseg's FPNHead: 128)
     aux_channels: int = 256  # auxiliary FCN head width; 0 = no auxiliary head
     aux_level: int = -2  # which of the levels read feeds the auxiliary head (-2: mmseg's in_index=2 of four)
     refine: int = 0  # width of a full-resolution refinement on the image after UperNet (0 = none, as mmseg)
 
     def __post_init__(self) -> None:
         levels = self.feature_levels
+        _require(self.kind in HEADS, f"head.kind must be one of {', '.join(HEADS)}, got {self.kind!r}")
+        _require(
+            min(self.neck_channels, self.fpn_channels) >= 1, "head.neck_channels and head.fpn_channels must be >= 1"
+        )
         _require(all(v >= 0 for v in levels), f"head.feature_levels are absolute levels >= 0, got {levels}")
         _require(
             all(a < b for a, b in zip(levels, levels[1:])),
@@ -101,7 +110,7 @@ def resolve_levels(backbone: str, levels: tuple[int, ...], num_levels: int) -> t
 
 
 class SegModel(nn.Module):
-    """Backbone -> UperNet (+ FCN auxiliary head); class scores at the input's size.
+    """Backbone -> UperNet or Semantic FPN (+ FCN auxiliary head); class scores at the input's size.
 
     ``forward(x)`` returns logits (B, num_classes, H, W); ``forward(x, with_aux=True)`` returns
     ``(logits, aux_logits)`` (``aux_logits`` None without an auxiliary head), for training.
@@ -129,9 +138,15 @@ class SegModel(nn.Module):
             f"head.aux_level {h.aux_level} does not index the {len(dims)} levels read {self.levels}",
         )
         self.aux_index = h.aux_level % len(dims)
-        self.decode = UperNetHead(dims, h.channels, c.num_classes, h.pool_scales, c.drop_rate)
+        self.decode = self._decode_head(dims, [self.backbone.feature_info[i]["reduction"] for i in self.levels])
         self.aux = FCNHead(dims[self.aux_index], h.aux_channels, c.num_classes, c.drop_rate) if h.aux_channels else None
         self.refine = InputRefine(c.in_chans, c.num_classes, h.refine) if h.refine else None
+
+    def _decode_head(self, dims: list[int], reductions: list[int]) -> nn.Module:
+        c, h = self.config, self.config.head
+        if h.kind == "fpn":
+            return SemanticFPNHead(dims, reductions, h.neck_channels, h.fpn_channels, c.num_classes, c.drop_rate)
+        return UperNetHead(dims, h.channels, c.num_classes, h.pool_scales, c.drop_rate)
 
     @property
     def stride(self) -> int:
