@@ -33,21 +33,22 @@ def dm():
     torchvision = sys.modules.get("torchvision", _MISSING)
     import hybridvision.diffusion as package
     from hybridvision.diffusion import carry_over as stages
-    from hybridvision.diffusion import config, generate, grid, latent, task, text_task, training
-    from hybridvision.diffusion.eval import fid
+    from hybridvision.diffusion import config, generate, grid, latent, pixels, report, task, text_task, training
+    from hybridvision.diffusion.eval import fid, judge
     from hybridvision.diffusion.eval import score as evaluation
     from hybridvision.diffusion.models import unet
-    from hybridvision.diffusion.sampling.samplers import condition, schedule
-    from hybridvision.diffusion.sampling.samplers import samplers as sampling
-    from hybridvision.diffusion.text.encoders import cache as text_cache
-    from hybridvision.diffusion.text.encoders import encoders as text
-    from hybridvision.diffusion.text.encoders import prompts
+    from hybridvision.diffusion.sampling import condition, schedule
+    from hybridvision.diffusion.sampling import samplers as sampling
+    from hybridvision.diffusion.text import cache as text_cache
+    from hybridvision.diffusion.text import encoders as text
+    from hybridvision.diffusion.text import prompts
 
     package.register_variants()
     yield SimpleNamespace(
         package=package, condition=condition, config=config, evaluation=evaluation, fid=fid, generate=generate,
-        grid=grid, latent=latent, prompts=prompts, sampling=sampling, schedule=schedule, stages=stages, task=task,
-        text=text, text_cache=text_cache, text_task=text_task, training=training, unet=unet,
+        grid=grid, judge=judge, latent=latent, pixels=pixels, prompts=prompts, report=report, sampling=sampling,
+        schedule=schedule, stages=stages, task=task, text=text, text_cache=text_cache, text_task=text_task,
+        training=training, unet=unet,
     )  # fmt: skip
     for name in set(registry._REGISTRY) - before:
         del registry._REGISTRY[name]
