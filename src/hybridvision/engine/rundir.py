@@ -119,13 +119,14 @@ class RunDir:
         return self.summary_file.is_file() and self.final.is_dir()
 
     def trained(self) -> bool:
-        """Whether a training step of this run ever completed: a logged step, a checkpoint, final weights."""
+        """Whether the run kept anything of a training step: a checkpoint, final weights, a logged step (steps
+        neither logged nor checkpointed left nothing behind)."""
         if checkpoint_dirs(self.path) or self.final.exists() or self.summary_file.exists():
             return True
         if not self.train_log.is_file():
             return False
         with open(self.train_log, newline="") as f:
-            return any(True for _ in csv.DictReader(f))
+            return next(csv.DictReader(f), None) is not None
 
     # ---- Reading and writing
 
