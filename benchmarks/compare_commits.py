@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from hybridvision.checkpoint import WEIGHTS_NAME
+from hybridvision.engine.rundir import RunDir
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 
@@ -45,7 +47,7 @@ def train(src: Path, argv: list[str]) -> None:
 
 
 def same_weights(a: Path, b: Path) -> bool:
-    wa, wb = load_file(str(a / "final" / "model.safetensors")), load_file(str(b / "final" / "model.safetensors"))
+    wa, wb = (load_file(str(RunDir(run).final / WEIGHTS_NAME)) for run in (a, b))
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -67,7 +69,7 @@ def main() -> None:
             for label in ("base", "head") if r % 2 == 0 else ("head", "base"):
                 run = work / "runs" / f"{label}-{r}"
                 train(trees[label], [*common, "--out_dir", str(run.parent), "--run_name", run.name])
-                img_s[label].append(json.loads((run / "summary.json").read_text())["train_img_s"])
+                img_s[label].append(RunDir(run).read_summary()["train_img_s"])
                 print(f"round {r + 1} {label}: {img_s[label][-1]} img/s", flush=True)
         identical = same_weights(work / "runs" / "base-0", work / "runs" / "head-0")
     finally:

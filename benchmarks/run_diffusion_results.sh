@@ -74,7 +74,8 @@ for m in $MODELS; do
     "$PY" -m hybridvision diffusion eval "$run" "${EVAL[@]}" --sample.cfg sampled --out "$dest/eval_heun30_sampled.json"
   fi
   cp "$dest/eval_heun30_cfg${CFG}.png" "$dest/grid.png"
-  for f in summary.json config.yaml train_log.csv eval_log.csv; do cp "$run/$f" "$dest/"; done
+  "$PY" -c 'import sys; from hybridvision.engine.rundir import RunDir; RunDir(sys.argv[1]).copy_record(sys.argv[2])' \
+    "$run" "$dest"  # its config, model description, logs and summary
   "$PY" -m hybridvision plot-run "$run" --out "$dest/curves.png"
 done
 

@@ -5,42 +5,30 @@
 
 Extra ``--key value`` flags override the recipe (as with ``hybridvision train``). Writes
 ``results/<recipe>/summary.json`` (wall time, epochs, train img/s, top-1/top-5 of the weights and their EMA,
-environment), ``config.yaml`` (resolved), ``curves.png``, ``train_log.csv`` and ``eval_log.csv``. The run itself
-stays in ``runs/recipes/<recipe>``.
+environment), the resolved config, the model description, ``curves.png`` and the training and evaluation logs.
+The run itself stays in ``runs/recipes/<recipe>``: run again, the script continues it where it stopped (a
+finished run is exported again, not retrained).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 from hybridvision.classify import TrainConfig, train
 from hybridvision.config import parse_overrides, resolve
-from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV
-from hybridvision.engine.report import plot_curves
-from hybridvision.fileio import save_json
+from hybridvision.engine.report import export_record
 
 
 def main(recipe: str, *flags: str) -> Path:
     name = Path(recipe).stem
-    overrides = {"out_dir": "runs/recipes", "run_name": name, **parse_overrides(list(flags))}
+    overrides = {"out_dir": "runs/recipes", "run_name": name, "resume": "auto", **parse_overrides(list(flags))}
     cfg = resolve(TrainConfig, recipe, overrides)
     result = train(cfg)
     out = Path("results") / name
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"recipe": recipe, "target_note": _target(recipe), **result.summary}
-    save_json(summary, out / "summary.json")
-    for file in ("config.yaml", TRAIN_CSV, EVAL_CSV):
-        shutil.copyfile(result.run_dir / file, out / file)
-    plot_curves([result.run_dir], out / "curves.png", labels=[cfg.model])
+    summary = export_record(result.run_dir, out, recipe=recipe, label=cfg.model)
     print(f"wrote {out}: top-1 {summary.get('top1')}, EMA {summary.get('ema_top1')}, {summary['train_s']} s")
     return out
-
-
-def _target(recipe: str) -> str:
-    first = Path(recipe).read_text().splitlines()[0]
-    return first.lstrip("# ").strip()
 
 
 if __name__ == "__main__":

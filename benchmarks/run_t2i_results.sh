@@ -60,7 +60,8 @@ for s in 1 2; do
   run="$RUNS/fmnist_t2i_stage${s}_$([ "$s" = 1 ] && echo 32 || echo 64)"
   dest="$OUT/t2i_fmnist_stage$s"
   mkdir -p "$dest"
-  for f in summary.json config.yaml train_log.csv eval_log.csv; do cp "$run/$f" "$dest/"; done
+  "$PY" -c 'import sys; from hybridvision.engine.rundir import RunDir; RunDir(sys.argv[1]).copy_record(sys.argv[2])' \
+    "$run" "$dest"  # its config, model description, logs and summary
   evaluate "$run" "$dest/eval_heun30_cfg${CFG}_held_out.json" "$([ "$s" = 1 ] && echo "$N" || echo "$N2")" held_out
   cp "$dest/eval_heun30_cfg${CFG}_held_out.png" "$dest/grid.png"
   if [ "$s" = 1 ]; then  # the same at N2 (stage 2's N, for FID at equal N), then the training prompts at N2
@@ -73,7 +74,7 @@ done
 import sys
 from pathlib import Path
 
-from hybridvision.diffusion.carry_over import plot_stages
+from hybridvision.diffusion.report import plot_stages
 
 stage1, stage2, out = sys.argv[1:4]
 plot_stages([Path(stage1), Path(stage2)], Path(out), labels=["stage 1 (32x32)", "stage 2 (64x64)"])

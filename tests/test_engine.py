@@ -11,7 +11,8 @@ from run_helpers import TOY_TASK, assert_same, kill_after_checkpoint, spawn, tor
 from toy_task import ToyConfig, ToyTask
 
 from hybridvision.engine import OptimConfig, run
-from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
+from hybridvision.engine.logs import read_csv
+from hybridvision.engine.rundir import RunDir
 from hybridvision.engine.schedule import Schedule, lr_at
 
 
@@ -32,12 +33,14 @@ def toy_config(out, **overrides) -> ToyConfig:
 
 def test_toy_task_learns_and_reports_its_metric(tmp_path):
     result = run(ToyTask(toy_config(tmp_path, run_name="learn", epochs=6)))
-    evals = read_csv(result.run_dir / EVAL_CSV)
+    evals = read_csv(result.run_dir / RunDir.EVAL_LOG)
     assert evals[-1]["psnr"] > evals[0]["psnr"] + 3, [r["psnr"] for r in evals]
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert summary["metric"] == "psnr" and summary["psnr"] == round(evals[-1]["psnr"], 4)
     assert "ema_psnr" in summary and summary["steps"] == 6 * 96 // 8
-    assert json.loads((result.run_dir / "final" / "config.json").read_text()) == {"toy": True, "width": 8}
+    described = {"toy": True, "width": 8, "task": "toytask"}  # the task's model_config + the task (its class name)
+    assert json.loads((result.run_dir / "final" / "config.json").read_text()) == described
+    assert json.loads((result.run_dir / "model.json").read_text()) == described
     assert result.run_dir.name == "learn" and (result.run_dir / "config.yaml").read_text().startswith("model:")
 
 
@@ -51,7 +54,7 @@ def test_toy_task_sigkill_then_resume_is_bit_exact(tmp_path):
     assert_same(
         weights(tmp_path / "full", "model_ema.safetensors"), weights(tmp_path / "killed", "model_ema.safetensors")
     )
-    assert (tmp_path / "killed" / EVAL_CSV).read_text() == (tmp_path / "full" / EVAL_CSV).read_text()
+    assert (tmp_path / "killed" / RunDir.EVAL_LOG).read_text() == (tmp_path / "full" / RunDir.EVAL_LOG).read_text()
 
 
 def test_toy_task_two_processes_match_one(tmp_path):
@@ -63,7 +66,7 @@ def test_toy_task_two_processes_match_one(tmp_path):
     params = [n for n, _ in ToyTask(toy_config(tmp_path)).build_model().named_parameters()]
     ddp, one = weights(tmp_path / "ddp"), weights(single.run_dir)
     assert_same({k: ddp[k] for k in params}, {k: one[k] for k in params}, atol=1e-6)
-    assert [r["step"] for r in read_csv(tmp_path / "ddp" / EVAL_CSV)] == [5]
+    assert [r["step"] for r in read_csv(tmp_path / "ddp" / RunDir.EVAL_LOG)] == [5]
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "poly", "constant"])
@@ -113,7 +116,7 @@ def test_lr_mult_scales_the_named_parameters_lr(tmp_path):
     a, b = weights(frozen.run_dir), weights(untrained.run_dir)
     assert_same({k: a[k] for k in ("conv1.weight", "conv1.bias")}, {k: b[k] for k in ("conv1.weight", "conv1.bias")})
     assert not torch.equal(a["conv2.weight"], b["conv2.weight"])  # trained at the full lr
-    assert all(r["lr"] > 0 for r in read_csv(frozen.run_dir / TRAIN_CSV))  # the log keeps the schedule's lr
+    assert all(r["lr"] > 0 for r in read_csv(frozen.run_dir / RunDir.TRAIN_LOG))  # the log keeps the schedule's lr
 
 
 def test_lr_mult_names_a_typo_and_rejects_negative_multipliers(tmp_path):

@@ -25,7 +25,8 @@ from hybridvision.cli.main import main
 from hybridvision.config import ConfigError, parse_overrides, resolve
 from hybridvision.data import DataError
 from hybridvision.engine.checkpoint import checkpoint_dirs
-from hybridvision.engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
+from hybridvision.engine.logs import read_csv
+from hybridvision.engine.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_run_saves_its_class_list_and_refuses_an_unknown_validation_class(tmp_pa
     (root / "val" / "extra").mkdir()
     with pytest.raises(DataError, match="'extra'"):
         train(config(root, tmp_path / "runs", *extra, "--run_name", "bad"))
-    assert not (tmp_path / "runs" / "bad" / TRAIN_CSV).exists()  # failed before any training
+    assert not (tmp_path / "runs" / "bad" / RunDir.TRAIN_LOG).exists()  # failed before any training
 
 
 def test_each_checkpoint_step_is_written_once_and_after_its_evaluation(data, tmp_path, monkeypatch):
@@ -90,7 +91,7 @@ def test_each_checkpoint_step_is_written_once_and_after_its_evaluation(data, tmp
     original = ckpt._write_state
 
     def write(tmp: Path, ts) -> None:
-        logged = [int(float(r["step"])) for r in read_csv(tmp_path / "once" / EVAL_CSV)]
+        logged = [int(float(r["step"])) for r in read_csv(tmp_path / "once" / RunDir.EVAL_LOG)]
         written.append((tmp.name, logged))
         original(tmp, ts)
 
@@ -124,7 +125,7 @@ def test_signal_in_the_first_epoch_checkpoints_and_resumes_exactly(data, tmp_pat
     full = spawn(argv(data, tmp_path, "--run_name", "full", *small))
     stopped_argv = argv(data, tmp_path, "--run_name", "stopped", *small)
     proc = spawn(stopped_argv, stderr=subprocess.PIPE, text=True)
-    wait_for_row(tmp_path / "stopped" / TRAIN_CSV)  # the first log row: step 4 of 64 in epoch 1
+    wait_for_row(tmp_path / "stopped" / RunDir.TRAIN_LOG)  # the first log row: step 4 of 64 in epoch 1
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-2000:]
@@ -134,12 +135,12 @@ def test_signal_in_the_first_epoch_checkpoints_and_resumes_exactly(data, tmp_pat
     assert spawn([*stopped_argv, "--resume", "auto"]).wait() == 0
     assert full.wait() == 0
     assert_same(weights(tmp_path / "full"), weights(tmp_path / "stopped"))
-    assert (tmp_path / "stopped" / EVAL_CSV).read_text() == (tmp_path / "full" / EVAL_CSV).read_text()
+    assert (tmp_path / "stopped" / RunDir.EVAL_LOG).read_text() == (tmp_path / "full" / RunDir.EVAL_LOG).read_text()
 
 
 def test_kill_while_writing_final_and_resuming_a_finished_run(data, tmp_path):
     run = train(config(data, tmp_path, "--run_name", "f")).run_dir
-    evals = (run / EVAL_CSV).read_text()
+    evals = (run / RunDir.EVAL_LOG).read_text()
     summary = (run / "summary.json").read_text()
     # A finished run resumed: nothing is trained, evaluated, logged or rewritten.
     again = train(config(data, tmp_path, "--run_name", "f", "--resume", "auto"))
@@ -150,7 +151,7 @@ def test_kill_while_writing_final_and_resuming_a_finished_run(data, tmp_path):
     (run / ".tmp-final").mkdir()
     (run / ".tmp-final" / "model.safetensors").write_bytes(b"half")
     resumed = train(config(data, tmp_path, "--run_name", "f", "--resume", "auto"))
-    assert (run / EVAL_CSV).read_text() == evals  # no duplicated row
+    assert (run / RunDir.EVAL_LOG).read_text() == evals  # no duplicated row
     assert not (run / ".tmp-final").exists() and (run / "final" / "model.safetensors").stat().st_size > 1000
     assert resumed.summary["top1"] == json.loads(summary)["top1"]
     checkpointed = json.loads((checkpoint_dirs(run)[0] / "state.json").read_text())["wall_s"]

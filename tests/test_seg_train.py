@@ -12,7 +12,8 @@ from synthetic_data import write_fmnist_like
 import hybridvision as hv
 from hybridvision.cli.main import main
 from hybridvision.config import resolve
-from hybridvision.engine.logs import TRAIN_CSV, read_csv
+from hybridvision.engine.logs import read_csv
+from hybridvision.engine.rundir import RunDir
 from hybridvision.seg import SegTrainConfig, train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "seg"
@@ -37,7 +38,7 @@ def tiny_flags(root: Path, out: Path) -> dict[str, str]:
 def test_every_family_trains_and_its_loss_falls(tmp_path, backbone):
     cfg = resolve(SegTrainConfig, None, {**tiny_flags(tmp_path / "data", tmp_path), "model": backbone})
     result = train(cfg)
-    losses = [row["loss"] for row in read_csv(result.run_dir / TRAIN_CSV)]
+    losses = [row["loss"] for row in read_csv(result.run_dir / RunDir.TRAIN_LOG)]
     assert len(losses) == 12 and max(losses[-3:]) < 0.8 * losses[0], losses
     s = result.summary
     assert (

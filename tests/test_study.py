@@ -23,6 +23,7 @@ from hybridvision.cli.main import main
 from hybridvision.cli.study import print_plan
 from hybridvision.config import ConfigError, dump_yaml, to_dict
 from hybridvision.engine.checkpoint import checkpoint_dirs
+from hybridvision.engine.rundir import RunDir
 from hybridvision.study import PointConfig, SpeedConfig, StudyConfig, is_finished, load_study, make_plan, run_study
 from hybridvision.study.aggregate import standing, verdict
 from hybridvision.study.grid import _changes, check_budget, grid_lock
@@ -147,7 +148,7 @@ def test_records_in_results_dir_carry_a_grid_to_a_fresh_clone(data, tmp_path, mo
     run_study(plan)
     for point, seed in plan.runs:
         record, run_dir = plan.record_dir(point, seed), plan.run_dir(point, seed)
-        assert sorted(p.name for p in record.iterdir()) == sorted(grid.RECORD_FILES)
+        assert sorted(p.name for p in record.iterdir()) == sorted(RunDir.RECORD)
         assert (record / "summary.json").read_bytes() == (run_dir / "summary.json").read_bytes()
     table = json.loads((results / "table.json").read_text())["rows"]
 

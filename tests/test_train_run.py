@@ -180,7 +180,7 @@ def test_divergence_is_a_clear_error(data, tmp_path, capsys):
 
 
 def test_bf16_autocast_trains(data, tmp_path):
-    from hybridvision.engine.run import resolve_amp
+    from hybridvision.engine.session import resolve_amp
 
     assert (
         resolve_amp("off", torch.device("cpu")) is None and resolve_amp("bf16", torch.device("cpu")) is torch.bfloat16

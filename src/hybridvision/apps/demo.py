@@ -16,8 +16,9 @@ import torch
 
 from ..bench.tables import markdown
 from ..bench.timing import time_forward
-from ..classify import OptimConfig, TrainConfig, train
+from ..classify import OptimConfig, TrainConfig
 from ..engine.report import plot_curves
+from ..engine.rundir import RunDir
 from ..env import environment
 from ..factory import create_model
 from ..fileio import atomic_write, save_json
@@ -109,7 +110,7 @@ def _bench_table(rows: list[dict[str, Any]], batch: int) -> tuple[list[str], lis
 
 
 def write_report(run_dir: Path, cfg: DemoConfig, summary: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    t = cfg.train
+    t, run = cfg.train, RunDir(run_dir)
     plot_curves([run_dir], run_dir / "curves.png", labels=[t.model])
     cols, table = _bench_table(rows, cfg.bench_batch)
     plot_table(cols, table, run_dir / "table.png", title=f"{t.img_size}x{t.img_size} input, fp32, eval mode")
@@ -139,13 +140,13 @@ Measured now, in one process, on {env["device"]} with {env["threads"]} threads (
 
 ```bash
 hybridvision demo{" --quick" if cfg.quick else ""}        # all of it again; or step by step:
-hybridvision train --config {run_dir}/config.yaml --run_name again
+hybridvision train --config {run.config_file} --run_name again
 hybridvision eval {run_dir}
 hybridvision plot-run {run_dir}
 ```
 
-torch {env["torch"]}, git {env["git_sha"]}. Config: `config.yaml`; logs: `train_log.csv`, `eval_log.csv`;
-weights: `final/`.
+torch {env["torch"]}, git {env["git_sha"]}. Config: `{run.CONFIG}`; model: `{run.MODEL}`; logs: `{run.TRAIN_LOG}`,
+`{run.EVAL_LOG}`; weights: `{run.FINAL}/`.
 """
     path = run_dir / "report.md"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -154,6 +155,8 @@ weights: `final/`.
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Train, evaluate, benchmark and report; returns the report's path."""
+    from ..classify import train  # the training task loads when the demo trains, not with the CLI
+
     if cfg.quick:
         cfg = quick_config(cfg)
     result = train(cfg.train)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import AugConfig
+from .preprocess import Normalize, center_crop
 from .randaugment import affine_sample, rand_augment
 
 # ---- Geometry: crops and flips as one affine resample per batch
@@ -43,15 +44,6 @@ def shift_theta(batch: int, size: tuple[int, int], max_px: int, gen: torch.Gener
     theta[:, 0, 2] = d[:, 0] * 2 / size[1]
     theta[:, 1, 2] = d[:, 1] * 2 / size[0]
     return theta
-
-
-def center_crop(x: Tensor, size: int) -> Tensor:
-    """The central ``size`` x ``size`` window (images decoded larger than the training size)."""
-    h, w = x.shape[-2:]
-    if (h, w) == (size, size):
-        return x
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size]  # (B, C, size, size), a view
 
 
 def random_crop_flip(x: Tensor, cfg: AugConfig, gen: torch.Generator, size: int | None = None) -> Tensor:
@@ -143,14 +135,8 @@ class Augment:
         size: int | None = None,  # training size when images are decoded larger (data.load_size)
     ) -> None:
         self.cfg, self.num_classes, self.size = cfg, num_classes, size
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.normalize = Normalize(mean, std, size)  # evaluation's input: centre crop, normalised
         self.mixing = cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """Evaluation: centre crop to the training size, scale to [0, 1], normalise."""
-        x = center_crop(images, self.size or images.shape[-1]).float().div_(255.0)
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def __call__(self, images: Tensor, labels: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
@@ -158,7 +144,7 @@ class Augment:
         x = random_crop_flip(x, cfg, gen, self.size)
         if cfg.randaug_n > 0:
             x = rand_augment(x, cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd, cfg.randaug_ops, cfg.fill, gen)
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        x = self.normalize.standardize(x)
         if cfg.erase_prob > 0:
             x = random_erasing(x, cfg.erase_prob, cfg.erase_scale, gen)
         if self.mixing and float(torch.rand(1, generator=gen)) < cfg.mix_prob:

@@ -11,13 +11,12 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_pretrained
 from ..engine import RunResult, Runtime, Task, init_source, run
-from ..engine.distributed import Dist, sum_across
-from ..engine.order import eval_batches
 from ..factory import create_model
 from ..registry import get_entry
 from .augment import Augment
 from .config import TrainConfig
-from .data import Split, load_split
+from .data import load_split
+from .evaluate import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,7 @@ class Classification(Task):
     """Image classification: cross-entropy (label smoothing, MixUp/CutMix), evaluated by top-1 accuracy (%)."""
 
     metric = "top1"
+    kind = "classification"
     cfg: TrainConfig
 
     def setup(self, rt: Runtime) -> None:
@@ -71,7 +71,7 @@ class Classification(Task):
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         rt = self.rt
         b = self.cfg.eval_batch_size
-        return evaluate(model, self.eval_split, b, rt.dist, rt.autocast, self.augment, self.unreadable)
+        return evaluate(model, self.eval_split, b, rt.dist, rt.autocast, self.augment.normalize, self.unreadable)
 
     def run_info(self) -> dict[str, Any]:
         return {"classes": self.train_split.classes}
@@ -83,38 +83,3 @@ class Classification(Task):
 def train(cfg: TrainConfig) -> RunResult:
     """Train (or resume) one classification run; returns its directory and summary."""
     return run(Classification(cfg))
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    split: Split,
-    batch_size: int,
-    d: Dist,
-    autocast: Any,
-    augment: Augment,
-    unreadable: set | None = None,
-) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over all of ``split`` (readable files).
-
-    Unreadable files are left out and added to ``unreadable``.
-    """
-    model.eval()
-    totals = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, count
-    for images, labels, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
-        if unreadable is not None:
-            unreadable.update(skipped)
-        if images.shape[0] == 0:
-            continue
-        x = augment.normalize(images.to(d.device)).contiguous(memory_format=torch.channels_last)
-        labels = labels.to(d.device)
-        with autocast():
-            logits = model(x).float()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
-        hit = top == labels[:, None]
-        loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
-        batch = torch.stack([hit[:, 0].sum(), hit.any(1).sum(), loss, torch.tensor(len(labels))])
-        totals += batch.double().cpu()
-    totals = sum_across(totals, d)
-    n = max(float(totals[3]), 1.0)
-    return {"top1": 100 * float(totals[0]) / n, "top5": 100 * float(totals[1]) / n, "loss": float(totals[2]) / n}

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ..config import add_config_args, describe_fields, parse_overrides, resolve
+from ..engine.rundir import RunDir
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -44,7 +44,7 @@ def resolve_run_config(cls: type, config_file: str | None, overrides: dict[str, 
     """Defaults < --config file < flags. ``--resume RUN`` starts from RUN/config.yaml instead of the defaults."""
     resume = overrides.get("resume", "")
     if resume and resume != "auto" and not config_file:  # a run resumes with its own saved settings
-        saved = Path(resume) / "config.yaml"
+        saved = RunDir(resume).config_file
         if not saved.is_file():
             raise FileNotFoundError(f"--resume {resume}: {saved} does not exist; is it a run directory?")
         config_file = str(saved)

@@ -1,7 +1,7 @@
 """``hybridvision generate``: sample a grid of images from a trained run (or its saved final weights).
 
-A run directory is read through its ``config.yaml`` (final weights, else the newest good checkpoint); a saved
-``final/`` folder through its ``config.json``, which records the model, its overrides, the class names, the noise
+A run directory (final weights, else the newest good checkpoint) is read through its ``model.json``, a saved
+``final/`` folder through its ``config.json``: both record the model, its overrides, the class names, the noise
 schedule the weights were trained with and, when they apply, the text encoder and the VAE. A class model samples
 classes (``generate``); a text model samples prompts (``generate_prompts``): they are encoded by the run's frozen
 encoder (through its embedding cache), and the empty prompt "" is the null of guidance.
@@ -9,7 +9,6 @@ encoder (through its embedding cache), and the empty prompt "" is the null of gu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CONFIG_NAME, CheckpointError, load_pretrained
-from ..config import from_dict, resolve, to_dict
-from ..data import FASHION_MNIST_CLASSES
-from ..engine import init_source
+from ..checkpoint import CheckpointError
+from ..config import from_dict
 from ..engine.distributed import pick_device
-from ..factory import create_model
-from .config import DiffusionTrainConfig
+from ..engine.rundir import open_model
 from .grid import make_grid, save_grid
 from .latent import Vae, decode_latents
 from .pixels import to_uint8
@@ -33,7 +29,8 @@ from .sampling.samplers import SampleConfig, initial_noise, sample
 from .sampling.schedule import NoiseConfig
 from .text.cache import EmbeddingCache
 from .text.prompts import PromptError, PromptSet, fmnist_prompts
-from .text_task import text_info
+
+TASK = "diffusion"  # what model.json records of a diffusion run
 
 
 @dataclass
@@ -58,49 +55,19 @@ class Denoiser:
 
 
 def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu") -> Denoiser:
-    """The model of a training run directory, or of a saved ``final/`` folder, in eval mode on ``device``."""
-    path = Path(path)
-    if (path / "config.yaml").is_file():  # a run: its final weights, else its newest good checkpoint
-        source = init_source(str(path))
-        saved = _saved(source) if (source / CONFIG_NAME).is_file() else _from_run(path)
-    elif (path / CONFIG_NAME).is_file():
-        source, saved = path, _saved(path)
-    else:
-        raise CheckpointError(f"{path} is neither a diffusion run (config.yaml) nor a saved model (config.json)")
-    model = create_model(saved["model"], **saved.get("overrides", {}))
-    load_pretrained(model, source, use_ema=use_ema)
+    """The model of a training run (final weights, else the newest good checkpoint) or of a saved ``final/``
+    folder, in eval mode on ``device``; what sampling needs comes from its description (``model.json``)."""
+    saved = open_model(path, task=TASK)
+    info = saved.info
+    if "noise" not in info:
+        raise CheckpointError(f"{path}: its model description has no noise schedule: is it a diffusion model?")
     device = pick_device(device)
-    model = model.to(device).eval()
+    model = saved.load(use_ema=use_ema).to(device).eval()
     c, (h, w) = model.config.in_chans, model.config.img_hw
-    classes = list(saved.get("classes", [])) or [str(i) for i in range(model.null_class)]
-    latent, text = saved.get("latent", {}), saved.get("text", {})
+    classes = list(info.get("classes", [])) or [str(i) for i in range(model.null_class)]
+    latent, text = info.get("latent", {}), info.get("text", {})
     vae = Vae(latent["vae"], device) if latent else None
-    return Denoiser(model, from_dict(NoiseConfig, saved["noise"]), classes, (c, h, w), text, latent, vae)
-
-
-def _saved(folder: Path) -> dict[str, Any]:
-    saved = json.loads((folder / CONFIG_NAME).read_text())
-    if "noise" not in saved:
-        raise CheckpointError(f"{folder / CONFIG_NAME} has no noise schedule: is it a diffusion model's folder?")
-    return saved
-
-
-def _from_run(run: Path) -> dict[str, Any]:
-    """A run without final weights yet: what its config.yaml says the task built."""
-    cfg = resolve(DiffusionTrainConfig, str(run / "config.yaml"))
-    saved: dict[str, Any] = {"model": cfg.model, "noise": to_dict(cfg.noise)}
-    kwargs = {**cfg.model_kwargs, "in_chans": 1, "img_size": cfg.img_size}  # Fashion-MNIST: grey
-    if cfg.latent.vae:
-        vae = Vae(cfg.latent.vae)
-        saved["latent"] = {"vae": cfg.latent.vae, "channels": 1, "factor": vae.factor}
-        kwargs |= {"in_chans": vae.channels, "img_size": cfg.img_size // vae.factor}
-    if cfg.conditioning == "text":
-        saved["text"] = text_info(cfg)
-        dim = text_cache(saved["text"]).lookup([""])[0].shape[-1]
-        kwargs |= {"num_classes": 0, "context": "text", "context_dim": dim}
-    else:
-        kwargs["num_classes"] = len(FASHION_MNIST_CLASSES)
-    return saved | {"overrides": kwargs, "classes": list(FASHION_MNIST_CLASSES)}
+    return Denoiser(model, from_dict(NoiseConfig, info["noise"]), classes, (c, h, w), text, latent, vae)
 
 
 def train_names(denoiser: Denoiser) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..engine.logs import EVAL_CSV, TRAIN_CSV, read_csv
+from ..engine.logs import read_csv
+from ..engine.rundir import RunDir
 from ..figures import pyplot, save_png
 
 
@@ -16,10 +17,11 @@ def plot_stages(runs: Sequence[Path], out: Path, labels: Sequence[str] | None = 
     offset = 0.0
     for i, run in enumerate(runs):
         label = labels[i] if labels else Path(run).name
-        train, evals = read_csv(Path(run) / TRAIN_CSV), read_csv(Path(run) / EVAL_CSV)
+        folder = RunDir(run)
+        train, evals = read_csv(folder.train_log), read_csv(folder.eval_log)
         if not train:
-            raise FileNotFoundError(f"{run} has no {TRAIN_CSV}; is it a training run directory?")
-        per_step = _batch(run)  # images per optimizer step
+            raise FileNotFoundError(f"{run} has no {RunDir.TRAIN_LOG}; is it a training run directory?")
+        per_step = float(folder.config_dict().get("batch_size", 1))  # images per optimizer step
         x = [offset + r["step"] * per_step / 1e3 for r in train]
         (line,) = axes[0].plot(x, [r["loss"] for r in train], label=label, alpha=0.8)
         for ax, key in ((axes[1], "val_loss"), (axes[2], "cond_acc")):
@@ -38,9 +40,3 @@ def plot_stages(runs: Sequence[Path], out: Path, labels: Sequence[str] | None = 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return save_png(fig, out)
-
-
-def _batch(run: Path) -> float:
-    import yaml
-
-    return float(yaml.safe_load((Path(run) / "config.yaml").read_text()).get("batch_size", 1))

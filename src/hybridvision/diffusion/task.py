@@ -56,6 +56,7 @@ class ClassDiffusion(Task):
     """Class-conditional denoising diffusion, evaluated by conditional accuracy (%) under our classifier."""
 
     metric = "cond_acc"
+    kind = "diffusion"
     cfg: DiffusionTrainConfig
 
     def __init__(self, cfg: DiffusionTrainConfig) -> None:

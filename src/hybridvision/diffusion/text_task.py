@@ -140,4 +140,4 @@ class TextDiffusion(ClassDiffusion):
         return super().run_info() | {"prompts": prompts}
 
     def space_info(self) -> dict[str, Any]:
-        return super().space_info() | {"text": text_info(self.cfg)}
+        return super().space_info() | {"text": text_info(self.cfg) | {"dim": self.text_dim}}

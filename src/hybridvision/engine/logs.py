@@ -6,10 +6,10 @@ import csv
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-TRAIN_CSV = "train_log.csv"  # one row per log interval: epoch, step, epochs_done, loss, lr, img_s, elapsed_s
-EVAL_CSV = "eval_log.csv"  # one row per evaluation: epoch, step, epochs_done, the task's metrics (+ ema_*)
+if TYPE_CHECKING:
+    from .rundir import RunDir
 
 
 class CsvLog:
@@ -62,10 +62,10 @@ def read_csv(path: Path) -> list[dict[str, float]]:
 class RunLogger:
     """Train/eval rows to CSV and TensorBoard, and a progress display (rich bar on a terminal, lines otherwise)."""
 
-    def __init__(self, run_dir: Path, *, resume_step: int | None, progress: bool, tensorboard: bool) -> None:
-        self.train = CsvLog(run_dir / TRAIN_CSV, resume_step)
-        self.eval = CsvLog(run_dir / EVAL_CSV, resume_step)
-        self.tb = _tensorboard(run_dir / "tb") if tensorboard else None
+    def __init__(self, run: RunDir, *, resume_step: int | None, progress: bool, tensorboard: bool) -> None:
+        self.train = CsvLog(run.train_log, resume_step)  # a row per log interval: step, loss, lr, img_s ...
+        self.eval = CsvLog(run.eval_log, resume_step)  # a row per evaluation: step, the task's metrics (+ ema_*)
+        self.tb = _tensorboard(run.tensorboard) if tensorboard else None
         self.bar = _Bar() if progress and sys.stderr.isatty() else None
         self._last_line = 0.0
 

@@ -1,20 +1,23 @@
-"""Curves of runs: training loss and the task's evaluation metric (model and EMA) against epochs, as one PNG."""
+"""Curves of runs (training loss and the task's evaluation metric, model and EMA, against epochs, as one PNG) and
+a finished run's commit-ready export: its config, logs, curves and summary with the recipe it followed."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..figures import pyplot, save_png
-from .logs import EVAL_CSV, TRAIN_CSV, read_csv
+from ..fileio import save_json
+from .logs import read_csv
+from .rundir import RunDir
 
 
 def run_metric(run: Path, evals: list[dict[str, float]]) -> str:
     """The metric a run reports: its summary's ``metric``, else the first metric column of its eval log."""
-    summary = Path(run) / "summary.json"
-    if summary.is_file():
-        metric = json.loads(summary.read_text()).get("metric")
+    folder = RunDir(run)
+    if folder.summary_file.is_file():
+        metric = folder.read_summary().get("metric")
         if metric:
             return metric
     keys = [k for k in (evals[0] if evals else {}) if k not in ("epoch", "step", "epochs_done")]
@@ -28,9 +31,12 @@ def plot_curves(run_dirs: Sequence[Path], out: Path, labels: Sequence[str] | Non
     metrics = set()
     for i, run in enumerate(run_dirs):
         label = labels[i] if labels else Path(run).name
-        train, evals = read_csv(Path(run) / TRAIN_CSV), read_csv(Path(run) / EVAL_CSV)
+        folder = RunDir(run)
+        train, evals = read_csv(folder.train_log), read_csv(folder.eval_log)
         if not train and not evals:
-            raise FileNotFoundError(f"{run} has no {TRAIN_CSV} or {EVAL_CSV}; is it a training run directory?")
+            raise FileNotFoundError(
+                f"{run} has no {RunDir.TRAIN_LOG} or {RunDir.EVAL_LOG}; is it a training run directory?"
+            )
         ax_loss.plot([r["epochs_done"] for r in train], [r["loss"] for r in train], label=label)
         metric = run_metric(Path(run), evals)
         metrics.add(metric)
@@ -54,3 +60,26 @@ _METRIC_LABELS = {
     "fid": "FID (lower is better)",
     "cond_acc": "conditional accuracy (%)",
 }
+
+
+def recipe_note(recipe: str | Path) -> str:
+    """The first line of a recipe file, its comment marks stripped: what the recipe aims at ("" for no recipe)."""
+    if not recipe:
+        return ""
+    lines = Path(recipe).read_text().splitlines()
+    return lines[0].lstrip("# ").strip() if lines else ""
+
+
+def export_record(
+    run: str | Path, out: str | Path, *, recipe: str = "", label: str = "", extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A finished run's results for committing, in ``out/``: its config, model description and logs, ``curves.png``
+    (labelled ``label``) and, written last, ``summary.json``: the recipe, its note, the run's summary and ``extra``.
+    Returns that summary."""
+    folder, out = RunDir(run), Path(out)
+    summary = folder.read_summary()
+    folder.copy_record(out, tuple(n for n in RunDir.RECORD if n != RunDir.SUMMARY))
+    plot_curves([folder.path], out / "curves.png", labels=[label or folder.path.name])
+    summary = {"recipe": str(recipe), "target_note": recipe_note(recipe), **summary, **(extra or {})}
+    save_json(summary, out / RunDir.SUMMARY)
+    return summary

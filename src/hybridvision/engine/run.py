@@ -1,200 +1,28 @@
 """One training run of any task, end to end: set-up, resume, epochs, evaluation, checkpoints, final weights, summary.
 
-Run directory layout::
+``run(task)`` trains (or resumes) a run in its folder, ``RUN/`` (``rundir.RunDir`` names its files)::
 
     RUN/config.yaml          the resolved config
+    RUN/model.json           the model's description, written before the first step (what readers load)
     RUN/train_log.csv        loss, lr, samples/s every ``log_every`` steps
     RUN/eval_log.csv         the task's metrics of the model and its EMA after evaluated epochs
     RUN/checkpoints/step_*/  full training state (``--resume``)
     RUN/final/               model.safetensors, model_ema.safetensors, config.json (``load_model``, ``--init-from``)
     RUN/summary.json         wall time, epochs, samples/s, metrics, environment
+
+A folder that holds a run is trained again only with ``--resume`` (one in which no step completed may be reused).
+Reading a run (evaluation, prediction, generation) goes through ``rundir.open_model`` and never imports the
+training machinery: it lives in ``session`` and is imported when a run starts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as torch_dist
-from torch import nn
+from .rundir import RunResult
 
-from ..checkpoint import CheckpointError
-from ..config import dump_yaml
-from ..env import environment
-from ..fileio import save_json, save_text
-from . import distributed as dist
-from .checkpoint import TrainState, checkpoint_dirs, latest_good, restore_rng, save_checkpoint, save_final, verify
-from .ema import ModelEma
-from .logs import RunLogger
-from .loop import Context, train_one_epoch
-from .optim import build_optimizer
-from .order import steps_per_epoch
-from .resume import check_same_run, resume_point
-from .schedule import Schedule
-from .signals import Interrupted, stop_on_signals
-from .task import Runtime, Task
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_dir: Path
-    summary: dict[str, Any]
-    is_main: bool = True  # False on the other processes of a torchrun job
-
-
-# ---- Run directory and precision
-
-
-def run_dir_for(task: Task, d: dist.Dist) -> Path:
-    """``out_dir/run_name``, or the next free ``out_dir/NNN-name`` (chosen on rank 0, shared with the rest)."""
-    cfg = task.cfg
-    if cfg.resume and cfg.resume != "auto":
-        return Path(cfg.resume)
-    root = Path(cfg.out_dir)
-    if cfg.run_name:
-        return root / cfg.run_name
-    name = [None]
-    if d.is_main:
-        taken = [int(p.name.split("-", 1)[0]) for p in root.glob("[0-9][0-9][0-9]-*") if p.is_dir()]
-        name[0] = f"{max(taken, default=-1) + 1:03d}-{task.name}"
-    if d.active:
-        torch_dist.broadcast_object_list(name, src=0)
-    return root / name[0]
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast dtype, or None. "auto": bf16 where the hardware runs it fast, else fp32.
-
-    CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where a bf16
-    training step measured 1.45x the fp32 one (ascan_nano, batch 128). Without AMX fp32 stays: CPUs without
-    bf16 instructions emulate bf16 matmuls, many times slower than fp32; on AMD Zen 4 (avx512_bf16, no AMX) a
-    short probe measured bf16 training 1.1-1.2x faster than fp32, too little to change the numerics of every
-    default run without an accuracy comparison (ask for it with ``amp: bf16``).
-    """
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return torch.bfloat16 if device.type == "cpu" and amx() else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-
-
-def precision_name(amp: torch.dtype | None) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
-
-
-def init_source(path: str) -> Path:
-    """Weights to start from: a run's ``final/``, else its newest good checkpoint, else the path itself.
-
-    A run whose checkpoints are all unusable is an error naming them, not a search for weights elsewhere.
-    """
-    p = Path(path)
-    if (p / "final").is_dir():
-        return p / "final"
-    good = latest_good(p)
-    if good is not None:
-        return good
-    broken = checkpoint_dirs(p)
-    if broken:
-        problems = "; ".join(f"{d.name}: {verify(d)}" for d in broken)
-        raise CheckpointError(f"{p} has no final weights and its checkpoints are unusable ({problems})")
-    if not p.exists():
-        raise CheckpointError(f"--init-from {path}: no such run directory or weights file")
-    return p
-
-
-# ---- Building the pieces
-
-
-def place_model(model: nn.Module, d: dist.Dist, channels_last: bool) -> nn.Module:
-    """On the device; weights channels_last when asked (FSDP2 shards only contiguous ones)."""
-    model = model.to(d.device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def make_context(task: Task, d: dist.Dist, resume: TrainState | None, run_dir: Path | None = None) -> Context:
-    cfg = task.cfg
-    amp = resolve_amp(cfg.amp, d.device)
-    autocast = (lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext
-    task.setup(Runtime(d, autocast, run_dir))
-    sharded = d.active and cfg.distributed == "fsdp"
-    if sharded and cfg.ema.decay > 0:
-        raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
-    model = place_model(task.build_model(), d, cfg.channels_last and not sharded)
-    ema = ModelEma(model, cfg.ema) if cfg.ema.decay > 0 else None
-    step_model = dist.wrap(model, d, cfg.distributed)  # FSDP shards ``model`` in place: build the optimizer after
-    steps = steps_per_epoch(task.train_size(), cfg.batch_size)
-    ctx = Context(
-        cfg=cfg,
-        task=task,
-        model=model,
-        step_model=step_model,
-        optimizer=build_optimizer(model, cfg.optim, d.device),
-        scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
-        schedule=Schedule(cfg.optim, steps * cfg.epochs, steps, cfg.budget_minutes * 60),
-        dist=d,
-        autocast=task.rt.autocast,
-        ema=ema,
-    )
-    if resume is not None:
-        _restore(ctx, resume)
-    if cfg.compile:
-        ctx.step_model = torch.compile(ctx.step_model, fullgraph=not d.active)
-    return ctx
-
-
-def _restore(ctx: Context, ts: TrainState) -> None:
-    dist.load_states(ctx.step_model if ctx.dist.active else ctx.model, ctx.optimizer, ts.model, ts.optimizer)
-    if ctx.ema is not None and ts.ema is not None:
-        ctx.ema.load_state_dict(ts.ema, ts.state["ema_updates"])
-    if ts.state.get("scaler"):
-        ctx.scaler.load_state_dict(ts.state["scaler"])
-    ctx.step, ctx.elapsed_s = ts.state["step"], ts.state["elapsed_s"]
-    ctx.last_log_step, ctx.wall_before = ts.state["step"], ts.state.get("wall_s", 0.0)
-    ctx.task.unreadable |= set(ts.state.get("unreadable", []))
-    restore_rng(*ts.rng)
-
-
-# ---- Saving and evaluating
-
-
-def save_state(ctx: Context, epoch: int, run_dir: Path) -> None:
-    """A checkpoint of the whole training state (collective: every process takes part, rank 0 writes)."""
-    dist.sync_buffers(ctx.model, ctx.dist)
-    weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)
-    opt = dist.optimizer_state(ctx.step_model if ctx.dist.active else ctx.model, ctx.optimizer)
-    unreadable = sorted(dist.union_across(ctx.task.unreadable, ctx.dist))
-    if ctx.dist.is_main:
-        state = {"step": ctx.step, "epoch": epoch, "elapsed_s": ctx.elapsed_s, "wall_s": ctx.wall_s()}
-        state.update(ema_updates=ctx.ema.updates if ctx.ema else 0, scaler=ctx.scaler.state_dict())
-        state["unreadable"] = unreadable
-        ema = ctx.ema.state_dict() if ctx.ema is not None else None
-        save_checkpoint(run_dir, ctx.step, TrainState(weights, opt, state, ema), keep=ctx.cfg.keep_ckpts)
-    dist.barrier(ctx.dist)
-
-
-def evaluate_all(ctx: Context, epoch: int, steps: int, log_row: bool = True) -> dict[str, float]:
-    """The task's metrics of the model and (prefixed ``ema_``) of its EMA, logged as one row."""
-    dist.sync_buffers(ctx.model, ctx.dist)
-    row: dict[str, float] = {"epoch": epoch, "step": ctx.step, "epochs_done": ctx.step / steps}
-    row.update(ctx.task.evaluate(ctx.model))
-    if ctx.ema is not None:
-        row.update({f"ema_{k}": v for k, v in ctx.task.evaluate(ctx.ema.module).items()})
-    if ctx.logger is not None and log_row:
-        ctx.logger.eval_row(row, ctx.task.metric)
-    return row
-
-
-# ---- The run
+if TYPE_CHECKING:
+    from .task import Task
 
 
 def run(task: Task) -> RunResult:
@@ -202,98 +30,6 @@ def run(task: Task) -> RunResult:
 
     Raises ``Interrupted`` (after writing a checkpoint) when SIGINT or SIGTERM stops it.
     """
-    cfg = task.cfg
-    d = dist.setup(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.keep_freed_memory and d.device.type == "cpu":
-        dist.keep_freed_memory()
-    wall0 = time.perf_counter()
-    try:
-        run_dir = run_dir_for(task, d)
-        check_same_run(cfg, run_dir)
-        resume = resume_point(cfg, run_dir)
-        if resume is None:
-            torch.manual_seed(cfg.seed)  # the model's initial weights
-        ctx = make_context(task, d, resume, run_dir)
-        ctx.wall0 = wall0
-        if d.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_text(dump_yaml(cfg), run_dir / "config.yaml")
-            start = resume.state["step"] if resume else None
-            ctx.logger = RunLogger(run_dir, resume_step=start, progress=cfg.progress, tensorboard=cfg.tensorboard)
-        ctx.save = lambda c, e: save_state(c, e, run_dir)
-        with stop_on_signals() as stop:
-            ctx.stop_signal = lambda: int(dist.max_across(stop.signum, d)) if d.active else stop.signum
-            return _epochs(ctx, run_dir)
-    finally:
-        dist.cleanup(d)
+    from .session import run_task  # the loop, optimizer, EMA and schedule load with the first run, not before
 
-
-def _epochs(ctx: Context, run_dir: Path) -> RunResult:
-    cfg = ctx.cfg
-    steps = steps_per_epoch(ctx.task.train_size(), cfg.batch_size)
-    stop_at = min(cfg.max_steps or math.inf, steps * cfg.epochs)
-    row: dict[str, float] = {}
-    epoch = ctx.step // steps
-    while epoch < cfg.epochs and ctx.step < stop_at:
-        if ctx.logger is not None:
-            ctx.logger.start_epoch(epoch, cfg.epochs, steps, ctx.step - epoch * steps)
-        stopped = train_one_epoch(ctx, epoch, steps, stop_at)
-        done_epoch = epoch + 1 if ctx.step % steps == 0 else epoch
-        if stopped == "signal":
-            save_state(ctx, done_epoch, run_dir)
-            _close(ctx)
-            raise Interrupted(ctx.stop_signal(), run_dir, ctx.step)
-        if stopped or epoch == cfg.epochs - 1 or ctx.step >= stop_at or (epoch + 1) % cfg.eval_every == 0:
-            row = evaluate_all(ctx, epoch, steps)  # logged before the checkpoint: a kill between them redoes both
-        save_state(ctx, done_epoch, run_dir)
-        epoch += 1
-        if stopped:
-            break
-    _close(ctx)
-    if row:
-        return _finish(ctx, row, run_dir, steps)
-    return _resumed_finished(ctx, run_dir, steps)
-
-
-def _close(ctx: Context) -> None:
-    if ctx.logger is not None:
-        ctx.logger.close()
-
-
-def _resumed_finished(ctx: Context, run_dir: Path, steps: int) -> RunResult:
-    """A run resumed after its last step: its summary as it is, or (if the kill came first) final weights + summary."""
-    summary = run_dir / "summary.json"
-    if summary.is_file() and (run_dir / "final").is_dir():
-        return RunResult(run_dir, json.loads(summary.read_text()), ctx.dist.is_main)
-    row = evaluate_all(ctx, ctx.step // steps - 1, steps, log_row=False)  # its row is in eval_log.csv already
-    return _finish(ctx, row, run_dir, steps)
-
-
-def _finish(ctx: Context, row: dict[str, float], run_dir: Path, steps: int) -> RunResult:
-    cfg = ctx.cfg
-    unreadable = dist.union_across(ctx.task.unreadable, ctx.dist)
-    summary = {
-        "model": cfg.model,
-        "params": sum(p.numel() for p in ctx.model.parameters()),
-        "steps": ctx.step,
-        "epochs": round(ctx.step / steps, 3),
-        "train_s": round(ctx.elapsed_s, 1),
-        "wall_s": round(ctx.wall_s(), 1),
-        "train_img_s": round(ctx.step * cfg.batch_size / max(ctx.elapsed_s, 1e-9), 1),
-        "precision": precision_name(resolve_amp(cfg.amp, ctx.dist.device)),  # what "auto" chose on this host
-        "skipped_images": len(unreadable),
-        "metric": ctx.task.metric,
-        **{k: round(v, 4) for k, v in row.items() if k not in ("epoch", "step", "epochs_done")},
-        **ctx.task.run_info(),
-        "environment": environment(str(ctx.dist.device)),
-    }
-    weights = dist.model_state(ctx.step_model if ctx.dist.active else ctx.model)  # collective under FSDP
-    if ctx.dist.is_main:
-        ema = ctx.ema.state_dict() if ctx.ema else None
-        save_final(run_dir / "final", ctx.task.model_config(ctx.model), weights, ema)
-        save_json(summary, run_dir / "summary.json")
-    if unreadable:
-        log.warning("%d unreadable files were skipped: %s", len(unreadable), ", ".join(sorted(unreadable)[:5]))
-    return RunResult(run_dir, summary, ctx.dist.is_main)
+    return run_task(task)

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from .checkpoint import CKPT_DIR
+
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -26,7 +28,7 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         super().__init__(
-            f"stopped by {name} after step {step}; its checkpoint is in {run_dir}/checkpoints. "
+            f"stopped by {name} after step {step}; its checkpoint is in {run_dir / CKPT_DIR}. "
             f"Continue with the same command and --resume {run_dir}"
         )
 

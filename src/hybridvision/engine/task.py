@@ -46,6 +46,7 @@ class Task(ABC):
 
     metric: str = ""  # the evaluation metric a run reports (a key of ``evaluate``'s dict), e.g. "top1"
     higher_is_better: bool = True
+    kind: str = ""  # the task a run's model.json records, e.g. "segmentation" ("" = the class name, lowercased)
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -89,8 +90,15 @@ class Task(ABC):
         return {}
 
     def model_config(self, model: nn.Module) -> dict[str, Any]:
-        """``config.json`` of the final weights, enough to rebuild the model (default: a registered model)."""
+        """What rebuilds the model and serves it without this task (default: a registered model's name and
+        overrides); a task adds what inference needs (class names, a noise schedule, a text encoder ...)."""
         return model_config_dict(model)
+
+    def description(self, model: nn.Module) -> dict[str, Any]:
+        """``RUN/model.json`` and ``final/config.json``: ``model_config`` with the task and the input channels."""
+        info = {**self.model_config(model), "task": self.kind or type(self).__name__.lower()}
+        in_chans = getattr(getattr(model, "config", None), "in_chans", None)
+        return info if in_chans is None else {**info, "in_chans": in_chans}
 
     def batch_samples(self, batch: Any) -> int:
         """Samples in a batch (for img/s): the length of its first tensor."""

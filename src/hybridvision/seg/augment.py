@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .config import SegAugConfig
 from .geometry import draw_geometry, sample_mask
+from .infer import SegInput
 
 
 def rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -74,13 +75,8 @@ class SegAugment:
         self, cfg: SegAugConfig, crop: int, mean: Sequence[float], std: Sequence[float], num_classes: int
     ) -> None:
         self.cfg, self.crop, self.num_classes = cfg, crop, num_classes
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """uint8 or 0..255 float (B, C, H, W) -> normalised float."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * 255  # (C,) -> (1, C, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * 255
-        return (images.float() - mean) / std
+        self.input = SegInput.of(crop, mean, std)  # what evaluation gives the model
+        self.normalize = self.input.normalize
 
     def __call__(self, images: Tensor, masks: Tensor, sizes: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         """Crops (B, C, crop, crop) normalised, targets (B, crop, crop) long with 255 = ignore."""

@@ -7,14 +7,14 @@ Every field is a flag (``--head.channels 128``) or a YAML key (``--config config
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from ..data import FASHION_MNIST_DIR
 from ..data.scenes import SceneConfig
 from ..engine.config import DEVICE, RESUMABLE, EmaConfig, OptimConfig, RunConfig, at_least, check, in_unit
 from ..registry import get_entry
-from .model import HeadConfig
+from .model import HeadConfig, SegModelConfig
 
 DATASETS = ("fmnist_scenes", "ade20k")
 INFER_MODES = ("whole", "slide")
@@ -132,6 +132,26 @@ class SegTrainConfig(RunConfig):
         check(0 <= self.drop_rate < 1, f"drop_rate must be in [0, 1), got {self.drop_rate}")
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")
+
+
+def segmentor_name(backbone: str) -> str:
+    """The name of the segmentation model on ``backbone`` (the run directory's, and the registered one)."""
+    return f"upernet_{backbone}"
+
+
+def segmentation_model(cfg: SegTrainConfig, num_classes: int) -> SegModelConfig:
+    """The segmentation model a training config describes."""
+    head = cfg.head if cfg.aux_weight > 0 else replace(cfg.head, aux_channels=0)
+    return SegModelConfig(
+        backbone=cfg.model,
+        backbone_kwargs=dict(cfg.model_kwargs),
+        head=head,
+        num_classes=num_classes,
+        in_chans=cfg.data.channels,
+        img_size=cfg.img_size,
+        drop_rate=cfg.drop_rate,
+        drop_path_rate=cfg.drop_path_rate,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,39 @@
-"""Evaluating saved segmentation weights: a run directory (its ``final/`` or newest good checkpoint) or a
-``final/``-style folder; mIoU, per-class IoU, pixel and mean accuracy, for the raw weights and the EMA."""
+"""Evaluating saved segmentation weights: a run (its ``final/`` or newest good checkpoint) or a ``final/``-style
+folder; mIoU, per-class IoU, pixel and mean accuracy, for the raw weights and the EMA.
+
+Reading a run goes through ``engine.rundir``: the model comes from its ``model.json`` (or, for runs from before it
+existed, ``final/config.json`` or the saved ``config.yaml``), never from the training task.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
-from ..checkpoint import EMA_WEIGHTS_NAME, CheckpointError
-from ..config import from_dict, resolve
-from ..engine import init_source
-from ..engine.distributed import Dist, pick_device
-from .augment import SegAugment
-from .config import SegAugConfig, SegEvalConfig, SegTrainConfig
-from .data import dataset_classes, load_split
-from .metrics import iou_per_class, scores
+from ..config import from_dict, to_dict
+from ..engine.distributed import Dist, pick_device, sum_across
+from ..engine.order import eval_batches
+from ..engine.rundir import RunDir, SavedModel, open_model
+from .config import InferConfig, SegEvalConfig, SegTrainConfig, segmentation_model, segmentor_name
+from .data import FolderSplit, SceneSplit, dataset_classes, load_split
+from .infer import SegInput, predict
+from .metrics import confusion_matrix, iou_per_class, scores
 from .model import SegModel, SegModelConfig, load_weights
-from .task import confusion, model_config
+
+TASK = "segmentation"  # what model.json records of a segmentation run
+
+Split = SceneSplit | FolderSplit
 
 
 def saved_train_config(run: Path) -> SegTrainConfig | None:
-    path = run / "config.yaml"
-    return resolve(SegTrainConfig, str(path)) if path.is_file() else None
+    """The run's own training config (None for a saved folder); a run of another task is refused."""
+    return RunDir(run).read_config(SegTrainConfig, TASK) if RunDir(run).is_run() else None
 
 
 def eval_defaults(run: Path) -> SegEvalConfig:
@@ -36,44 +44,84 @@ def eval_defaults(run: Path) -> SegEvalConfig:
     return SegEvalConfig(data=saved.data, infer=saved.infer, batch_size=saved.eval_batch_size)
 
 
-def weights_dir(run: Path) -> Path:
-    """Where a run's weights are: ``final/``, else its newest good checkpoint; a saved folder is itself."""
-    return init_source(str(run)) if (run / "config.yaml").is_file() else run
+def _legacy(run: RunDir) -> dict[str, Any] | None:
+    """The description of an unfinished run from before model.json: what its config.yaml says was built."""
+    saved = run.read_config(SegTrainConfig)
+    if saved is None:
+        return None
+    config = segmentation_model(saved, len(dataset_classes(saved.data)))
+    return {"model": segmentor_name(saved.model), "overrides": to_dict(config), "task": TASK}
+
+
+def _build(info: dict[str, Any], folder: Path, use_ema: bool) -> SegModel:
+    """A SegModel from its full config (no registry needed), with its weights."""
+    model = SegModel(from_dict(SegModelConfig, info["overrides"]))
+    load_weights(model, folder, use_ema=use_ema)
+    return model
+
+
+def open_run(run: str | Path) -> SavedModel:
+    """The weights and description of a segmentation run or saved folder (another task's is refused)."""
+    return open_model(run, task=TASK, legacy=_legacy)
 
 
 def saved_model(run: Path, *, use_ema: bool = True) -> tuple[SegModel, dict[str, Any]]:
-    """The model of a run or saved folder, with its weights, and its ``config.json`` (empty for a checkpoint)."""
-    source = weights_dir(run)
-    path = source / "config.json"
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    if info.get("task") == "segmentation":
-        config = from_dict(SegModelConfig, info["overrides"])
-    else:
-        saved = saved_train_config(run)
-        if saved is None:
-            raise CheckpointError(f"{run} is neither a segmentation run (config.yaml) nor a saved segmentation model")
-        config = model_config(saved, len(dataset_classes(saved.data)))
-    model = SegModel(config)
-    load_weights(model, source, use_ema=use_ema and (source / EMA_WEIGHTS_NAME).is_file())
-    return model, info
+    """The model of a run or saved folder, with its weights (EMA when asked and present), and its description."""
+    saved = open_run(run)
+    return saved.load(use_ema=use_ema, build=_build), saved.info
+
+
+@torch.no_grad()
+def confusion(
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    d: Dist,
+    autocast: Callable[[], Any],
+    seg_input: SegInput,
+    infer: InferConfig,
+    unreadable: set | None = None,
+) -> Tensor:
+    """The confusion matrix of ``model`` over all of ``split`` (this process's share, summed over processes)."""
+    model.eval()
+    k = len(split.classes)
+    conf = torch.zeros(k, k, dtype=torch.int64)
+    for images, masks, sizes, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
+        if unreadable is not None:
+            unreadable.update(skipped)
+        for x, mask in _same_size_groups(images, masks, sizes):
+            with autocast():
+                probs = predict(model, seg_input.normalize(x.to(d.device)), infer, k, seg_input.crop)
+            conf += confusion_matrix(probs.argmax(1), mask.to(d.device), k)
+    return sum_across(conf, d)
+
+
+def _same_size_groups(images: Tensor, masks: Tensor, sizes: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    """The whole batch when every image fills it (scenes), else each image cut to its own size."""
+    if images.shape[0] == 0:
+        return
+    h, w = images.shape[-2:]
+    if bool((sizes == torch.tensor([h, w])).all()):
+        yield images, masks
+        return
+    for img, mask, (sh, sw) in zip(images, masks, sizes.tolist()):
+        yield img[None, :, :sh, :sw], mask[None, :sh, :sw]  # (C, H, W) -> (1, C, h, w)
 
 
 def evaluate_run(run: str | Path, cfg: SegEvalConfig) -> dict[str, dict[str, Any]]:
     """{"model": {...}, "ema": {...}}: mIoU, aAcc, mAcc (%) and per-class IoU on the evaluation split."""
     run = Path(run)
     device = pick_device(cfg.device)
+    saved = open_run(run)
     split = load_split(cfg.data, train=False)
-    saved = saved_train_config(run)
-    crop = saved.img_size if saved else 512
-    augment = SegAugment(SegAugConfig(), crop, cfg.data.mean, cfg.data.std, len(split.classes))
+    seg_input, infer = SegInput.of(saved.info["overrides"].get("img_size", 512), cfg.data.mean, cfg.data.std), cfg.infer
     kinds = {"model": ["model"], "ema": ["ema"], "both": ["model", "ema"]}[cfg.weights]
-    if not (weights_dir(run) / EMA_WEIGHTS_NAME).is_file():
+    if not saved.has_ema:
         kinds = ["model"]
     out = {}
     for kind in kinds:
-        model, _ = saved_model(run, use_ema=kind == "ema")
-        model = model.to(device, memory_format=torch.channels_last)
-        conf = confusion(model, split, cfg.batch_size, Dist(device=device), contextlib.nullcontext, augment, cfg.infer)
+        model = saved.load(use_ema=kind == "ema", build=_build).to(device, memory_format=torch.channels_last)
+        conf = confusion(model, split, cfg.batch_size, Dist(device=device), contextlib.nullcontext, seg_input, infer)
         iou = {c: None if math.isnan(v) else v for c, v in zip(split.classes, iou_per_class(conf))}  # JSON-safe
         out[kind] = {**scores(conf), "iou": iou, "pixels": conf.sum(1).tolist()}
     return out

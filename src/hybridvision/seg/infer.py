@@ -8,6 +8,8 @@ image's own size. With several ``ratios`` and/or ``flip``, softmax scores of eve
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,26 @@ from torch import Tensor, nn
 
 from .config import InferConfig
 from .heads import resize
+
+
+@dataclass(frozen=True)
+class SegInput:
+    """How images become the model's input: per-channel normalisation (of [0, 1] pixels), and the crop the model
+    was trained at (the default sliding window)."""
+
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, crop: int, mean: Sequence[float], std: Sequence[float]) -> SegInput:
+        return cls(int(crop), tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 or 0..255 float (B, C, H, W) -> normalised float."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1) * 255  # (C,) -> (1, C, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1) * 255
+        return (images.float() - mean) / std
 
 
 def pad_to(x: Tensor, height: int, width: int) -> Tensor:

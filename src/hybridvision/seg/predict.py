@@ -18,11 +18,10 @@ from ..data import IMAGE_SUFFIXES
 from ..data.scenes import IGNORE
 from ..fileio import atomic_write
 from .ade import read_image
-from .augment import SegAugment
-from .config import PredictConfig, SegAugConfig
+from .config import PredictConfig
 from .data import load_split
 from .evaluate import saved_model, saved_train_config
-from .infer import predict
+from .infer import SegInput, predict
 
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width
@@ -111,17 +110,17 @@ class Predictor:
         self.run, self.cfg = Path(run), cfg
         self.train_cfg = saved_train_config(self.run)
         if self.train_cfg is None:
-            raise FileNotFoundError(f"{run} has no config.yaml; pass a segmentation run directory")
+            raise FileNotFoundError(f"{run} is not a run folder; pass a segmentation run directory")
         self.device = pick_device(cfg.device)
         model, info = saved_model(self.run, use_ema=cfg.weights == "ema")
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         data = self.train_cfg.data
         self.classes = list(info.get("classes") or load_split(data, train=False).classes)
-        self.augment = SegAugment(SegAugConfig(), self.train_cfg.img_size, data.mean, data.std, len(self.classes))
+        self.input = SegInput.of(self.train_cfg.img_size, data.mean, data.std)
 
     def labels(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) -> predicted classes (B, H, W)."""
-        x = self.augment.normalize(images.to(self.device))
+        x = self.input.normalize(images.to(self.device))
         return predict(self.model, x, self.cfg.infer, len(self.classes), self.train_cfg.img_size).argmax(1).cpu()
 
 

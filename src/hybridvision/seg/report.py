@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..engine.logs import EVAL_CSV, TRAIN_CSV
-from ..engine.report import plot_curves
+from ..engine.report import export_record
+from ..engine.rundir import RunDir
 from ..fileio import save_json, save_text
 from .config import PredictConfig
 from .evaluate import eval_defaults, evaluate_run
@@ -34,23 +33,16 @@ def iou_markdown(results: dict[str, dict[str, Any]]) -> str:
 
 
 def export_run(run_dir: str | Path, out: str | Path, recipe: str = "", overlays: int = 0) -> dict[str, Any]:
-    """Write ``out/``: summary.json (+ per-class IoU), curves.png, per_class_iou.{json,md}, config.yaml, logs, and
-    ``overlays/scene_NNN.png`` for the first ``overlays`` evaluation images. Returns the summary."""
+    """Write ``out/``: per_class_iou.{json,md}, ``overlays/scene_NNN.png`` for the first ``overlays`` evaluation
+    images, the run's config and logs, curves.png and, last, summary.json (+ per-class IoU). Returns the summary."""
     run_dir, out = Path(run_dir), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    for name in ("config.yaml", TRAIN_CSV, EVAL_CSV):
-        shutil.copyfile(run_dir / name, out / name)
-    plot_curves([run_dir], out / "curves.png", labels=[summary.get("segmentor", run_dir.name)])
     results = evaluate_run(run_dir, eval_defaults(run_dir))
     save_json(results, out / "per_class_iou.json")
     save_text(iou_markdown(results), out / "per_class_iou.md")
     if overlays:
         predict_scenes(run_dir, PredictConfig(scenes=overlays, out=str(out / "overlays")))
-    note = Path(recipe).read_text().splitlines()[0].lstrip("# ").strip() if recipe else ""
-    summary = {"recipe": recipe, "target_note": note, **summary, "per_class_iou": results}
-    save_json(summary, out / "summary.json")
-    return summary
+    label = RunDir(run_dir).read_summary().get("segmentor", run_dir.name)
+    return export_record(run_dir, out, recipe=recipe, label=label, extra={"per_class_iou": results})
 
 
 def _speed(bench_json: str | Path | None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -76,7 +68,7 @@ def results_table(result_dirs: Sequence[str | Path], bench_json: str | Path | No
     )
     lines = [head, "|---" * 9 + "|"]
     for folder in map(Path, result_dirs):
-        s = json.loads((folder / "summary.json").read_text())
+        s = RunDir(folder).read_summary()  # an exported run: the same file names
         name = s.get("segmentor", folder.name)
         lat, thr = speed.get(name, {}).get("latency", {}), speed.get(name, {}).get("throughput", {})
         cells = [

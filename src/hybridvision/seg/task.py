@@ -6,9 +6,8 @@ the model, what a batch is, the loss and the evaluation (one confusion matrix, s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -18,38 +17,14 @@ from torch import Tensor, nn
 from ..config import to_dict
 from ..data.scenes import IGNORE
 from ..engine import RunResult, Runtime, Task, init_source, run
-from ..engine.distributed import Dist, sum_across
-from ..engine.order import eval_batches
 from .augment import SegAugment
-from .config import InferConfig, SegTrainConfig
-from .data import FolderSplit, SceneSplit, load_split
-from .infer import predict
-from .metrics import confusion_matrix, scores
-from .model import SegModel, SegModelConfig, load_weights
+from .config import SegTrainConfig, segmentation_model, segmentor_name
+from .data import load_split
+from .evaluate import TASK, confusion
+from .metrics import scores
+from .model import SegModel, load_weights
 
 log = logging.getLogger(__name__)
-
-Split = SceneSplit | FolderSplit
-
-
-def segmentor_name(backbone: str) -> str:
-    """The name of the segmentation model on ``backbone`` (the run directory's, and the registered one)."""
-    return f"upernet_{backbone}"
-
-
-def model_config(cfg: SegTrainConfig, num_classes: int) -> SegModelConfig:
-    """The segmentation model a training config describes."""
-    head = cfg.head if cfg.aux_weight > 0 else dataclasses.replace(cfg.head, aux_channels=0)
-    return SegModelConfig(
-        backbone=cfg.model,
-        backbone_kwargs=dict(cfg.model_kwargs),
-        head=head,
-        num_classes=num_classes,
-        in_chans=cfg.data.channels,
-        img_size=cfg.img_size,
-        drop_rate=cfg.drop_rate,
-        drop_path_rate=cfg.drop_path_rate,
-    )
 
 
 def seg_loss(logits: Tensor, target: Tensor) -> Tensor:
@@ -62,6 +37,7 @@ class Segmentation(Task):
     """Semantic segmentation: UperNet (+ auxiliary FCN head) on any backbone, evaluated by mIoU (%)."""
 
     metric = "miou"
+    kind = TASK
     cfg: SegTrainConfig
 
     @property
@@ -78,7 +54,7 @@ class Segmentation(Task):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
-        model = SegModel(model_config(cfg, len(self.classes)))
+        model = SegModel(segmentation_model(cfg, len(self.classes)))
         if cfg.init_from:
             source = init_source(cfg.init_from)
             what = load_weights(model, source, use_ema=cfg.init_ema)
@@ -107,55 +83,21 @@ class Segmentation(Task):
         return loss if aux is None else loss + self.cfg.aux_weight * seg_loss(aux, target)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        rt, cfg = self.rt, self.cfg
-        conf = confusion(model, self.eval_split, cfg.eval_batch_size, rt.dist, rt.autocast, self.augment, cfg.infer)
+        rt, cfg, seg_input = self.rt, self.cfg, self.augment.input
+        conf = confusion(model, self.eval_split, cfg.eval_batch_size, rt.dist, rt.autocast, seg_input, cfg.infer)
         return scores(conf)
 
     def run_info(self) -> dict[str, Any]:
         return {"segmentor": self.name, "classes": list(self.classes)}
 
     def model_config(self, model: nn.Module) -> dict[str, Any]:
-        """``final/config.json``: the registered name and the full config, so it rebuilds with or without the zoo."""
-        return {"model": self.name, "overrides": to_dict(model.config), "task": "segmentation", "classes": self.classes}
+        """The registered name and the full config (it rebuilds with or without the zoo), the class names and the
+        normalisation of the pixels."""
+        data = self.cfg.data
+        info = {"model": self.name, "overrides": to_dict(model.config), "classes": list(self.classes)}
+        return info | {"mean": list(data.mean), "std": list(data.std)}
 
 
 def train(cfg: SegTrainConfig) -> RunResult:
     """Train (or resume) one segmentation run; returns its directory and summary."""
     return run(Segmentation(cfg))
-
-
-@torch.no_grad()
-def confusion(
-    model: nn.Module,
-    split: Split,
-    batch_size: int,
-    d: Dist,
-    autocast: Callable[[], Any],
-    augment: SegAugment,
-    infer: InferConfig,
-    unreadable: set | None = None,
-) -> Tensor:
-    """The confusion matrix of ``model`` over all of ``split`` (this process's share, summed over processes)."""
-    model.eval()
-    k = len(split.classes)
-    conf = torch.zeros(k, k, dtype=torch.int64)
-    for images, masks, sizes, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
-        if unreadable is not None:
-            unreadable.update(skipped)
-        for x, mask in _same_size_groups(images, masks, sizes):
-            with autocast():
-                probs = predict(model, augment.normalize(x.to(d.device)), infer, k, augment.crop)
-            conf += confusion_matrix(probs.argmax(1), mask.to(d.device), k)
-    return sum_across(conf, d)
-
-
-def _same_size_groups(images: Tensor, masks: Tensor, sizes: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-    """The whole batch when every image fills it (scenes), else each image cut to its own size."""
-    if images.shape[0] == 0:
-        return
-    h, w = images.shape[-2:]
-    if bool((sizes == torch.tensor([h, w])).all()):
-        yield images, masks
-        return
-    for img, mask, (sh, sw) in zip(images, masks, sizes.tolist()):
-        yield img[None, :, :sh, :sw], mask[None, :sh, :sw]  # (C, H, W) -> (1, C, h, w)

@@ -15,24 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..classify import TrainConfig, train
+from ..classify import TrainConfig
 from ..config import ConfigError
 from ..engine.resume import config_changes
-from ..fileio import atomic_write
+from ..engine.rundir import RunDir, RunResult
 from ..macs import model_cost
 from .config import PointConfig, StudyConfig, base_recipe
 from .match import count_point_params, match_widths
 
 SPEED_SETUP_S = 0.3  # per point and batch size: warm-up and the first call, beyond the timed seconds
-RECORD_FILES = ("config.yaml", "train_log.csv", "eval_log.csv", "summary.json")  # summary last: it marks it done
 
 
 @dataclass(frozen=True)
@@ -190,19 +187,18 @@ def check_budget(plan: Plan) -> None:
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file() and (run_dir / "final").is_dir()
+    return RunDir(run_dir).is_finished()
 
 
 def has_record(record: Path) -> bool:
-    return (record / "summary.json").is_file() and (record / "config.yaml").is_file()
+    folder = RunDir(record)
+    return folder.summary_file.is_file() and folder.config_file.is_file()
 
 
 def write_record(run_dir: Path, record: Path) -> None:
-    """Copy a finished run's summary, config and logs to its record, each file atomically, the summary last."""
-    for name in RECORD_FILES:
-        src = run_dir / name
-        if src.is_file():
-            atomic_write(record / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    """Copy a finished run's summary, config, model description and logs to its record, each file atomically, the
+    summary last."""
+    RunDir(run_dir).copy_record(record)
 
 
 @contextlib.contextmanager
@@ -292,6 +288,13 @@ def check_runs(plan: Plan, require_shared: bool = True) -> None:
             )
 
 
+def train(cfg: TrainConfig) -> RunResult:
+    """Train one run of the grid (the classification task loads here: planning or reading a study never imports it)."""
+    from ..classify.task import train as train_classifier
+
+    return train_classifier(cfg)
+
+
 # report(index, total, point, seed, status) with status "done" (already finished), "start" or "end"
 Report = Callable[[int, int, Point, int, str], None]
 
@@ -312,7 +315,7 @@ def run_grid(
         if done is not None:
             if record is not None and done == run_dir and not has_record(record):
                 write_record(run_dir, record)  # finished before records were kept, or results_dir set later
-            summaries[point.label, seed] = json.loads((done / "summary.json").read_text())
+            summaries[point.label, seed] = RunDir(done).read_summary()
             if report:
                 report(i, len(runs), point, seed, "done")
             continue
