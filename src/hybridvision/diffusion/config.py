@@ -47,7 +47,7 @@ class TextConfig:
     encoder: str = "minilm"  # "minilm" (bundled all-MiniLM-L6-v2) or a local transformers folder (T5, CLIP text)
     max_length: int = 0  # tokens per prompt (0 = the encoder's limit); longer prompts are truncated with a warning
     cache_dir: str = ""  # prompt embeddings (safetensors); "" = <out_dir>/text_cache, shared by the runs there
-    eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out" (never trained on) or "train"
+    eval_prompts: str = "held_out"  # prompts of the evaluations: "held_out", "validation", "reported" or "train"
     noise: float = 0.0  # training: Gaussian noise on each prompt's tokens, up to this share of their RMS (0 = off)
     train_names: str = "few"  # training names per class: "few" (3-4) or "many" (8-9; diffusion/prompts.py)
     token_dropout: float = 0.0  # training: each real token but the first is masked out with this probability
@@ -149,7 +149,7 @@ class DiffusionEvalConfig:
     fid_stats: str = ""  # "" = <classifier>/t10k_stats.safetensors, else computed from data.eval_split
     data: DiffusionDataConfig = field(default_factory=DiffusionDataConfig)
     grid_per_class: int = 10  # the grid: one row per class with this many images (0 = no grid)
-    prompts: str = "held_out"  # text runs: sample from the "held_out" prompts (never trained on) or "train"
+    prompts: str = "held_out"  # text runs: the "held_out", "validation", "reported" or "train" prompts
     text_form: str = ""  # text runs: give prompts as "tokens" or as one "sentence" token ("" = the run's text.form)
     judge_size: int = 32  # the classifier's input size: larger samples are area-downsampled to it (64 -> 32)
     device: str = "auto"

@@ -26,9 +26,12 @@ from .text.agreement import encoder_agreement
 from .text.prompts import fmnist_prompts
 
 
-def default_out(run: Path, cfg: DiffusionEvalConfig) -> Path:
+def default_out(run: Path, cfg: DiffusionEvalConfig, text: bool = False) -> Path:
+    """RUN/eval_<sampler><steps>_<cfg>_n<N>[_<form>].json; a text run's prompt set other than the held-out one is
+    named too (``_validation``), so evaluations on different sets do not overwrite each other."""
     form = f"_{cfg.text_form}" if cfg.text_form else ""
-    return run / f"eval_{cfg.sample.sampler}{cfg.sample.steps}_{cfg.sample.cfg}_n{cfg.n}{form}.json"
+    prompts = f"_{cfg.prompts}" if text and cfg.prompts != "held_out" else ""
+    return run / f"eval_{cfg.sample.sampler}{cfg.sample.steps}_{cfg.sample.cfg}{prompts}_n{cfg.n}{form}.json"
 
 
 ConditionFor = Callable[[Denoiser], Callable[[list[int], Tensor], TextCondition]]
@@ -59,7 +62,7 @@ def evaluate_run(
         autocast=contextlib.nullcontext, condition=condition, decode=denoiser.decode if denoiser.vae else None,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
-    out = Path(cfg.out) if cfg.out else default_out(run, cfg)
+    out = Path(cfg.out) if cfg.out else default_out(run, cfg, denoiser.is_text)
     result = {
         "run": str(run),
         "weights": cfg.weights,

@@ -180,8 +180,8 @@ def prompt_condition(
     denoiser: Denoiser, prompts: str | PromptSet, form: str = ""
 ) -> Callable[[list[int], Tensor], TextCondition]:
     """Evaluation conditioning of a text model: sample i of class k gets class k's prompt number i // classes of
-    ``prompts`` (a split, "held_out" or "train": the run's own training names; or a ``PromptSet``), as the
-    training task's evaluations do, in ``form`` ("" = the run's)."""
+    ``prompts`` (a split of ``PROMPT_SPLITS``, "train" being the run's own training names; or a ``PromptSet``), as
+    the training task's evaluations do, in ``form`` ("" = the run's)."""
     if isinstance(prompts, str):
         prompts = fmnist_prompts(prompts, train_names(denoiser))
     states, mask = prompt_tokens(denoiser, prompts.prompts, form)

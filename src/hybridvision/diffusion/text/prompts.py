@@ -7,15 +7,22 @@ a model that draws the right garment for "a studio shot of a pair of jeans" when
 "pants" and "slacks" in other sentences follows the encoder's meaning, not memorised strings. The held-out names
 share no word with any training prompt (checked in tests/test_diffusion_text.py).
 
+Two more sets of unseen names, made from WordNet by scripts/t2i_prompt_sets.py and committed beside this module
+(fmnist_prompt_sets.json), share no word with the training or held-out names nor with each other: **validation**,
+on which settings are chosen, and **reported**, only ever reported. The held-out set, on which names were once
+chosen, stays for comparison with earlier results; no setting is chosen on it. All three use the held-out templates.
+
 Training draws, per sample and seeded by the engine's generator, one of its class's training prompts uniformly;
-evaluation cycles deterministically through the held-out prompts of each class.
+evaluation cycles deterministically through the prompts of each class of the set it evaluates.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import product
 from pathlib import Path
 
@@ -62,7 +69,9 @@ TRAIN_TEMPLATES = (
     "a black and white photo of {}",
     "{}",
 )
-PROMPT_SPLITS = ("held_out", "train")
+WORDNET_SPLITS = ("validation", "reported")  # unseen names from WordNet: choose settings / only report
+PROMPT_SPLITS = ("held_out", "train", *WORDNET_SPLITS)
+PROMPT_SETS_FILE = Path(__file__).with_name("fmnist_prompt_sets.json")  # written by scripts/t2i_prompt_sets.py
 HELD_OUT_TEMPLATES = (
     "a studio shot of {}",
     "{} for sale, catalog image",
@@ -117,11 +126,21 @@ def make_prompts(names: Sequence[Sequence[str]], templates: Sequence[str]) -> Pr
     return PromptSet(tuple(prompts), tuple(labels))
 
 
-def fmnist_prompts(split: str, names: str = "few") -> PromptSet:
-    """Fashion-MNIST prompts: "train" (training names x training templates) or "held_out" (held-out x held-out).
+@cache
+def wordnet_names(split: str) -> tuple[tuple[str, ...], ...]:
+    """Per class, the names of the "validation" or "reported" set (fmnist_prompt_sets.json)."""
+    if split not in WORDNET_SPLITS:
+        raise ValueError(f"WordNet prompt sets are {WORDNET_SPLITS}, got {split!r}")
+    data = json.loads(PROMPT_SETS_FILE.read_text(encoding="utf-8"))
+    return tuple(tuple(names) for names in data[split])
 
-    ``names`` picks the training names ("few": FMNIST_NAMES' own, "many": with FMNIST_MORE_NAMES); the held-out
-    prompts are the same for both."""
+
+def fmnist_prompts(split: str, names: str = "few") -> PromptSet:
+    """Fashion-MNIST prompts: "train" (training names x training templates), or "held_out", "validation" or
+    "reported" (that set's names x the held-out templates).
+
+    ``names`` picks the training names ("few": FMNIST_NAMES' own, "many": with FMNIST_MORE_NAMES); the other
+    sets are the same for both."""
     if names not in TRAIN_NAME_SETS:
         raise ValueError(f"training names must be one of {TRAIN_NAME_SETS}, got {names!r}")
     if split == "train":
@@ -129,7 +148,9 @@ def fmnist_prompts(split: str, names: str = "few") -> PromptSet:
         return make_prompts([(*train, *extra) for (train, _), extra in zip(FMNIST_NAMES, more)], TRAIN_TEMPLATES)
     if split == "held_out":
         return make_prompts([held for _, held in FMNIST_NAMES], HELD_OUT_TEMPLATES)
-    raise ValueError(f"prompt split must be 'train' or 'held_out', got {split!r}")
+    if split in WORDNET_SPLITS:
+        return make_prompts(wordnet_names(split), HELD_OUT_TEMPLATES)
+    raise ValueError(f"prompt split must be one of {PROMPT_SPLITS}, got {split!r}")
 
 
 # ---- Prompts from users
