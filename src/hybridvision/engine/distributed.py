@@ -27,6 +27,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from ..config import check, parse_device
+
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,15 @@ class Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
+    """The device a string names ("auto": this process's GPU when CUDA is present, else the CPU)."""
+    kind, index = parse_device(name)
+    if kind == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
-    return device
+    check(
+        kind != "cuda" or torch.cuda.is_available(),
+        f"device {name!r} was asked for but CUDA is not available; use --device cpu",
+    )
+    return torch.device(kind, index)
 
 
 def setup(device_name: str) -> Dist:
