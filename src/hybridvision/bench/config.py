@@ -117,14 +117,14 @@ def quick(config: BenchConfig | None = None) -> BenchConfig:
 
 def expand_models(patterns: tuple[str, ...]) -> list[str]:
     """Names and glob patterns -> registered names, in the order given, without duplicates."""
-    from ..registry import get_entry, list_models
+    from ..registry import get_entry
 
     if not patterns:
         raise ConfigError("name at least one model (or a pattern such as 'coatnet_*'); see `hybridvision models`")
     names: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            matched = list_models(pattern, test=False) or list_models(pattern, test=True)  # test variants: by name
+            matched = _matching(pattern)
             if not matched:
                 raise ConfigError(f"no model matches {pattern!r}; see `hybridvision models`")
         else:
@@ -132,6 +132,18 @@ def expand_models(patterns: tuple[str, ...]) -> list[str]:
             matched = [pattern]
         names += [n for n in matched if n not in names]
     return names
+
+
+def _matching(pattern: str) -> list[str]:
+    """A glob's names: backbones first ("*" means every backbone); task models (UperNet, UNets) and then test
+    variants only when the glob matches nothing else ("upernet_*", "*_test")."""
+    from ..registry import list_models
+
+    for subset in (dict(test=False, task="classification"), dict(test=False), dict(test=True)):
+        matched = list_models(pattern, **subset)
+        if matched:
+            return matched
+    return []
 
 
 def check_runtime(config: BenchConfig) -> None:
