@@ -89,17 +89,17 @@ class AsCANConfig(ModelConfig):
 # ---- Conv-block choices (paper §3.1, Tab. 1): FusedMBConv is AsCAN's; the others are the study's alternatives
 
 
-def _conv_block(c: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: float) -> nn.Module:
-    act = get_act(c.act)
-    if c.conv_block == "fused_mbconv":
+def _conv_block(cfg: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: float) -> nn.Module:
+    act = get_act(cfg.act)
+    if cfg.conv_block == "fused_mbconv":
         return FusedMBConv(
-            in_dim, out_dim, stride=stride, expand_ratio=c.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
+            in_dim, out_dim, stride=stride, expand_ratio=cfg.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
         )
-    if c.conv_block == "mbconv":  # MaxViT's: x4 of the output width, strided depthwise conv
+    if cfg.conv_block == "mbconv":  # MaxViT's: x4 of the output width, strided depthwise conv
         return MBConv(
-            in_dim, out_dim, stride=stride, expand_ratio=c.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
+            in_dim, out_dim, stride=stride, expand_ratio=cfg.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
         )
-    return ConvNeXtBlock(in_dim, out_dim, stride=stride, mlp_ratio=c.expand_ratio, act=act, drop_path_rate=dpr)
+    return ConvNeXtBlock(in_dim, out_dim, stride=stride, mlp_ratio=cfg.expand_ratio, act=act, drop_path_rate=dpr)
 
 
 # ---- Model (paper §3.1, Fig. 2a)
