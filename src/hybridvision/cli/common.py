@@ -117,6 +117,14 @@ def train_command(
     return 0
 
 
+def score_line(summary: dict, key: str, label: str) -> str:
+    """ "top-1 71.20%, EMA 72.05%" from a run's summary ("" when the run never reached an evaluation)."""
+    if key not in summary:
+        return ""
+    ema = f", EMA {summary['ema_' + key]:.2f}%" if f"ema_{key}" in summary else ""
+    return f"{label} {summary[key]:.2f}%{ema}"
+
+
 def training_facts(summary: dict) -> str:
     """The end of every task's result line: how long the run trained and how fast."""
     return f"after {summary['epochs']} epochs, {summary['train_s']:.0f} s training, {summary['train_img_s']:.0f} img/s"

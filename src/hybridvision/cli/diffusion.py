@@ -76,11 +76,12 @@ def _train(args: argparse.Namespace) -> int:
 
 def describe(summary: dict) -> str:
     """A finished diffusion run in one line: its scores, or its validation loss when it was not scored."""
-    scored = "cond_acc" in summary
-    score = f"conditional accuracy {summary['cond_acc']:.1f}%, FID {summary['fid']:.2f}" if scored else ""
+    if "cond_acc" in summary:
+        score = f"conditional accuracy {summary['cond_acc']:.1f}%, FID {summary['fid']:.2f}"
+    else:
+        score = f"validation loss {summary['val_loss']:.4f}"
     ema = f" (EMA {summary['ema_cond_acc']:.1f}%, {summary['ema_fid']:.2f})" if "ema_cond_acc" in summary else ""
-    loss = f"validation loss {summary['val_loss']:.4f}"
-    return f"{score or loss}{ema} {training_facts(summary)}"
+    return f"{score}{ema} {training_facts(summary)}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:

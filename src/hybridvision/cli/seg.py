@@ -23,6 +23,7 @@ from .common import (
     console,
     existing_run,
     resolved,
+    score_line,
     table,
     train_command,
     training_facts,
@@ -57,10 +58,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def describe(summary: dict) -> str:
     """A finished segmentation run in one line ("" when it was never evaluated)."""
-    if "miou" not in summary:
-        return ""
-    ema = f", EMA {summary['ema_miou']:.2f}%" if "ema_miou" in summary else ""
-    return f"mIoU {summary['miou']:.2f}%{ema}, pixel accuracy {summary['aacc']:.2f}% {training_facts(summary)}"
+    score = score_line(summary, "miou", "mIoU")
+    return score and f"{score}, pixel accuracy {summary['aacc']:.2f}% {training_facts(summary)}"
 
 
 def _eval(args: argparse.Namespace) -> int:

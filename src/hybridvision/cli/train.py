@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..classify.config import TrainConfig
-from .common import add_typed_config, train_command, training_facts
+from .common import add_typed_config, score_line, train_command, training_facts
 
 ACCEPTS_OVERRIDES = True
 
@@ -29,7 +29,5 @@ def run(args: argparse.Namespace) -> int:
 
 def describe(summary: dict) -> str:
     """A finished classification run in one line ("" when it was never evaluated)."""
-    if "top1" not in summary:
-        return ""
-    ema = f", EMA {summary['ema_top1']:.2f}%" if "ema_top1" in summary else ""
-    return f"top-1 {summary['top1']:.2f}%{ema} {training_facts(summary)}"
+    score = score_line(summary, "top1", "top-1")
+    return score and f"{score} {training_facts(summary)}"
