@@ -88,7 +88,7 @@ def test_feature_index_errors_say_what_to_pass(name):
         model.forward_intermediates(x, indices=[])
     with pytest.raises(InputError, match="asks for the last 0 feature levels"):
         model.forward_intermediates(x, indices=0)
-    with pytest.raises(ValueError, match="output_fmt='NLC'"):
+    with pytest.raises(ValueError, match="output_fmt must be one of NCHW, NHWC, got 'NLC'"):
         model.forward_intermediates(x, output_fmt="NLC")
 
 
