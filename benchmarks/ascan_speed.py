@@ -31,7 +31,7 @@ def select(patterns: str) -> list[str]:
     """Registered names matching comma-separated globs, in the given order, test variants left out."""
     names: list[str] = []
     for pattern in patterns.split(","):
-        hits = hv.list_models(pattern, test=False)
+        hits = hv.list_models(pattern, test=False, task="classification")
         if not hits:
             log.warning("skipping %r: no registered model matches it", pattern)
         names += [n for n in hits if n not in names]

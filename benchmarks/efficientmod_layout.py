@@ -14,7 +14,7 @@ Writes results/cpu-efficientmod-layout.json with the environment block; ratios a
 from __future__ import annotations
 
 import torch
-from _ab import parser, write_result
+from efficientmod_options import parser, write_result
 
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved, summarize

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _ab import parser, write_result
+from efficientmod_options import parser, write_result
 
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved, summarize

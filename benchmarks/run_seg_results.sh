@@ -55,10 +55,10 @@ print(f"{sys.argv[2]}: mIoU {s['miou']:.2f}%, EMA {s.get('ema_miou', float('nan'
 PYEOF
 done
 
-# 2. Inference speed of the same segmentation models (registered as upernet_<backbone> by hybridvision.seg.zoo).
+# 2. Inference speed of the same segmentation models (registered as upernet_<backbone> for every backbone).
 seg_names=()
 for model in $MODELS; do seg_names+=("upernet_$model"); done
-"$PY" -m hybridvision bench "${seg_names[@]}" --import hybridvision.seg.zoo --img-size 64 --device cpu \
+"$PY" -m hybridvision bench "${seg_names[@]}" --img-size 64 --device cpu \
   --precision fp32 --channels-last --fused --batch-sizes 1,16 "${BENCH_EXTRA[@]}" --json "$OUT_DIR/seg_fmnist_speed.json"
 "$PY" - "$OUT_DIR/seg_fmnist_table.md" "$OUT_DIR/seg_fmnist_speed.json" "${results[@]}" <<'PYEOF'
 import sys
@@ -76,7 +76,7 @@ fi
 # 3. Segmentation FPS at 512x512 (batch 1 = mmseg's FPS; latency percentiles, fraction of the GEMM peak).
 fps_names=()
 for model in $FPS_MODELS; do fps_names+=("upernet_$model"); done
-"$PY" -m hybridvision bench "${fps_names[@]}" --import hybridvision.seg.zoo --img-size "$FPS_SIZE" --device cpu \
+"$PY" -m hybridvision bench "${fps_names[@]}" --img-size "$FPS_SIZE" --device cpu \
   --precision fp32 --channels-last --fused --batch-sizes 1 "${FPS_EXTRA[@]}" \
   --json "$OUT_DIR/seg-cpu-fp32-$FPS_SIZE.json" --csv "$OUT_DIR/seg-cpu-fp32-$FPS_SIZE.csv"
 echo "done: $OUT_DIR (results), $DOCS_DIR (docs)"

@@ -230,7 +230,7 @@ def test_fused_model_is_measured_fused():
 def test_config_rejects_bad_settings_with_the_fix():
     bad = {
         "precision": ("fp8", "precision must be one of fp32, bf16, fp16"),
-        "device": ("gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        "device": ("gpu", "device must be cpu, cuda or cuda:N, got 'gpu'"),
         "batch_sizes": ((0, 16), "batch_sizes must be positive"),
         "max_s": (0.5, "max_s"),
         "timm_names": (("coatnet_0",), "ours=theirs"),

@@ -41,3 +41,19 @@ def test_summary_measures(tmp_path, capsys):
     row = data["rows"][0]
     assert row["model"] == "coatnet_nano_rw_224" and row["b1_img_s"] > 0 and 0 < row["b1_peak_frac"] < 1.5
     assert data["environment"]["torch"].startswith("2.") and data["gemm_peak_gflops"] > 1
+
+
+def test_task_commands_word_their_results_alike():
+    from hybridvision.cli import diffusion, seg, train
+
+    facts = {"epochs": 3, "train_s": 12.3, "train_img_s": 456.7}
+    assert train.describe({"top1": 71.2, "ema_top1": 72.05, **facts}) == (
+        "top-1 71.20%, EMA 72.05% after 3 epochs, 12 s training, 457 img/s"
+    )
+    assert seg.describe({"miou": 60.1, "aacc": 90.0, **facts}) == (
+        "mIoU 60.10%, pixel accuracy 90.00% after 3 epochs, 12 s training, 457 img/s"
+    )
+    scored = {"cond_acc": 80.0, "fid": 3.21, "ema_cond_acc": 81.0, "ema_fid": 3.0, **facts}
+    assert diffusion.describe(scored).startswith("conditional accuracy 80.0%, FID 3.21 (EMA 81.0%, 3.00) after 3")
+    assert diffusion.describe({"val_loss": 0.1, **facts}).startswith("validation loss 0.1000 after 3 epochs")
+    assert train.describe(facts) == seg.describe(facts) == ""  # never evaluated: no line

@@ -1,9 +1,8 @@
 """The AsCAN UNet and the diffusers baseline: shapes, zero init, conditioning, bad inputs, registry and costs.
 
 Also home of the ``dm`` fixture the other diffusion tests use: ``hybridvision.diffusion`` is imported inside it,
-never at collection, and the registry and ``sys.modules`` are put back afterwards. Importing the package
-registers its denoisers, and the classification tests enumerate the registry; and where an unusable CUDA
-torchvision is installed, diffusers' guard hides it, which must not outlive these tests (timm's need it).
+never at collection, and ``sys.modules`` is put back afterwards: where an unusable CUDA torchvision is
+installed, diffusers' guard hides it, which must not outlive these tests (timm's need it).
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ _MISSING = object()
 
 @pytest.fixture(scope="module")
 def dm():
-    """The diffusion package's modules, with its denoisers registered for the duration of one test module.
+    """The diffusion package's modules.
 
     One torch thread meanwhile: these tiny models gain nothing from two, and lose up to 8x on a shared machine.
     """
-    before, threads = set(registry._REGISTRY), torch.get_num_threads()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torchvision = sys.modules.get("torchvision", _MISSING)
     import hybridvision.diffusion as package
@@ -43,15 +42,12 @@ def dm():
     from hybridvision.diffusion.text import encoders as text
     from hybridvision.diffusion.text import prompts
 
-    package.register_variants()
     yield SimpleNamespace(
         package=package, condition=condition, config=config, evaluation=evaluation, fid=fid, generate=generate,
         grid=grid, judge=judge, latent=latent, pixels=pixels, prompts=prompts, report=report, sampling=sampling,
         schedule=schedule, stages=stages, task=task, text=text, text_cache=text_cache, text_task=text_task,
         training=training, unet=unet,
     )  # fmt: skip
-    for name in set(registry._REGISTRY) - before:
-        del registry._REGISTRY[name]
     torch.set_num_threads(threads)
     if torchvision is _MISSING and "torchvision" in sys.modules and sys.modules["torchvision"] is None:
         del sys.modules["torchvision"]
@@ -173,10 +169,14 @@ def test_registered_sizes_and_costs(dm):
     assert registry.get_config("ascan_unet_t2i").num_heads == (5, 10, 20)
 
 
-def test_plain_import_registers_no_denoiser():
-    code = "import hybridvision as hv, sys; print(hv.list_models('*unet*'), 'diffusers' in sys.modules)"
+def test_plain_import_lists_the_denoisers_without_importing_diffusion():
+    code = (
+        "import hybridvision as hv, sys; print(len(hv.list_models('*unet*', task='generation')), "
+        "hv.get_entry('ascan_unet_c2i').card, any(m.startswith(('hybridvision.diffusion', 'diffusers')) "
+        "for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["[]", "False"]
+    assert out.strip().split(maxsplit=1) == ["8", "{'paper_params_m': 400} False"]
 
 
 def test_diffusers_import_hides_a_broken_torchvision(tmp_path):

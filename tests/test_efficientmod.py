@@ -128,7 +128,7 @@ def test_drop_path_defaults_follow_the_official_factories(name, rate):
 
 
 def test_config_errors_name_the_problem():
-    with pytest.raises(ValueError, match="modulation='tile'"):
+    with pytest.raises(ValueError, match="modulation must be one of repeat, reshape, got 'tile'"):
         hv.get_config("efficientmod_test", modulation="tile")
     with pytest.raises(ValueError, match="unknown block letter"):
         hv.get_config("efficientmod_test", layout=("M", "MC", "MA", "A"))

@@ -210,7 +210,7 @@ def test_model_typo_in_a_dry_run_is_an_error_with_the_suggestion(capsys):
 
 def test_eval_weights_choice_is_checked(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--weights", "foo"]) == 2
-    assert "weights must be model, ema or both, got 'foo'" in capsys.readouterr().err
+    assert "weights must be one of model, ema, both, got 'foo'" in capsys.readouterr().err
 
 
 def test_resume_with_other_settings_names_the_keys(data, tmp_path):

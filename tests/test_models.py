@@ -88,7 +88,7 @@ def test_feature_index_errors_say_what_to_pass(name):
         model.forward_intermediates(x, indices=[])
     with pytest.raises(InputError, match="asks for the last 0 feature levels"):
         model.forward_intermediates(x, indices=0)
-    with pytest.raises(ValueError, match="output_fmt='NLC'"):
+    with pytest.raises(ValueError, match="output_fmt must be one of NCHW, NHWC, got 'NLC'"):
         model.forward_intermediates(x, output_fmt="NLC")
 
 
@@ -122,7 +122,7 @@ def test_global_pool_choices(name):
         # nothing between the pool and the (removed) classifier, so pooling the per-position map is the same
         torch.testing.assert_close(model(x), per_position.amax((2, 3)))
     assert model(x).shape == (2, model.head_hidden_size) and features.shape[1] == model.num_features
-    with pytest.raises(ValueError, match="global_pool='mean' is not one of"):
+    with pytest.raises(ValueError, match="global_pool must be one of avg, max, avgmax, '', got 'mean'"):
         make(name, global_pool="mean")
 
 

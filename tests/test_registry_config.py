@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -67,3 +70,84 @@ def test_config_roundtrip_and_precedence(tmp_path):
         replace(cfg, epoch=3)
     with pytest.raises(ConfigError, match="optim.lrr"):
         from_dict(Train, {"optim": {"lrr": 1}})
+
+
+# ---- Task models: registered as data, listed without importing their task packages
+
+TASK_CONFIGS = {"upernet": "SegModelConfig", "ascan_unet": "AsCANUNetConfig", "diffusers_unet": "DiffusersUNetConfig"}
+
+
+def test_task_models_are_listed_like_backbones_without_importing_their_tasks():
+    code = """
+import json, sys
+import hybridvision as hv
+rows = {n: [e.task, e.family, e.test, e.description, e.card] for n in hv.list_models() for e in [hv.get_entry(n)]}
+loaded = sorted(m for m in sys.modules if m.startswith(("hybridvision.seg", "hybridvision.diffusion", "diffusers")))
+hv.get_config("upernet_ascan_test")
+print(json.dumps({"rows": rows, "loaded": loaded, "seg": "hybridvision.seg.model" in sys.modules}))
+"""
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    rows = out["rows"]
+    backbones = sorted(n for n, row in rows.items() if row[0] == "classification")
+    assert sorted(n for n, row in rows.items() if row[0] == "segmentation") == [f"upernet_{b}" for b in backbones]
+    assert rows["upernet_ascan_t"] == ["segmentation", "upernet", False, "UperNet on ascan_t", {"backbone": "ascan_t"}]
+    assert rows["upernet_coatnet_test"][2] is True  # a test backbone's segmentor is a test variant too
+    generation = sorted(n for n, row in rows.items() if row[0] == "generation")
+    assert len(generation) == 8 and rows["ascan_unet_c2i"][4] == {"paper_params_m": 400}
+    assert out["loaded"] == [] and out["seg"]  # listing imported no task; reading a config imported its own
+
+
+@pytest.mark.parametrize("name", hv.list_models(task="segmentation", test=True) + hv.list_models(task="generation"))
+def test_every_task_model_reads_its_table_into_its_config(name):
+    entry = hv.get_entry(name)
+    config = hv.get_config(name)
+    assert type(config).__name__ == TASK_CONFIGS[entry.family] and config is not entry.settings
+    assert entry.model_cls.__module__.startswith(("hybridvision.seg.", "hybridvision.diffusion."))
+    assert hv.get_config(name, img_size=32).img_size == 32  # overrides apply as for backbones
+
+
+def test_large_segmentors_keep_mmseg_sizes_and_take_their_crop():
+    for name in hv.list_models(task="segmentation", test=False):
+        cfg = hv.get_config(name)
+        backbone = hv.get_entry(cfg.backbone)
+        assert cfg.drop_path_rate == backbone.config.drop_path_rate
+        assert (cfg.head.channels, cfg.num_classes) == ((64, 11) if name.endswith("_nano") else (512, 150)), name
+    assert hv.get_config("upernet_ascan_t_window").img_size == 448  # 7x7 windows split 448, not 512
+
+
+def test_a_task_model_without_its_config_type_is_refused(monkeypatch):
+    from hybridvision import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    with pytest.raises(ValueError, match="give a config object, or a dict of settings together with its config_type"):
+        hv.register("unet_x", "hybridvision.diffusion.models.unet:AsCANUNet", {"dims": (8,)}, family="x")
+
+
+def test_a_backbone_registered_later_gets_its_segmentor(monkeypatch):
+    from hybridvision import registry
+    from hybridvision.models.coatnet import CoAtNet
+    from hybridvision.models.zoo import register_segmentors
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    hv.register("coatnet_plugin", CoAtNet, hv.get_config("coatnet_test"), family="coatnet", test=True)
+    assert register_segmentors() == ["upernet_coatnet_plugin"] and register_segmentors() == []
+    assert hv.get_config("upernet_coatnet_plugin").head.channels == 16
+
+
+def test_models_command_lists_each_task(capsys):
+    from hybridvision.cli.main import main
+
+    assert main(["models", "--task", "generation", "--no-cost"]) == 0
+    out = capsys.readouterr().out
+    assert "8 models" in out and out.count("generation") == 8 and "ascan_unet_c2i" in out
+    assert main(["models", "upernet_coatnet_test"]) == 0  # costs build the model: its package is imported now
+    assert "segmentation" in capsys.readouterr().out
+
+
+def test_bench_globs_pick_backbones_first():
+    from hybridvision.bench.config import expand_models
+
+    assert expand_models(("*",)) == hv.list_models(test=False, task="classification")
+    assert expand_models(("ascan_*",)) == hv.list_models("ascan_*", test=False, task="classification")
+    assert expand_models(("upernet_coatnet_?",)) == [f"upernet_coatnet_{i}" for i in range(5)]
+    assert expand_models(("ascan_unet_*_test",)) == ["ascan_unet_t2i_test"]

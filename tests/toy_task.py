@@ -81,13 +81,13 @@ class ToyTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        d = self.rt.dist
+        job = self.rt.dist
         model.eval()
         totals = torch.zeros(2, dtype=torch.float64)  # squared error sum, pixel count
-        for idx in eval_batches(len(self.ex), 8, d.rank, d.world):
-            pred = model(self.ex[idx].to(d.device)).cpu()
+        for idx in eval_batches(len(self.ex), 8, job.rank, job.world):
+            pred = model(self.ex[idx].to(job.device)).cpu()
             totals += torch.stack([((pred - self.ey[idx]) ** 2).sum(), torch.tensor(pred.numel())]).double()
-        totals = sum_across(totals, d)
+        totals = sum_across(totals, job)
         mse = float(totals[0] / totals[1])
         return {"mse": mse, "psnr": float(10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-12))))}
 

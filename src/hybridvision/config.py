@@ -11,8 +11,11 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
+import re
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +32,57 @@ def suggest(name: str, choices: typing.Iterable[str]) -> str:
     """' Did you mean x?' for the closest names, or '' when nothing is close."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+# ---- Validation: every config's ``__post_init__`` checks its fields with these, so a bad value is a ConfigError
+# whose one line names the key the user types, the value, and what would fit.
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok``; the message names the key, the value and the fix."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def at_least(config: object, low: float, *names: str, prefix: str = "") -> None:
+    """Each named numeric field of ``config`` is >= ``low`` (``prefix`` + name is the key the user types)."""
+    for name in names:
+        value = getattr(config, name)
+        check(value >= low, f"{prefix}{name} must be >= {low}, got {value}")
+
+
+def in_unit(config: object, *names: str, prefix: str = "") -> None:
+    """Each named field of ``config`` is a probability (in [0, 1])."""
+    for name in names:
+        value = getattr(config, name)
+        check(0 <= value <= 1, f"{prefix}{name} must be in [0, 1], got {value}")
+
+
+def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """``value`` is one of ``choices``; otherwise the message lists them (and the closest, for a typo)."""
+    choices = tuple(choices)
+    if value in choices:
+        return
+    near = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+    listed = ", ".join(str(c) if c != "" else "''" for c in choices)
+    message = f"{key} must be one of {listed}, got {value!r}"
+    raise ConfigError(f"{message}.{near}" if near else message)
+
+
+_DEVICE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+
+
+def parse_device(text: str, key: str = "device", *, auto: bool = True) -> tuple[str, int | None]:
+    """A device string -> (kind, index): "cpu" -> ("cpu", None), "cuda:1" -> ("cuda", 1), "auto" -> ("auto", None).
+
+    The one reader of device strings (run configs, bench, evaluation and prediction); ``auto=False`` where
+    the device must be named. Whether CUDA is present is the caller's question (``engine.distributed``).
+    """
+    match = _DEVICE.fullmatch(text) if isinstance(text, str) else None
+    kinds = "auto, cpu, cuda or cuda:N" if auto else "cpu, cuda or cuda:N"
+    check(match is not None and (auto or match[1] != "auto"), f"{key} must be {kinds}, got {text!r}")
+    check(match[1] == "cuda" or match[2] is None, f"{key}: only cuda takes an index (cuda:N), got {text!r}")
+    return match[1], None if match[2] is None else int(match[2])
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -66,17 +120,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return from_dict(tp, value, prefix=f"{key}.")
     if (tp is dict or typing.get_origin(tp) is dict) and isinstance(value, str):
-        value = yaml.safe_load(value) or {}  # --model_kwargs '{dims: [32, 64]}'
+        value = read_yaml(value, f"--{key}") or {}  # --model_kwargs '{dims: [32, 64]}'
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping such as '{{name: value}}', got {value!r}")
     origin = typing.get_origin(tp)
     if origin is tuple or tp is tuple:
-        if isinstance(value, str):  # "a,b", "a b" and (for layouts) "CC-CCCT-CTTT" all split
-            value = [v for v in value.replace(",", " ").replace("-", " ").split() if v]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
         args = typing.get_args(tp)
         item = args[0] if args else Any
+        if isinstance(value, str):
+            value = split_list(value, key, words=_strip_optional(item) is str)
+        if not isinstance(value, (list, tuple)):
+            value = [value]
         return tuple(_coerce(v, item, key) for v in value)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):  # e.g. int | tuple[int, int]: take the first that fits
@@ -86,21 +140,67 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 continue
         raise ConfigError(f"{key}: cannot read {value!r} as {tp}")
     if tp is bool:
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return bool(value)
-    if tp in (int, float, str):
-        try:
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return tp(value)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from e
+        return _boolean(value, key)
+    if tp in (int, float):
+        return _number(value, tp, key)
+    if tp is str:
+        return str(value)
     return value
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    return bool(value)
+
+
+def _number(value: Any, tp: type, key: str) -> int | float:
+    """An int or a finite float from a YAML number or a flag's text ("-0.5", "9.99e-1", "+3", "1_000").
+
+    Signs and exponents read as Python reads them; "inf" and "nan" are refused, since no setting means
+    infinity or not-a-number (0 is the "no limit" of every budget and cap). A boolean is not a number here.
+    """
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if isinstance(value, bool) or not isinstance(text, (str, int, float)):
+            raise TypeError
+        number = float(text) if tp is float else _integer(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return number
+
+
+def _integer(text: str | int | float) -> int:
+    if isinstance(text, float) and not text.is_integer():
+        raise ValueError(text)
+    return int(text)
+
+
+_LIST_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def split_list(text: str, key: str, words: bool = False) -> list[Any]:
+    """The items of a list written as one flag value: "0.5,-1", "0.5 -1" or YAML's "[0.5, -1]".
+
+    Commas and spaces separate items; a minus sign always belongs to its number. A list of ``words`` written
+    with neither may use dashes instead, as layouts are written ("CC-CCCT-CCTT-CTTT"); "T-shirt/top,Trouser"
+    keeps its dashes.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        value = read_yaml(text, f"--{key}")
+        if not isinstance(value, list):
+            raise ConfigError(f"--{key}: expected a list such as '[0.5, 1]', got {text!r}")
+        return value
+    if words and not _LIST_SEPARATORS.search(text):
+        return [v for v in text.split("-") if v]
+    return [v for v in _LIST_SEPARATORS.split(text) if v]
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -116,6 +216,11 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
 
 def replace(config: T, **overrides: Any) -> T:
     """``dataclasses.replace`` with typo detection and type coercion; dotted keys reach nested configs."""
+    return _replace(config, overrides, "")
+
+
+def _replace(config: T, overrides: dict[str, Any], prefix: str) -> T:
+    """``replace`` of a config nested at ``prefix`` ("optim."), so messages name the key the user typed."""
     nested: dict[str, dict[str, Any]] = {}
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -128,29 +233,65 @@ def replace(config: T, **overrides: Any) -> T:
     hints = _field_types(type(config))
     for key in [*flat, *nested]:
         if key not in names:
-            raise ConfigError(f"unknown option {key!r} for {type(config).__name__}.{suggest(key, names)}")
-    values = {k: _coerce(v, hints[k], k) for k, v in flat.items()}
+            raise ConfigError(f"unknown option {prefix + key!r} for {type(config).__name__}.{suggest(key, names)}")
+    values = {k: _coerce(v, hints[k], prefix + k) for k, v in flat.items()}
     for key, sub in nested.items():
         current = values.get(key, getattr(config, key))
         if isinstance(current, dict):  # a free-form mapping field (e.g. model kwargs): merge the keys
             values[key] = {**current, **sub}
         else:
-            values[key] = replace(current, **sub)
+            values[key] = _replace(current, sub, f"{prefix}{key}.")
     return dataclasses.replace(config, **values)
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict."""
+    """Read a YAML or JSON config file into a dict; a file that does not parse is one ConfigError line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    data = _read_json(text, str(path)) if path.suffix == ".json" else read_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` whose errors are one ConfigError line: where (``source``, line, column), what, the fix.
+
+    ``source`` names where the text came from (a file, or the flag whose value it is). Tags that build Python
+    objects (``!!python/object``) are refused: config values are plain numbers, strings, lists and mappings.
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}, {_position(mark)}" if mark else source
+        opened = ""
+        if e.problem and e.context and e.context_mark:  # where the unclosed bracket or block began
+            opened = f" ({e.context} from {_position(e.context_mark)})"
+        if isinstance(e, yaml.constructor.ConstructorError):
+            fix = "config values are plain numbers, strings, lists and mappings: remove the tag"
+        else:
+            fix = "check the brackets, quotes, colons and indentation there"
+        raise ConfigError(f"{where}: {e.problem or e.context}{opened}; {fix}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not readable as YAML ({e}); check the file's text") from None
+
+
+def _position(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _read_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"{source}, line {e.lineno}, column {e.colno}: {e.msg}; check the JSON syntax there"
+        ) from None
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,18 +9,16 @@ build it directly. Invalid combinations raise ``ConfigError`` naming the fix whe
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, at_least, check, one_of, parse_device
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 BACKENDS = ("torch", "onnxruntime")
 AGAINST = ("timm", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -56,47 +54,45 @@ class BenchConfig:
     timeout_s: float = 0.0  # per measuring process; 0 = no limit
 
     def __post_init__(self) -> None:
-        _check_choice("precision", self.precision, tuple(PRECISIONS))
-        _check_choice("backend", self.backend, BACKENDS)
-        _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        one_of("precision", self.precision, PRECISIONS)
+        one_of("backend", self.backend, BACKENDS)
+        one_of("compile_mode", self.compile_mode, COMPILE_MODES)
         for other in self.against:
-            _check_choice("against", other, AGAINST)
-        if not _DEVICE.match(self.device):
-            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            one_of("against", other, AGAINST)
+        parse_device(self.device, auto=False)
         self._check_counts()
         self._check_combinations()
         for pair in self.timm_names:
-            if pair.count("=") != 1 or not all(pair.split("=")):
-                raise ConfigError(f"timm_names entries look like 'ours=theirs', got {pair!r}")
+            check(
+                pair.count("=") == 1 and all(pair.split("=")),
+                f"timm_names entries look like 'ours=theirs', got {pair!r}",
+            )
 
     def _check_counts(self) -> None:
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ConfigError(f"batch_sizes must be positive integers, got {self.batch_sizes}")
-        if self.img_size is not None and self.img_size < 1:
-            raise ConfigError(f"img_size must be positive, got {self.img_size}")
-        positive = {"repeats": self.repeats, "iters": self.iters}
-        non_negative = {"warmup_iters": self.warmup_iters, "warmup_s": self.warmup_s, "min_s": self.min_s}
-        non_negative |= {"threads": self.threads, "timeout_s": self.timeout_s, "atol": self.atol}
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"{key} must be >= 1, got {value}")
-        for key, value in non_negative.items():
-            if value < 0:
-                raise ConfigError(f"{key} must be >= 0, got {value}")
-        if self.max_s <= 0 or self.max_s < self.min_s:
-            raise ConfigError(f"max_s ({self.max_s}) must be positive and >= min_s ({self.min_s})")
+        check(
+            bool(self.batch_sizes) and min(self.batch_sizes) >= 1,
+            f"batch_sizes must be positive integers, got {self.batch_sizes}",
+        )
+        check(self.img_size is None or self.img_size >= 1, f"img_size must be positive, got {self.img_size}")
+        at_least(self, 1, "repeats", "iters")
+        at_least(self, 0, "warmup_iters", "warmup_s", "min_s", "threads", "timeout_s", "atol")
+        check(
+            self.max_s > 0 and self.max_s >= self.min_s,
+            f"max_s ({self.max_s}) must be positive and >= min_s ({self.min_s})",
+        )
 
     def _check_combinations(self) -> None:
         if self.backend == "onnxruntime":
-            if self.compile:
-                raise ConfigError("--compile applies to the torch backend; drop it or use --backend torch")
-            if self.precision != "fp32":
-                raise ConfigError(
-                    "the onnxruntime backend is timed in fp32; use --precision fp32 "
-                    "(`hybridvision export --precision fp16 --check` checks an fp16 export)"
-                )
-            if "onnxruntime" in self.against:
-                raise ConfigError("--against onnxruntime compares with the torch backend; use --backend torch")
+            check(not self.compile, "--compile applies to the torch backend; drop it or use --backend torch")
+            check(
+                self.precision == "fp32",
+                "the onnxruntime backend is timed in fp32; use --precision fp32 "
+                "(`hybridvision export --precision fp16 --check` checks an fp16 export)",
+            )
+            check(
+                "onnxruntime" not in self.against,
+                "--against onnxruntime compares with the torch backend; use --backend torch",
+            )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -119,21 +115,16 @@ def quick(config: BenchConfig | None = None) -> BenchConfig:
     return dataclasses.replace(config or BenchConfig(), **QUICK)
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-
-
 def expand_models(patterns: tuple[str, ...]) -> list[str]:
     """Names and glob patterns -> registered names, in the order given, without duplicates."""
-    from ..registry import get_entry, list_models
+    from ..registry import get_entry
 
     if not patterns:
         raise ConfigError("name at least one model (or a pattern such as 'coatnet_*'); see `hybridvision models`")
     names: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
-            matched = list_models(pattern, test=False) or list_models(pattern, test=True)  # test variants: by name
+            matched = _matching(pattern)
             if not matched:
                 raise ConfigError(f"no model matches {pattern!r}; see `hybridvision models`")
         else:
@@ -141,6 +132,18 @@ def expand_models(patterns: tuple[str, ...]) -> list[str]:
             matched = [pattern]
         names += [n for n in matched if n not in names]
     return names
+
+
+def _matching(pattern: str) -> list[str]:
+    """A glob's names: backbones first ("*" means every backbone); task models (UperNet, UNets) and then test
+    variants only when the glob matches nothing else ("upernet_*", "*_test")."""
+    from ..registry import list_models
+
+    for subset in (dict(test=False, task="classification"), dict(test=False), dict(test=True)):
+        matched = list_models(pattern, **subset)
+        if matched:
+            return matched
+    return []
 
 
 def check_runtime(config: BenchConfig) -> None:
@@ -163,7 +166,7 @@ def _check_cuda(config: BenchConfig) -> None:
             "(torch.cuda.is_available() is False). Use --device cpu, or run on a machine with a GPU and a "
             "CUDA build of torch."
         )
-    index = torch.device(config.device).index or 0
+    index = parse_device(config.device)[1] or 0
     if index >= torch.cuda.device_count():
         raise ConfigError(f"--device {config.device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     if config.precision == "bf16" and not torch.cuda.is_bf16_supported():

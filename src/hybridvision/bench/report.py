@@ -81,7 +81,7 @@ def sizes_markdown() -> str:
         "| model | params | paper | MACs | paper | input |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name in list_models():
+    for name in list_models(task="classification"):  # the backbones; task models have their own docs
         card = get_entry(name).card
         if get_entry(name).test or "study_of" in card:
             continue

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR, FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
+from ..engine.config import RESUMABLE, OptimConfig, RunConfig
 from ..registry import get_entry
 
 RANDAUG_OPS = (
@@ -73,8 +74,8 @@ class AugConfig:
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
-        check(self.crop in ("rrc", "shift", "none"), f"aug.crop must be rrc, shift or none, got {self.crop!r}")
-        in_unit(self, "aug.", "hflip", "erase_prob", "mix_prob", "switch_prob", "fill")
+        one_of("aug.crop", self.crop, ("rrc", "shift", "none"))
+        in_unit(self, "hflip", "erase_prob", "mix_prob", "switch_prob", "fill", prefix="aug.")
         check(0 <= self.label_smoothing < 1, f"aug.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("shift_px", "randaug_n", "randaug_mstd", "mixup_alpha", "cutmix_alpha"):
             check(getattr(self, name) >= 0, f"aug.{name} must be >= 0, got {getattr(self, name)}")
@@ -131,7 +132,7 @@ class EvalConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        check(self.weights in ("model", "ema", "both"), f"weights must be model, ema or both, got {self.weights!r}")
+        one_of("weights", self.weights, ("model", "ema", "both"))
         at_least(self, 1, "batch_size")
         at_least(self, 0, "img_size")
-        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        parse_device(self.device)

@@ -57,7 +57,7 @@ def evaluate(
     model: nn.Module,
     split: Split,
     batch_size: int,
-    d: Dist,
+    job: Dist,
     autocast: Any,
     normalize: Callable[[Tensor], Tensor],
     unreadable: set | None = None,
@@ -69,13 +69,13 @@ def evaluate(
     """
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, count
-    for images, labels, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
+    for images, labels, skipped in split.batches(eval_batches(len(split), batch_size, job.rank, job.world)):
         if unreadable is not None:
             unreadable.update(skipped)
         if images.shape[0] == 0:
             continue
-        x = normalize(images.to(d.device)).contiguous(memory_format=torch.channels_last)
-        labels = labels.to(d.device)
+        x = normalize(images.to(job.device)).contiguous(memory_format=torch.channels_last)
+        labels = labels.to(job.device)
         with autocast():
             logits = model(x).float()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
@@ -83,7 +83,7 @@ def evaluate(
         loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
         batch = torch.stack([hit[:, 0].sum(), hit.any(1).sum(), loss, torch.tensor(len(labels))])
         totals += batch.double().cpu()
-    totals = sum_across(totals, d)
+    totals = sum_across(totals, job)
     n = max(float(totals[3]), 1.0)
     return {"top1": 100 * float(totals[0]) / n, "top5": 100 * float(totals[1]) / n, "loss": float(totals[2]) / n}
 

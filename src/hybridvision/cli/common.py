@@ -1,15 +1,28 @@
-"""Helpers shared by commands: console output and number formatting."""
+"""Helpers shared by commands: console output and number formatting, and the one path every task command takes
+from its words and flags to a config (``command_flags``, ``resolved``) and on to a run (``train_command``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..config import add_config_args, describe_fields, parse_overrides, resolve
+from ..config import (
+    ConfigError,
+    add_config_args,
+    describe_fields,
+    dump_yaml,
+    flatten,
+    load_file,
+    replace,
+    resolve,
+    split_flags,
+)
 from ..engine.rundir import RunDir
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
@@ -51,9 +64,76 @@ def resolve_run_config(cls: type, config_file: str | None, overrides: dict[str, 
     return resolve(cls, config_file, overrides)
 
 
-def config_overrides(tokens: list[str]) -> dict[str, str]:
-    """``--key value`` flags as config overrides; ``--data DIR`` is short for ``--data.root DIR``."""
-    overrides = parse_overrides(tokens)
-    if "data" in overrides:
-        overrides["data.root"] = overrides.pop("data")
-    return overrides
+def command_flags(args: argparse.Namespace, cls: type) -> tuple[list[str], dict[str, str]]:
+    """(words, ``--key value`` flags) after a command; ``--data DIR`` is short for ``--data.root DIR``.
+
+    ``cls`` is the command's config class: a boolean key may stand bare (``--compile``) before a word.
+    """
+    words, flags = split_flags(args.overrides, cls)
+    if "data" in flags:
+        flags["data.root"] = flags.pop("data")
+    return words, flags
+
+
+def no_words(words: list[str], command: str) -> None:
+    """Refuse words after a command that takes ``--key value`` options only."""
+    if words:
+        raise ConfigError(f"unexpected argument {words[0]!r}; {command} takes --key value options only")
+
+
+def resolved(args: argparse.Namespace, base: Any, flags: dict[str, str]) -> Any | None:
+    """The command's config, or None once ``--dry-run`` has printed it (the command then stops).
+
+    ``base`` < ``--config`` file < flags, where ``base`` is a config class (its defaults; ``--resume RUN``
+    starts from RUN/config.yaml) or a config object (e.g. the settings a run was trained with).
+    """
+    if isinstance(base, type):
+        cfg = resolve_run_config(base, args.config, flags)
+    else:
+        cfg = replace(base, **flatten(load_file(args.config))) if args.config else base
+        cfg = replace(cfg, **flags)
+    if args.dry_run:
+        print(dump_yaml(cfg), end="")
+        return None
+    return cfg
+
+
+def train_command(
+    args: argparse.Namespace, cls: type, command: str, train: Callable[[Any], Any], describe: Callable[[dict], str]
+) -> int:
+    """resolve -> dry-run -> train -> one line: the body of ``train``, ``seg train`` and ``diffusion train``.
+
+    ``cls`` is the task's config class and ``train`` its training function; ``describe(summary)`` words the
+    finished run's result ("" prints nothing, e.g. when no evaluation was reached).
+    """
+    words, flags = command_flags(args, cls)
+    no_words(words, command)
+    cfg = resolved(args, cls, flags)
+    if cfg is None:
+        return 0
+    result = train(cfg)
+    line = describe(result.summary) if result.is_main else ""
+    if line:
+        console.print(f"{result.run_dir}: {line}")
+    return 0
+
+
+def score_line(summary: dict, key: str, label: str) -> str:
+    """ "top-1 71.20%, EMA 72.05%" from a run's summary ("" when the run never reached an evaluation)."""
+    if key not in summary:
+        return ""
+    ema = f", EMA {summary['ema_' + key]:.2f}%" if f"ema_{key}" in summary else ""
+    return f"{label} {summary[key]:.2f}%{ema}"
+
+
+def training_facts(summary: dict) -> str:
+    """The end of every task's result line: how long the run trained and how fast."""
+    return f"after {summary['epochs']} epochs, {summary['train_s']:.0f} s training, {summary['train_img_s']:.0f} img/s"
+
+
+def existing_run(path: str, example: str) -> Path:
+    """The run directory a command was given, or a FileNotFoundError that shows what to pass."""
+    run_dir = Path(path)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as {example}")
+    return run_dir

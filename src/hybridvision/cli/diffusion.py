@@ -5,19 +5,18 @@ hybridvision diffusion train --resume runs/000-ascan_unet_fmnist          # cont
 hybridvision diffusion eval runs/000-ascan_unet_fmnist --n 1000 --sample.sampler heun --sample.cfg sampled
 hybridvision diffusion info ascan_unet_c2i                                 # params, MACs (like `hybridvision info`)
 
-``hybridvision.diffusion`` is imported only when a diffusion command runs: importing it registers the denoisers
-in the model registry, which the other commands do not list.
+``hybridvision.diffusion`` is imported only when a diffusion command runs (``--help`` lists the config keys by
+importing just the config classes).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
-from ..config import add_config_args, describe_fields, dump_yaml, resolve
+from ..config import add_config_args, describe_fields
 from . import info as info_command
-from .common import config_overrides, console, resolve_run_config, table
+from .common import command_flags, console, existing_run, no_words, resolved, table, train_command, training_facts
 
 ACCEPTS_OVERRIDES = True
 
@@ -62,8 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import hybridvision.diffusion  # noqa: F401  (registers the denoisers)
-
     if args.action == "info":
         return info_command.run(args)
     if args.action == "eval":
@@ -72,36 +69,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..diffusion.config import DiffusionTrainConfig
     from ..diffusion.training import train
 
-    cfg = resolve_run_config(DiffusionTrainConfig, args.config, config_overrides(args.overrides))
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
-        return 0
-    result = train(cfg)
-    s = result.summary
-    if result.is_main:
-        score = f"conditional accuracy {s['cond_acc']:.1f}%, FID {s['fid']:.2f}" if "cond_acc" in s else ""
-        ema = f" (EMA {s['ema_cond_acc']:.1f}%, {s['ema_fid']:.2f})" if "ema_cond_acc" in s else ""
-        loss = f"validation loss {s['val_loss']:.4f}"
-        console.print(
-            f"{result.run_dir}: {score or loss}{ema} after {s['epochs']} epochs, "
-            f"{s['train_s']:.0f} s training, {s['train_img_s']:.0f} img/s"
-        )
-    return 0
+    return train_command(args, _train_config(), "diffusion train", train, describe)
+
+
+def describe(summary: dict) -> str:
+    """A finished diffusion run in one line: its scores, or its validation loss when it was not scored."""
+    if "cond_acc" in summary:
+        score = f"conditional accuracy {summary['cond_acc']:.1f}%, FID {summary['fid']:.2f}"
+    else:
+        score = f"validation loss {summary['val_loss']:.4f}"
+    ema = f" (EMA {summary['ema_cond_acc']:.1f}%, {summary['ema_fid']:.2f})" if "ema_cond_acc" in summary else ""
+    return f"{score}{ema} {training_facts(summary)}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..diffusion.config import DiffusionEvalConfig
     from ..diffusion.evaluate import evaluate_run
 
-    run_dir = Path(args.run)
-    if not run_dir.exists():
-        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as runs/000-ascan_unet_fmnist")
-    cfg = resolve(DiffusionEvalConfig, args.config, config_overrides(args.overrides))
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
+    run_dir = existing_run(args.run, "runs/000-ascan_unet_fmnist")
+    words, flags = command_flags(args, _eval_config())
+    no_words(words, "diffusion eval RUN")
+    cfg = resolved(args, _eval_config(), flags)
+    if cfg is None:
         return 0
     r = evaluate_run(run_dir, cfg)
     rows = [

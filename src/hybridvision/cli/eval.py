@@ -13,9 +13,8 @@ import argparse
 from pathlib import Path
 
 from ..classify.config import EvalConfig
-from ..config import dump_yaml, flatten, load_file, replace
 from ..fileio import save_json
-from .common import add_typed_config, config_overrides, console, table
+from .common import add_typed_config, command_flags, console, existing_run, no_words, resolved, table
 
 ACCEPTS_OVERRIDES = True
 
@@ -28,15 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..classify.evaluate import eval_defaults, evaluate_run
 
-    run_dir = Path(args.run)
-    if not run_dir.exists():
-        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as runs/000-ascan_nano")
-    cfg = eval_defaults(run_dir)
-    if args.config:
-        cfg = replace(cfg, **flatten(load_file(args.config)))
-    cfg = replace(cfg, **config_overrides(args.overrides))
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
+    run_dir = existing_run(args.run, "runs/000-ascan_nano")
+    words, flags = command_flags(args, EvalConfig)
+    no_words(words, "eval RUN")
+    cfg = resolved(args, eval_defaults(run_dir), flags)
+    if cfg is None:
         return 0
     results = evaluate_run(run_dir, cfg)
     rows = [[k, f"{v['top1']:.2f}", f"{v['top5']:.2f}", f"{v['loss']:.4f}"] for k, v in results.items()]

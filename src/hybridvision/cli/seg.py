@@ -14,11 +14,20 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict
-from pathlib import Path
 
-from ..config import ConfigError, dump_yaml, flatten, load_file, replace, split_flags
+from ..config import ConfigError
 from ..seg.config import PredictConfig, SegEvalConfig, SegTrainConfig
-from .common import add_typed_config, config_overrides, console, resolve_run_config, table
+from .common import (
+    add_typed_config,
+    command_flags,
+    console,
+    existing_run,
+    resolved,
+    score_line,
+    table,
+    train_command,
+    training_facts,
+)
 
 ACCEPTS_OVERRIDES = True
 
@@ -41,37 +50,16 @@ def run(args: argparse.Namespace) -> int:
     return {"train": _train, "eval": _eval, "predict": _predict}[args.seg_command](args)
 
 
-def _words_and_flags(args: argparse.Namespace, cls: type) -> tuple[list[str], dict[str, str]]:
-    words, flags = split_flags(args.overrides, cls)
-    return words, config_overrides([f"--{k}={v}" for k, v in flags.items()])
-
-
-def _resolve(base: object, config_file: str | None, flags: dict[str, str]) -> object:
-    """``base`` (defaults, or a run's own settings) < --config file < flags."""
-    if config_file:
-        base = replace(base, **flatten(load_file(config_file)))
-    return replace(base, **flags)
-
-
 def _train(args: argparse.Namespace) -> int:
-    words, flags = _words_and_flags(args, SegTrainConfig)
-    if words:
-        raise ConfigError(f"unexpected argument {words[0]!r}; seg train takes --key value options only")
-    cfg = resolve_run_config(SegTrainConfig, args.config, flags)
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
-        return 0
     from ..seg.task import train
 
-    result = train(cfg)
-    s = result.summary
-    if result.is_main and "miou" in s:
-        ema = f", EMA {s['ema_miou']:.2f}%" if "ema_miou" in s else ""
-        console.print(
-            f"{result.run_dir}: mIoU {s['miou']:.2f}%{ema}, pixel accuracy {s['aacc']:.2f}% after {s['epochs']} "
-            f"epochs, {s['train_s']:.0f} s training, {s['train_img_s']:.0f} img/s"
-        )
-    return 0
+    return train_command(args, SegTrainConfig, "seg train", train, describe)
+
+
+def describe(summary: dict) -> str:
+    """A finished segmentation run in one line ("" when it was never evaluated)."""
+    score = score_line(summary, "miou", "mIoU")
+    return score and f"{score}, pixel accuracy {summary['aacc']:.2f}% {training_facts(summary)}"
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -79,15 +67,12 @@ def _eval(args: argparse.Namespace) -> int:
     from ..fileio import save_json
     from ..seg.evaluate import eval_defaults, evaluate_run
 
-    words, flags = _words_and_flags(args, SegEvalConfig)
+    words, flags = command_flags(args, SegEvalConfig)
     if len(words) != 1:
         raise ConfigError("seg eval takes one run directory, e.g. hybridvision seg eval runs/000-upernet_ascan_nano")
-    run_dir = Path(words[0])
-    if not run_dir.exists():
-        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as runs/000-upernet_ascan_nano")
-    cfg = _resolve(eval_defaults(run_dir), args.config, flags)
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
+    run_dir = existing_run(words[0], "runs/000-upernet_ascan_nano")
+    cfg = resolved(args, eval_defaults(run_dir), flags)
+    if cfg is None:
         return 0
     results = evaluate_run(run_dir, cfg)
     console.print(_class_table(results))
@@ -112,13 +97,12 @@ def _class_table(results: dict) -> object:
 def _predict(args: argparse.Namespace) -> int:
     from ..seg.predict import predict_files, predict_scenes
 
-    words, flags = _words_and_flags(args, PredictConfig)
+    words, flags = command_flags(args, PredictConfig)
     run_dir = flags.pop("run", "")
     if not run_dir:
         raise ConfigError("seg predict needs --run RUN: the segmentation run whose weights predict")
-    cfg = _resolve(PredictConfig(), args.config, flags)
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
+    cfg = resolved(args, PredictConfig, flags)
+    if cfg is None:
         return 0
     if bool(words) == bool(cfg.scenes):
         raise ConfigError("seg predict takes image files/folders, or --scenes N (evaluation images), not both")

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..classify.config import TrainConfig
-from ..config import dump_yaml
-from .common import add_typed_config, config_overrides, console, resolve_run_config
+from .common import add_typed_config, score_line, train_command, training_facts
 
 ACCEPTS_OVERRIDES = True
 
@@ -22,24 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_typed_config(parser, TrainConfig)
 
 
-def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
-    """Defaults < --config file < flags. ``--resume RUN`` starts from RUN/config.yaml instead of the defaults."""
-    return resolve_run_config(TrainConfig, args.config, config_overrides(args.overrides))
-
-
 def run(args: argparse.Namespace) -> int:
-    cfg = resolve_train_config(args)
-    if args.dry_run:
-        print(dump_yaml(cfg), end="")
-        return 0
     from ..classify import train
 
-    result = train(cfg)
-    s = result.summary
-    if result.is_main and "top1" in s:
-        ema = f", EMA {s['ema_top1']:.2f}%" if "ema_top1" in s else ""
-        console.print(
-            f"{result.run_dir}: top-1 {s['top1']:.2f}%{ema} after {s['epochs']} epochs, "
-            f"{s['train_s']:.0f} s training, {s['train_img_s']:.0f} img/s"
-        )
-    return 0
+    return train_command(args, TrainConfig, "train", train, describe)
+
+
+def describe(summary: dict) -> str:
+    """A finished classification run in one line ("" when it was never evaluated)."""
+    score = score_line(summary, "top1", "top-1")
+    return score and f"{score} {training_facts(summary)}"

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import check
 from .idx import FASHION_MNIST_CLASSES
 
 IGNORE = 255
@@ -38,17 +39,14 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         lo, hi = self.items
-        if not 1 <= lo <= hi:
-            raise ValueError(f"data.scenes.items must be (min, max) with 1 <= min <= max, got {self.items}")
-        if not 0 < self.scale[0] <= self.scale[1] or self.scale[1] * 28 > self.canvas:
-            raise ValueError(
-                f"data.scenes.scale must be (min, max) with 0 < min <= max and max * 28 <= canvas "
-                f"({self.canvas}), got {self.scale}"
-            )
-        if not 0 <= self.threshold < 255:
-            raise ValueError(f"data.scenes.threshold must be in [0, 255), got {self.threshold}")
-        if min(self.train_scenes, self.eval_scenes) < 1:
-            raise ValueError("data.scenes.train_scenes and eval_scenes must be >= 1")
+        check(1 <= lo <= hi, f"data.scenes.items must be (min, max) with 1 <= min <= max, got {self.items}")
+        check(
+            0 < self.scale[0] <= self.scale[1] and self.scale[1] * 28 <= self.canvas,
+            f"data.scenes.scale must be (min, max) with 0 < min <= max and max * 28 <= canvas "
+            f"({self.canvas}), got {self.scale}",
+        )
+        check(0 <= self.threshold < 255, f"data.scenes.threshold must be in [0, 255), got {self.threshold}")
+        check(min(self.train_scenes, self.eval_scenes) >= 1, "data.scenes.train_scenes and eval_scenes must be >= 1")
 
 
 @dataclass(frozen=True)

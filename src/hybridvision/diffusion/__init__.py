@@ -1,15 +1,13 @@
 """Diffusion: the AsCAN UNet, diffusers noise schedules and samplers, guidance, FID, and the training task.
 
-Importing this package registers the denoisers (families "ascan_unet" and "diffusers_unet") in the model
-registry; diffusers itself is imported only when a scheduler or the baseline UNet is first needed.
+The denoisers' names (families "ascan_unet" and "diffusers_unet") are registered with every other model when
+``hybridvision`` is imported (``hybridvision.models.zoo``); diffusers itself is imported only when a scheduler
+or the baseline UNet is first needed.
 """
 
 from .models.baseline import DiffusersUNet, DiffusersUNetConfig
 from .models.layers import timestep_embedding
 from .models.unet import AsCANUNet, AsCANUNetConfig, UNetOutput
-from .models.zoo import register_variants
-
-register_variants()
 
 __all__ = [
     "AsCANUNet",
@@ -17,6 +15,5 @@ __all__ = [
     "DiffusersUNet",
     "DiffusersUNetConfig",
     "UNetOutput",
-    "register_variants",
     "timestep_embedding",
 ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR
-from ..engine.config import DEVICE, RESUMABLE, OptimConfig, RunConfig, at_least, check, in_unit
+from ..engine.config import RESUMABLE, OptimConfig, RunConfig
 from ..registry import get_entry
 from .eval.judge import DEFAULT_CLASSIFIER
 from .sampling.samplers import SampleConfig
@@ -37,7 +38,7 @@ class DiffusionDataConfig:
     def __post_init__(self) -> None:
         at_least(self, 0, "train_subset", "eval_subset", prefix="data.")
         at_least(self, 1, "upsample", prefix="data.")
-        in_unit(self, "data.", "hflip")
+        in_unit(self, "hflip", prefix="data.")
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,10 @@ class TextConfig:
             0.0 <= self.sentence_token <= 1.0,
             f"text.sentence_token is a probability in [0, 1], got {self.sentence_token}",
         )
-        check(self.form in TEXT_FORMS, f"text.form must be one of {TEXT_FORMS}, got {self.form!r}")
+        one_of("text.form", self.form, TEXT_FORMS)
         check(self.encoder != "", "text.encoder must be 'minilm' or a transformers model folder")
-        check(self.eval_prompts in PROMPT_SPLITS, f"text.eval_prompts must be one of {PROMPT_SPLITS}")
-        check(self.train_names in TRAIN_NAME_SETS, f"text.train_names must be one of {TRAIN_NAME_SETS}")
+        one_of("text.eval_prompts", self.eval_prompts, PROMPT_SPLITS)
+        one_of("text.train_names", self.train_names, TRAIN_NAME_SETS)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class DiffusionTrainConfig(RunConfig):
         get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
         check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
         check(0 <= self.label_dropout < 1, f"label_dropout must be in [0, 1), got {self.label_dropout}")
-        check(self.conditioning in CONDITIONINGS, f"conditioning must be class or text, got {self.conditioning!r}")
+        one_of("conditioning", self.conditioning, CONDITIONINGS)
         at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
 
 
@@ -157,9 +158,9 @@ class DiffusionEvalConfig:
     out: str = ""  # JSON of the numbers (default: RUN/eval_<sampler>_<cfg>.json; the grid beside it)
 
     def __post_init__(self) -> None:
-        check(self.weights in ("ema", "model"), f"weights must be ema or model, got {self.weights!r}")
-        check(self.prompts in PROMPT_SPLITS, f"prompts must be one of {PROMPT_SPLITS}, got {self.prompts!r}")
-        check(self.text_form in ("", *TEXT_FORMS), f"text_form must be one of {TEXT_FORMS}, got {self.text_form!r}")
+        one_of("weights", self.weights, ("ema", "model"))
+        one_of("prompts", self.prompts, PROMPT_SPLITS)
+        one_of("text_form", self.text_form, ("", *TEXT_FORMS))
         at_least(self, 1, "n", "batch_size")
         at_least(self, 0, "seed", "grid_per_class", "threads")
-        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        parse_device(self.device)

@@ -7,11 +7,14 @@ YAML file (``--config``) and ``--key value`` flags; the resolved config is saved
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..config import at_least, check, one_of, parse_device
+
 SCHEDULES = ("cosine", "poly", "constant")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+ADAMW_IMPLS = ("auto", "fused", "foreach", "loop")
 
 # What ``--resume`` may change: how a run is carried out and reported, not what it trains. Any other difference
 # between the saved config.yaml and the resumed one is an error that names the keys (tasks may add to this).
@@ -44,8 +47,7 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         bad = {k: v for k, v in self.lr_mult.items() if not isinstance(v, (int, float)) or v < 0}
-        if bad:
-            raise ValueError(f"optim.lr_mult values are multipliers >= 0 (0 freezes), got {bad}")
+        check(not bad, f"optim.lr_mult values are multipliers >= 0 (0 freezes), got {bad}")
 
 
 @dataclass(frozen=True)
@@ -92,50 +94,27 @@ class RunConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size", "eval_batch_size", "epochs", "log_every", "eval_every", "keep_ckpts")
         at_least(self, 0, "budget_minutes", "ckpt_every", "max_steps", "threads", "seed")
-        check(self.amp in ("auto", "bf16", "fp16", "off"), f"amp must be auto/bf16/fp16/off, got {self.amp!r}")
-        check(self.distributed in ("ddp", "fsdp"), f"distributed must be ddp or fsdp, got {self.distributed!r}")
-        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        one_of("amp", self.amp, AMP_MODES)
+        one_of("distributed", self.distributed, ("ddp", "fsdp"))
+        parse_device(self.device)
         check_optim(self.optim)
         check_ema(self.ema)
 
 
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def check_optim(o: OptimConfig) -> None:
-    check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+def check_optim(optim: OptimConfig) -> None:
+    check(optim.lr > 0, f"optim.lr must be > 0, got {optim.lr}")
     for name in ("min_lr", "warmup_lr", "warmup_epochs", "warmup_steps", "weight_decay", "clip_grad", "eps"):
-        check(getattr(o, name) >= 0, f"optim.{name} must be >= 0, got {getattr(o, name)}")
-    check(o.accum_steps >= 1, f"optim.accum_steps must be >= 1, got {o.accum_steps}")
-    check(o.poly_power > 0, f"optim.poly_power must be > 0, got {o.poly_power}")
+        check(getattr(optim, name) >= 0, f"optim.{name} must be >= 0, got {getattr(optim, name)}")
+    check(optim.accum_steps >= 1, f"optim.accum_steps must be >= 1, got {optim.accum_steps}")
+    check(optim.poly_power > 0, f"optim.poly_power must be > 0, got {optim.poly_power}")
     check(
-        len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
-        f"optim.betas must be two values in [0, 1), got {o.betas}",
+        len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas),
+        f"optim.betas must be two values in [0, 1), got {optim.betas}",
     )
-    check(o.impl in ("auto", "fused", "foreach", "loop"), f"optim.impl must be auto/fused/foreach/loop, got {o.impl!r}")
-    check(o.schedule in SCHEDULES, f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {o.schedule!r}")
+    one_of("optim.impl", optim.impl, ADAMW_IMPLS)
+    one_of("optim.schedule", optim.schedule, SCHEDULES)
 
 
-def check_ema(e: EmaConfig) -> None:
-    check(0 <= e.decay < 1, f"ema.decay must be in [0, 1) (0 turns EMA off), got {e.decay}")
-    check(e.every >= 1, f"ema.every must be >= 1, got {e.every}")
-
-
-def at_least(config: object, low: float, *names: str, prefix: str = "") -> None:
-    """Each named numeric field of ``config`` is >= ``low`` (``prefix`` + name is the key the user types)."""
-    for name in names:
-        value = getattr(config, name)
-        check(value >= low, f"{prefix}{name} must be >= {low}, got {value}")
-
-
-def in_unit(config: object, prefix: str, *names: str) -> None:
-    """Each named field of ``config`` is a probability (in [0, 1])."""
-    for name in names:
-        value = getattr(config, name)
-        check(0 <= value <= 1, f"{prefix}{name} must be in [0, 1], got {value}")
-
-
-def check(ok: bool, message: str) -> None:
-    """Raise ValueError(message) unless ``ok``: config validation that names the field and the fix."""
-    if not ok:
-        raise ValueError(message)
+def check_ema(ema: EmaConfig) -> None:
+    check(0 <= ema.decay < 1, f"ema.decay must be in [0, 1) (0 turns EMA off), got {ema.decay}")
+    check(ema.every >= 1, f"ema.every must be >= 1, got {ema.every}")

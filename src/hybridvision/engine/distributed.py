@@ -27,6 +27,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from ..config import check, parse_device
+
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,15 @@ class Dist:
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
+    """The device a string names ("auto": this process's GPU when CUDA is present, else the CPU)."""
+    kind, index = parse_device(name)
+    if kind == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
-    return device
+    check(
+        kind != "cuda" or torch.cuda.is_available(),
+        f"device {name!r} was asked for but CUDA is not available; use --device cpu",
+    )
+    return torch.device(kind, index)
 
 
 def setup(device_name: str) -> Dist:
@@ -91,15 +96,15 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-def cleanup(d: Dist) -> None:
-    if d.active and dist.is_initialized():
+def cleanup(job: Dist) -> None:
+    if job.active and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, d: Dist, mode: str) -> nn.Module:
+def wrap(model: nn.Module, job: Dist, mode: str) -> nn.Module:
     """DDP or FSDP around ``model`` when there is more than one process; ``model`` itself otherwise."""
-    if not d.active:
+    if not job.active:
         return model
     if mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
@@ -107,43 +112,43 @@ def wrap(model: nn.Module, d: Dist, mode: str) -> nn.Module:
         for stage in getattr(model, "stages", []):
             fully_shard(stage)
         return fully_shard(model)
-    ids = [d.device.index] if d.device.type == "cuda" else None
+    ids = [job.device.index] if job.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def sum_across(t: Tensor, d: Dist) -> Tensor:
-    if d.active:
+def sum_across(t: Tensor, job: Dist) -> Tensor:
+    if job.active:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
 
 
-def max_across(value: float, d: Dist) -> float:
+def max_across(value: float, job: Dist) -> float:
     """The largest value over processes (every process then takes the same decision, e.g. a time budget)."""
-    if not d.active:
+    if not job.active:
         return value
     t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t)
 
 
-def union_across(items: set, d: Dist) -> set:
+def union_across(items: set, job: Dist) -> set:
     """The union of every process's set (e.g. unreadable files each one met)."""
-    if not d.active:
+    if not job.active:
         return set(items)
-    gathered: list = [None] * d.world
+    gathered: list = [None] * job.world
     dist.all_gather_object(gathered, sorted(items))
     return set().union(*gathered)
 
 
-def sync_buffers(model: nn.Module, d: Dist) -> None:
+def sync_buffers(model: nn.Module, job: Dist) -> None:
     """Give every process rank 0's buffers (BatchNorm statistics) before evaluating or saving."""
-    if d.active:
+    if job.active:
         for b in model.buffers():
             dist.broadcast(b, src=0)
 
 
-def barrier(d: Dist) -> None:
-    if d.active:
+def barrier(job: Dist) -> None:
+    if job.active:
         dist.barrier()
 
 

@@ -68,15 +68,15 @@ def to_device(batch: Any, device: torch.device) -> Any:
 def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
     """Optimizer steps of ``epoch`` from ``ctx.step``; returns why training must stop early ("" when it need not):
     "budget", "max_steps" or "signal"."""
-    cfg, d = ctx.cfg, ctx.dist
-    accum, chunks = cfg.optim.accum_steps, cfg.optim.accum_steps * d.world
+    cfg, job = ctx.cfg, ctx.dist
+    accum, chunks = cfg.optim.accum_steps, cfg.optim.accum_steps * job.world
     order = epoch_order(ctx.task.train_size(), cfg.seed, epoch)
     first = ctx.step - epoch * steps
     plan = [micro_batches(order, s, cfg.batch_size, chunks) for s in range(first, steps)]
-    mine = [[p[a * d.world + d.rank] for a in range(accum)] for p in plan]  # this process's micro-batches
+    mine = [[p[a * job.world + job.rank] for a in range(accum)] for p in plan]  # this process's micro-batches
     batches = ctx.task.batches([mb for step_mbs in mine for mb in step_mbs])
     ctx.model.train()
-    loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, time.perf_counter()
+    loss_sum, seen, t0 = torch.zeros((), device=job.device), 0, time.perf_counter()
     for s in range(first, steps):
         # -- Schedule.
         ctx.lr = ctx.schedule.lr(ctx.step, ctx.elapsed_s + time.perf_counter() - t0)
@@ -85,10 +85,10 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
         for a in range(accum):
             # -- Data: this micro-batch's augmentation and drop-path draws are seeded by its position.
             batch = next(batches)
-            seed = micro_seed(cfg.seed, ctx.step, a * d.world + d.rank)
+            seed = micro_seed(cfg.seed, ctx.step, a * job.world + job.rank)
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed + 1)
-            batch = to_device(batch, d.device)
+            batch = to_device(batch, job.device)
             # -- Forward (gradients sync across processes only on the last micro-batch).
             defer = a < accum - 1 and hasattr(ctx.step_model, "no_sync")
             with ctx.step_model.no_sync() if defer else contextlib.nullcontext(), ctx.autocast():
@@ -96,7 +96,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
                 # -- Backward.
                 ctx.scaler.scale(loss).backward()
             loss_sum += loss.detach()
-            seen += ctx.task.batch_samples(batch) * d.world
+            seen += ctx.task.batch_samples(batch) * job.world
         # -- Clip and update.
         if cfg.optim.clip_grad > 0:
             ctx.scaler.unscale_(ctx.optimizer)
@@ -112,7 +112,7 @@ def train_one_epoch(ctx: Context, epoch: int, steps: int, stop_at: int) -> str:
             now = time.perf_counter()
             ctx.elapsed_s += now - t0
             _log_row(ctx, epoch + (s + 1) / steps, loss_sum, seen, now - t0)
-            loss_sum, seen, t0 = torch.zeros((), device=d.device), 0, now
+            loss_sum, seen, t0 = torch.zeros((), device=job.device), 0, now
             if _over_budget(ctx):
                 return "budget"
         if ctx.step >= stop_at:

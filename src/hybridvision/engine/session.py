@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # ---- Run directory and precision
 
 
-def run_dir_for(task: Task, d: dist.Dist) -> RunDir:
+def run_dir_for(task: Task, job: dist.Dist) -> RunDir:
     """``out_dir/run_name``, or the next free ``out_dir/NNN-name`` (chosen on rank 0, shared with the rest)."""
     cfg = task.cfg
     if cfg.resume and cfg.resume != "auto":
@@ -44,10 +44,10 @@ def run_dir_for(task: Task, d: dist.Dist) -> RunDir:
         return RunDir.named(cfg.out_dir, cfg.run_name)
     root = RunDir(cfg.out_dir).path
     name = [None]
-    if d.is_main:
+    if job.is_main:
         taken = [int(p.name.split("-", 1)[0]) for p in root.glob("[0-9][0-9][0-9]-*") if p.is_dir()]
         name[0] = f"{max(taken, default=-1) + 1:03d}-{task.name}"
-    if d.active:
+    if job.active:
         torch_dist.broadcast_object_list(name, src=0)
     return RunDir(root / name[0])
 
@@ -76,42 +76,42 @@ def precision_name(amp: torch.dtype | None) -> str:
 # ---- Building the pieces
 
 
-def place_model(model: nn.Module, d: dist.Dist, channels_last: bool) -> nn.Module:
+def place_model(model: nn.Module, job: dist.Dist, channels_last: bool) -> nn.Module:
     """On the device; weights channels_last when asked (FSDP2 shards only contiguous ones)."""
-    model = model.to(d.device)
+    model = model.to(job.device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def make_context(task: Task, d: dist.Dist, resume: TrainState | None, run: RunDir | None = None) -> Context:
+def make_context(task: Task, job: dist.Dist, resume: TrainState | None, run: RunDir | None = None) -> Context:
     cfg = task.cfg
-    amp = resolve_amp(cfg.amp, d.device)
-    autocast = (lambda: torch.autocast(d.device.type, dtype=amp)) if amp else contextlib.nullcontext
-    task.setup(Runtime(d, autocast, run.path if run is not None else None))
-    sharded = d.active and cfg.distributed == "fsdp"
+    amp = resolve_amp(cfg.amp, job.device)
+    autocast = (lambda: torch.autocast(job.device.type, dtype=amp)) if amp else contextlib.nullcontext
+    task.setup(Runtime(job, autocast, run.path if run is not None else None))
+    sharded = job.active and cfg.distributed == "fsdp"
     if sharded and cfg.ema.decay > 0:
         raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
-    model = place_model(task.build_model(), d, cfg.channels_last and not sharded)
+    model = place_model(task.build_model(), job, cfg.channels_last and not sharded)
     if resume is not None and run is not None:
         check_model(cfg, run, task.description(model))  # before its weights meet the checkpoint's
     ema = ModelEma(model, cfg.ema) if cfg.ema.decay > 0 else None
-    step_model = dist.wrap(model, d, cfg.distributed)  # FSDP shards ``model`` in place: build the optimizer after
+    step_model = dist.wrap(model, job, cfg.distributed)  # FSDP shards ``model`` in place: build the optimizer after
     steps = steps_per_epoch(task.train_size(), cfg.batch_size)
     ctx = Context(
         cfg=cfg,
         task=task,
         model=model,
         step_model=step_model,
-        optimizer=build_optimizer(model, cfg.optim, d.device),
-        scaler=torch.amp.GradScaler(d.device.type, enabled=amp == torch.float16),
+        optimizer=build_optimizer(model, cfg.optim, job.device),
+        scaler=torch.amp.GradScaler(job.device.type, enabled=amp == torch.float16),
         schedule=Schedule(cfg.optim, steps * cfg.epochs, steps, cfg.budget_minutes * 60),
-        dist=d,
+        dist=job,
         autocast=task.rt.autocast,
         ema=ema,
     )
     if resume is not None:
         _restore(ctx, resume)
     if cfg.compile:
-        ctx.step_model = torch.compile(ctx.step_model, fullgraph=not d.active)
+        ctx.step_model = torch.compile(ctx.step_model, fullgraph=not job.active)
     return ctx
 
 
@@ -166,22 +166,22 @@ def run_task(task: Task) -> RunResult:
     Raises ``Interrupted`` (after writing a checkpoint) when SIGINT or SIGTERM stops it.
     """
     cfg = task.cfg
-    d = dist.setup(cfg.device)
+    job = dist.setup(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.keep_freed_memory and d.device.type == "cpu":
+    if cfg.keep_freed_memory and job.device.type == "cpu":
         dist.keep_freed_memory()
     wall0 = time.perf_counter()
     try:
-        run = run_dir_for(task, d)
-        check_reuse(cfg, run, warn=d.is_main)
+        run = run_dir_for(task, job)
+        check_reuse(cfg, run, warn=job.is_main)
         check_same_run(cfg, run)
         resume = resume_point(cfg, run)
         if resume is None:
             torch.manual_seed(cfg.seed)  # the model's initial weights
-        ctx = make_context(task, d, resume, run)
+        ctx = make_context(task, job, resume, run)
         ctx.wall0 = wall0
-        if d.is_main:
+        if job.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
             run.write_config(cfg)
             run.write_model(task.description(ctx.model))  # before the first step: readers need no task code
@@ -189,10 +189,10 @@ def run_task(task: Task) -> RunResult:
             ctx.logger = RunLogger(run, resume_step=start, progress=cfg.progress, tensorboard=cfg.tensorboard)
         ctx.save = lambda c, e: save_state(c, e, run)
         with stop_on_signals() as stop:
-            ctx.stop_signal = lambda: int(dist.max_across(stop.signum, d)) if d.active else stop.signum
+            ctx.stop_signal = lambda: int(dist.max_across(stop.signum, job)) if job.active else stop.signum
             return _epochs(ctx, run)
     finally:
-        dist.cleanup(d)
+        dist.cleanup(job)
 
 
 def _epochs(ctx: Context, run: RunDir) -> RunResult:

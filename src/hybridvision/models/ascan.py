@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import check, one_of
 from ..registry import family
 from .blocks import (
     ATTENTIONS,
@@ -37,7 +38,7 @@ from .blocks import (
     make_attention,
 )
 from .blocks.window import window_shape
-from .contract import Backbone, FeatureInfo, InputError, ModelConfig, build_stages, check_choice, check_stages
+from .contract import Backbone, FeatureInfo, InputError, ModelConfig, build_stages, check_stages
 
 CONV_BLOCKS = ("fused_mbconv", "mbconv", "convnext")
 
@@ -63,14 +64,18 @@ class AsCANConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if min(self.stem_dims) < 1 or self.embed_dim < 0 or self.window_size < 1 or self.head_dim < 1:
-            raise ValueError("stem_dims, head_dim and window_size must be positive and embed_dim >= 0")
+        check(
+            min(self.stem_dims) >= 1 and self.embed_dim >= 0 and self.window_size >= 1 and self.head_dim >= 1,
+            "stem_dims, head_dim and window_size must be positive and embed_dim >= 0",
+        )
         check_stages(self.layout, self.dims, "CT", stem_stride=self.stem_stride, head_dim=self.head_dim)
-        check_choice("conv_block", self.conv_block, CONV_BLOCKS)
-        check_choice("attention", self.attention, ATTENTIONS)
+        one_of("conv_block", self.conv_block, CONV_BLOCKS)
+        one_of("attention", self.attention, ATTENTIONS)
         get_act(self.act)
-        if self.mlp_ratio <= 0 or self.expand_ratio <= 0:
-            raise ValueError(f"mlp_ratio and expand_ratio must be positive, got {self.mlp_ratio}, {self.expand_ratio}")
+        check(
+            self.mlp_ratio > 0 and self.expand_ratio > 0,
+            f"mlp_ratio and expand_ratio must be positive, got {self.mlp_ratio}, {self.expand_ratio}",
+        )
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -84,17 +89,17 @@ class AsCANConfig(ModelConfig):
 # ---- Conv-block choices (paper §3.1, Tab. 1): FusedMBConv is AsCAN's; the others are the study's alternatives
 
 
-def _conv_block(c: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: float) -> nn.Module:
-    act = get_act(c.act)
-    if c.conv_block == "fused_mbconv":
+def _conv_block(cfg: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: float) -> nn.Module:
+    act = get_act(cfg.act)
+    if cfg.conv_block == "fused_mbconv":
         return FusedMBConv(
-            in_dim, out_dim, stride=stride, expand_ratio=c.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
+            in_dim, out_dim, stride=stride, expand_ratio=cfg.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
         )
-    if c.conv_block == "mbconv":  # MaxViT's: x4 of the output width, strided depthwise conv
+    if cfg.conv_block == "mbconv":  # MaxViT's: x4 of the output width, strided depthwise conv
         return MBConv(
-            in_dim, out_dim, stride=stride, expand_ratio=c.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
+            in_dim, out_dim, stride=stride, expand_ratio=cfg.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
         )
-    return ConvNeXtBlock(in_dim, out_dim, stride=stride, mlp_ratio=c.expand_ratio, act=act, drop_path_rate=dpr)
+    return ConvNeXtBlock(in_dim, out_dim, stride=stride, mlp_ratio=cfg.expand_ratio, act=act, drop_path_rate=dpr)
 
 
 # ---- Model (paper §3.1, Fig. 2a)

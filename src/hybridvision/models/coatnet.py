@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..config import one_of
 from ..registry import family
 from .blocks import (
     ClassifierHead,
@@ -28,7 +29,7 @@ from .blocks import (
     init_hybrid,
 )
 from .blocks.conv import POOLS
-from .contract import Backbone, FeatureInfo, ModelConfig, build_stages, check_choice, check_stages
+from .contract import Backbone, FeatureInfo, ModelConfig, build_stages, check_stages
 
 # ---- Config
 
@@ -58,9 +59,9 @@ class CoAtNetConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_stages(self.layout, self.dims, "CT", stem_stride=self.stem_stride, head_dim=self.head_dim)
-        check_choice("pool", self.pool, POOLS)
-        check_choice("conv_expand_from", self.conv_expand_from, ("in", "out"))
-        check_choice("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
+        one_of("pool", self.pool, POOLS)
+        one_of("conv_expand_from", self.conv_expand_from, ("in", "out"))
+        one_of("conv_stride_mode", self.conv_stride_mode, ("pool", "1x1", "dw"))
 
     @property
     def depths(self) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from ..config import check, one_of
 from .blocks import ClassifierHead
 from .blocks.attention import RelPosBias
 from .blocks.drop import drop_path_rates
@@ -55,17 +56,13 @@ class ModelConfig:
     global_pool: str = "avg"  # "avg", "max", "avgmax" or "" (no pooling: forward returns a map)
 
     def __post_init__(self) -> None:
-        if self.in_chans < 1:
-            raise ValueError(f"in_chans must be >= 1, got {self.in_chans}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {self.num_classes}")
+        check(self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}")
+        check(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
         for name in ("drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        check_choice("global_pool", self.global_pool, GLOBAL_POOLS)
+            check(0.0 <= getattr(self, name) < 1.0, f"{name} must be in [0, 1), got {getattr(self, name)}")
+        one_of("global_pool", self.global_pool, GLOBAL_POOLS)
         h, w = pair(self.img_size)
-        if h < 1 or w < 1:
-            raise ValueError(f"img_size must be positive, got {self.img_size}")
+        check(h >= 1 and w >= 1, f"img_size must be positive, got {self.img_size}")
 
     @property
     def img_hw(self) -> tuple[int, int]:
@@ -75,12 +72,6 @@ class ModelConfig:
     def stride(self) -> int:
         """Total stride of the family's network (each family config says how its stages reduce)."""
         raise NotImplementedError
-
-
-def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raise a ValueError naming the valid choices when an option is not one of them."""
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {tuple(choices)}")
 
 
 def check_stages(
@@ -100,21 +91,21 @@ def check_stages(
     in the layout, positive widths, a stem stride from ``stem_strides``, and, when ``head_dim`` is given, widths
     that split into heads of ``head_dim`` in every stage holding an ``attention`` block.
     """
-    if not layout:
-        raise ValueError("layout needs at least one stage, e.g. ('CC', 'CCCT', 'CCTT', 'CTTT')")
+    check(bool(layout), "layout needs at least one stage, e.g. ('CC', 'CCCT', 'CCTT', 'CTTT')")
     for key, values in {"dims": dims, **per_stage}.items():
-        if len(values) != len(layout):
-            raise ValueError(f"layout has {len(layout)} stages but {key} has {len(values)}; give one entry per stage")
+        check(
+            len(values) == len(layout),
+            f"layout has {len(layout)} stages but {key} has {len(values)}; give one entry per stage",
+        )
     check_layout(layout, letters)
-    check_choice("stem_stride", stem_stride, stem_strides)
-    if min(dims) < 1:
-        raise ValueError(f"dims must be positive, got {tuple(dims)}")
+    one_of("stem_stride", stem_stride, stem_strides)
+    check(min(dims) >= 1, f"dims must be positive, got {tuple(dims)}")
     for i, (pattern, dim) in enumerate(zip(layout, dims)):
-        if head_dim and attention in pattern and dim % head_dim:
-            raise ValueError(
-                f"stage {i} ({pattern!r}) has attention but its width {dim} is not a multiple of "
-                f"head_dim {head_dim}; change dims[{i}] or head_dim"
-            )
+        check(
+            not (head_dim and attention in pattern and dim % head_dim),
+            f"stage {i} ({pattern!r}) has attention but its width {dim} is not a multiple of "
+            f"head_dim {head_dim}; change dims[{i}] or head_dim",
+        )
 
 
 def pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -347,7 +338,7 @@ class Backbone(nn.Module):
         Returns:
             ``(forward_features output, [maps])``, or ``[maps]`` with ``intermediates_only``.
         """
-        check_choice("output_fmt", output_fmt, OUTPUT_FORMATS)
+        one_of("output_fmt", output_fmt, OUTPUT_FORMATS)
         self.check_input(x)
         take, deepest = self._take_indices(indices)
         x = self.stem(x.contiguous(memory_format=self.memory_format))
@@ -409,7 +400,7 @@ class Backbone(nn.Module):
         ``global_pool`` (timm's argument) also changes the pooling; "" removes it, so forward returns a map.
         """
         pool = self.config.global_pool if global_pool is None else global_pool
-        check_choice("global_pool", pool, GLOBAL_POOLS)
+        one_of("global_pool", pool, GLOBAL_POOLS)
         ref = next(self.parameters())
         self.head.reset(num_classes)
         self.head.fc.to(device=ref.device, dtype=ref.dtype)

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..config import check, one_of
 from ..registry import family
 from .blocks import ClassifierHead, LayerNorm2d, TransformerBlock, build_blocks, drop_path_rates
 from .blocks.drop import drop_path
-from .contract import Backbone, FeatureInfo, ModelConfig, Stage, check_choice, check_stages
+from .contract import Backbone, FeatureInfo, ModelConfig, Stage, check_stages
 
 MODULATIONS = ("repeat", "reshape")
 
@@ -70,14 +71,14 @@ class EfficientModConfig(ModelConfig):
             stem_strides=(1, 2, 4),
             attn_mlp_ratios=self.attn_mlp_ratios,
         )
-        check_choice("modulation", self.modulation, MODULATIONS)
-        if not self.expand_ratios or any(r < 1 for r in self.expand_ratios):
-            raise ValueError(f"expand_ratios must be integers >= 1, got {self.expand_ratios}")
+        one_of("modulation", self.modulation, MODULATIONS)
+        check(
+            bool(self.expand_ratios) and min(self.expand_ratios) >= 1,
+            f"expand_ratios must be integers >= 1, got {self.expand_ratios}",
+        )
         for name in ("stem_kernel", "context_kernel"):
-            if getattr(self, name) % 2 == 0:
-                raise ValueError(f"{name} must be odd (symmetric padding), got {getattr(self, name)}")
-        if self.num_heads < 1 or self.min_head_dim < 1:
-            raise ValueError("num_heads and min_head_dim must be >= 1")
+            check(getattr(self, name) % 2 == 1, f"{name} must be odd (symmetric padding), got {getattr(self, name)}")
+        check(self.num_heads >= 1 and self.min_head_dim >= 1, "num_heads and min_head_dim must be >= 1")
 
     @property
     def depths(self) -> tuple[int, ...]:

@@ -4,7 +4,8 @@
 - ``train(SegTrainConfig(...))``: a training run (``seg.task``); defaults train ascan_nano on Fashion-MNIST scenes;
 - ``evaluate_run``, ``predict_files``: ``hybridvision seg eval`` / ``seg predict`` (``seg.evaluate``,
   ``seg.predict``), which read a run without importing the training task;
-- ``import hybridvision.seg.zoo`` registers ``upernet_<backbone>`` names (for ``create_model`` and ``bench``).
+- ``upernet_<backbone>`` names (for ``create_model`` and ``bench``) are registered with the backbones
+  (``hybridvision.models.zoo``).
 
 ``Segmentation`` and ``train`` load when first asked for.
 """

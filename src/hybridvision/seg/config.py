@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR
 from ..data.scenes import SceneConfig
-from ..engine.config import DEVICE, RESUMABLE, EmaConfig, OptimConfig, RunConfig, at_least, check, in_unit
+from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
 from ..registry import get_entry
 from .model import HeadConfig, SegModelConfig
 
@@ -40,7 +41,7 @@ class SegDataConfig:
     scenes: SceneConfig = field(default_factory=SceneConfig)
 
     def __post_init__(self) -> None:
-        check(self.dataset in DATASETS, f"data.dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        one_of("data.dataset", self.dataset, DATASETS)
         check(self.channels >= 1, f"data.channels must be >= 1, got {self.channels}")
         at_least(self, 0, "num_classes", "train_subset", "eval_subset", "workers", prefix="data.")
         check(all(v > 0 for v in self.std), f"data.std must be positive, got {self.std}")
@@ -74,7 +75,7 @@ class SegAugConfig:
         check(0 < self.cat_max_ratio <= 1, f"aug.cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
         at_least(self, 1, "crop_tries", prefix="aug.")
         at_least(self, 0, "brightness", prefix="aug.")
-        in_unit(self, "aug.", "hflip")
+        in_unit(self, "hflip", prefix="aug.")
         check(0 <= self.hue <= 90, f"aug.hue must be in [0, 90] (OpenCV hue units), got {self.hue}")
 
 
@@ -90,7 +91,7 @@ class InferConfig:
     flip: bool = False  # test-time flip: also the mirrored image, scores averaged
 
     def __post_init__(self) -> None:
-        check(self.mode in INFER_MODES, f"infer.mode must be one of {', '.join(INFER_MODES)}, got {self.mode!r}")
+        one_of("infer.mode", self.mode, INFER_MODES)
         at_least(self, 0, "crop", "stride", prefix="infer.")
         check(min(self.scale) >= 0, f"infer.scale must be (long, short) >= 0, got {self.scale}")
         check(bool(self.ratios) and min(self.ratios) > 0, f"infer.ratios must be positive, got {self.ratios}")
@@ -166,9 +167,9 @@ class SegEvalConfig:
     infer: InferConfig = field(default_factory=InferConfig)
 
     def __post_init__(self) -> None:
-        check(self.weights in WEIGHTS, f"weights must be model, ema or both, got {self.weights!r}")
+        one_of("weights", self.weights, WEIGHTS)
         at_least(self, 1, "batch_size")
-        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        parse_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class PredictConfig:
     infer: InferConfig = field(default_factory=InferConfig)
 
     def __post_init__(self) -> None:
-        check(self.weights in ("model", "ema"), f"weights must be model or ema, got {self.weights!r}")
-        in_unit(self, "", "alpha")
+        one_of("weights", self.weights, ("model", "ema"))
+        in_unit(self, "alpha")
         at_least(self, 0, "scenes")
-        check(DEVICE.match(self.device) is not None, f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        parse_device(self.device)

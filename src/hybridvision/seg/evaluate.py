@@ -76,7 +76,7 @@ def confusion(
     model: nn.Module,
     split: Split,
     batch_size: int,
-    d: Dist,
+    job: Dist,
     autocast: Callable[[], Any],
     seg_input: SegInput,
     infer: InferConfig,
@@ -86,14 +86,14 @@ def confusion(
     model.eval()
     k = len(split.classes)
     conf = torch.zeros(k, k, dtype=torch.int64)
-    for images, masks, sizes, skipped in split.batches(eval_batches(len(split), batch_size, d.rank, d.world)):
+    for images, masks, sizes, skipped in split.batches(eval_batches(len(split), batch_size, job.rank, job.world)):
         if unreadable is not None:
             unreadable.update(skipped)
         for x, mask in _same_size_groups(images, masks, sizes):
             with autocast():
-                probs = predict(model, seg_input.normalize(x.to(d.device)), infer, k, seg_input.crop)
-            conf += confusion_matrix(probs.argmax(1), mask.to(d.device), k)
-    return sum_across(conf, d)
+                probs = predict(model, seg_input.normalize(x.to(job.device)), infer, k, seg_input.crop)
+            conf += confusion_matrix(probs.argmax(1), mask.to(job.device), k)
+    return sum_across(conf, job)
 
 
 def _same_size_groups(images: Tensor, masks: Tensor, sizes: Tensor) -> Iterator[tuple[Tensor, Tensor]]:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError, adapt_state_dict, read_state_dict
+from ..config import check, one_of
 from ..factory import create_model
 from ..models.blocks import ConvNormAct
 from ..models.contract import ModelConfig
@@ -30,11 +31,6 @@ log = logging.getLogger(__name__)
 # AsCAN's UperNet reads S2-S4 (paper); every other family gives all its stages (mmseg's out_indices 0-3).
 DEEPEST_STAGES = {"ascan": 3}
 HEADS = ("upernet", "fpn")  # UperNet (mmseg's UPerHead) or Semantic FPN (mmseg's FPN neck + FPNHead)
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -53,19 +49,17 @@ class HeadConfig:
 
     def __post_init__(self) -> None:
         levels = self.feature_levels
-        _require(self.kind in HEADS, f"head.kind must be one of {', '.join(HEADS)}, got {self.kind!r}")
-        _require(
-            min(self.neck_channels, self.fpn_channels) >= 1, "head.neck_channels and head.fpn_channels must be >= 1"
-        )
-        _require(all(v >= 0 for v in levels), f"head.feature_levels are absolute levels >= 0, got {levels}")
-        _require(
+        one_of("head.kind", self.kind, HEADS)
+        check(min(self.neck_channels, self.fpn_channels) >= 1, "head.neck_channels and head.fpn_channels must be >= 1")
+        check(all(v >= 0 for v in levels), f"head.feature_levels are absolute levels >= 0, got {levels}")
+        check(
             all(a < b for a, b in zip(levels, levels[1:])),
             f"head.feature_levels must rise strictly (finest first), got {levels}",
         )
-        _require(self.channels >= 1, f"head.channels must be >= 1, got {self.channels}")
-        _require(self.aux_channels >= 0, f"head.aux_channels must be >= 0 (0 = none), got {self.aux_channels}")
-        _require(self.refine >= 0, f"head.refine must be >= 0 (0 = none), got {self.refine}")
-        _require(
+        check(self.channels >= 1, f"head.channels must be >= 1, got {self.channels}")
+        check(self.aux_channels >= 0, f"head.aux_channels must be >= 0 (0 = none), got {self.aux_channels}")
+        check(self.refine >= 0, f"head.refine must be >= 0 (0 = none), got {self.refine}")
+        check(
             bool(self.pool_scales) and min(self.pool_scales) >= 1,
             f"head.pool_scales must be sizes >= 1, got {self.pool_scales}",
         )
@@ -85,7 +79,7 @@ class SegModelConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.num_classes >= 1, f"num_classes must be >= 1 for segmentation, got {self.num_classes}")
+        check(self.num_classes >= 1, f"num_classes must be >= 1 for segmentation, got {self.num_classes}")
         get_entry(self.backbone)  # an unknown name fails here, with the closest names
 
     @property
@@ -100,7 +94,7 @@ def resolve_levels(backbone: str, levels: tuple[int, ...], num_levels: int) -> t
         count = min(DEEPEST_STAGES.get(get_entry(backbone).family, stages), stages)
         return tuple(range(stages - count + 1, stages + 1))
     bad = [v for v in levels if v >= num_levels]
-    _require(
+    check(
         not bad,
         f"backbone {backbone} cannot give feature level {bad[0] if bad else ''}: it has levels 0..{stages} "
         f"(0 = stem, 1..{stages} = stages S1..S{stages}). Choose head.feature_levels in that range, or leave "
@@ -133,7 +127,7 @@ class SegModel(nn.Module):
         self.backbone.prune_intermediate_layers(list(self.levels), prune_norm=True)
         dims = [self.backbone.feature_info[i]["num_chs"] for i in self.levels]
         h = c.head
-        _require(
+        check(
             -len(dims) <= h.aux_level < len(dims),
             f"head.aux_level {h.aux_level} does not index the {len(dims)} levels read {self.levels}",
         )

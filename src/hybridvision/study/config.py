@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..classify import TrainConfig
-from ..config import ConfigError, flatten, from_dict, load_file, replace, resolve
-from ..engine.config import DEVICE, at_least, check
+from ..config import ConfigError, at_least, check, flatten, from_dict, load_file, parse_device, replace, resolve
 from ..registry import get_entry
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # study names and point labels become directory names
@@ -62,7 +61,7 @@ class SpeedConfig:
     def __post_init__(self) -> None:
         at_least(self, 1, "batch_size", "rounds", prefix="speed.")
         at_least(self, 0, "seconds", "threads", prefix="speed.")
-        check(DEVICE.match(self.device) is not None, f"speed.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        parse_device(self.device, "speed.device")
 
 
 @dataclass(frozen=True)

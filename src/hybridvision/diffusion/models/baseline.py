@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ...config import check
 from ...models.contract import InputError
 from .._diffusers import diffusers
 from .unet import DenoiserConfig, UNetOutput, check_size
@@ -33,8 +34,10 @@ class DiffusersUNetConfig(DenoiserConfig):
     attention_head_dim: int = 32  # UNet2DModel: the head *width* (heads = channels // this)
 
     def __post_init__(self) -> None:
-        if self.attn and len(self.attn) != len(self.dims):
-            raise ValueError(f"attn needs one flag per level ({len(self.dims)}), got {self.attn}")
+        check(
+            not self.attn or len(self.attn) == len(self.dims),
+            f"attn needs one flag per level ({len(self.dims)}), got {self.attn}",
+        )
 
     def unet_kwargs(self) -> dict[str, Any]:
         attn = self.attn or tuple(i > 0 for i in range(len(self.dims)))

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ...config import at_least, check, one_of
 from ...models.blocks import (
     Attention,
     CrossAttention,
@@ -91,23 +92,23 @@ class AsCANUNetConfig(DenoiserConfig):
 
     def __post_init__(self) -> None:
         levels = len(self.dims)
-        if levels < 1 or len(self.down) != levels or len(self.up) not in (0, levels):
-            raise ValueError(
-                f"dims has {levels} levels, down {len(self.down)} and up {len(self.up)}: give one layout string "
-                "per level (up may be () to mirror down)"
-            )
+        check(
+            levels >= 1 and len(self.down) == levels and len(self.up) in (0, levels),
+            f"dims has {levels} levels, down {len(self.down)} and up {len(self.up)}: give one layout string "
+            "per level (up may be () to mirror down)",
+        )
         check_layout((*self.down, self.mid, *self.up), "CT")
-        if self.num_heads and len(self.num_heads) != levels:
-            raise ValueError(f"num_heads needs one entry per level ({levels}), got {self.num_heads}")
-        for name in ("in_chans", "head_dim", "context_dim", "class_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS} (class labels or text tokens), got {self.context!r}")
-        if self.pooled_text and self.context != "text":
-            raise ValueError("pooled_text needs context='text': class models have no prompt to pool")
+        check(
+            not self.num_heads or len(self.num_heads) == levels,
+            f"num_heads needs one entry per level ({levels}), got {self.num_heads}",
+        )
+        at_least(self, 1, "in_chans", "head_dim", "context_dim", "class_tokens")
+        check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
+        one_of("context", self.context, CONTEXTS)
+        check(
+            not self.pooled_text or self.context == "text",
+            "pooled_text needs context='text': class models have no prompt to pool",
+        )
 
     @property
     def up_layout(self) -> tuple[str, ...]:

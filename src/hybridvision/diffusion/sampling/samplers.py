@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ...engine.config import check
+from ...config import check, one_of
 from .condition import Condition, as_condition
-from .schedule import NoiseConfig, check_sampler, make_scheduler
+from .schedule import SAMPLERS, NoiseConfig, make_scheduler
 
 CFG_MODES = ("none", "constant", "sampled")
 
@@ -41,11 +41,11 @@ class SampleConfig:
     ramp_start: int = 5  # sampled CFG: first guided step, 1-based
 
     def __post_init__(self) -> None:
-        check_sampler(self.sampler)
+        one_of("sample.sampler", self.sampler, SAMPLERS)
         check(self.steps >= 1, f"sample.steps must be >= 1, got {self.steps}")
-        check(self.cfg in CFG_MODES, f"sample.cfg must be one of {', '.join(CFG_MODES)}, got {self.cfg!r}")
+        one_of("sample.cfg", self.cfg, CFG_MODES)
         check(self.cfg_scale >= 0, f"sample.cfg_scale must be >= 0, got {self.cfg_scale}")
-        check(len(self.ramp) == 2, f"sample.ramp must be (first, last), got {self.ramp}")
+        check(len(self.ramp) == 2 and min(self.ramp) >= 0, f"sample.ramp must be (first, last) >= 0, got {self.ramp}")
         check(self.ramp_start >= 1, f"sample.ramp_start must be >= 1 (1-based step), got {self.ramp_start}")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...engine.config import check
+from ...config import check, one_of
 from .._diffusers import diffusers
 
 SAMPLERS = ("ddpm", "ddim", "euler", "heun")
@@ -47,15 +47,9 @@ class NoiseConfig:
 
     def __post_init__(self) -> None:
         check(self.num_train_timesteps >= 2, f"noise.num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
-        check(
-            self.beta_schedule in ("linear", "scaled_linear", "squaredcos_cap_v2"),
-            f"noise.beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, got {self.beta_schedule!r}",
-        )
+        one_of("noise.beta_schedule", self.beta_schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
         check(0 < self.beta_start < self.beta_end < 1, "noise needs 0 < beta_start < beta_end < 1")
-        check(
-            self.timestep_spacing in ("linspace", "leading", "trailing"),
-            f"noise.timestep_spacing must be linspace, leading or trailing, got {self.timestep_spacing!r}",
-        )
+        one_of("noise.timestep_spacing", self.timestep_spacing, ("linspace", "leading", "trailing"))
         check(self.offset_noise >= 0, f"noise.offset_noise must be >= 0, got {self.offset_noise}")
 
 
@@ -72,13 +66,9 @@ def scheduler_kwargs(cfg: NoiseConfig) -> dict[str, Any]:
     )
 
 
-def check_sampler(sampler: str) -> None:
-    check(sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-
-
 def make_scheduler(sampler: str, cfg: NoiseConfig) -> Any:
     """A fresh diffusers scheduler ("ddpm", "ddim", "euler" or "heun") on the schedule of ``cfg``."""
-    check_sampler(sampler)
+    one_of("sampler", sampler, SAMPLERS)
     cls = getattr(diffusers(), _CLASSES[sampler])
     return cls(**scheduler_kwargs(cfg), **_EXTRA[sampler])
 

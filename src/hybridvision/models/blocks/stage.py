@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from ...config import check
+
 # make_block(in_dim, out_dim, stride, drop_path_rate) -> block
 BlockFactory = Callable[[int, int, int, float], nn.Module]
 
@@ -15,14 +17,13 @@ BlockFactory = Callable[[int, int, int, float], nn.Module]
 def check_layout(layout: Sequence[str], letters: str) -> None:
     """Every stage string is non-empty and uses only ``letters``."""
     for i, stage in enumerate(layout):
-        if not stage:
-            raise ValueError(f"stage {i} of layout {'-'.join(layout)!r} has no blocks")
+        check(bool(stage), f"stage {i} of layout {'-'.join(layout)!r} has no blocks")
         bad = sorted(set(stage) - set(letters))
-        if bad:
-            raise ValueError(
-                f"stage {i} of layout {'-'.join(layout)!r} uses unknown block letter(s) {bad}; "
-                f"valid letters: {', '.join(letters)}"
-            )
+        check(
+            not bad,
+            f"stage {i} of layout {'-'.join(layout)!r} uses unknown block letter(s) {bad}; "
+            f"valid letters: {', '.join(letters)}",
+        )
 
 
 def build_blocks(
