@@ -140,8 +140,23 @@ def test_models_command_lists_each_task(capsys):
     assert main(["models", "--task", "generation", "--no-cost"]) == 0
     out = capsys.readouterr().out
     assert "8 models" in out and out.count("generation") == 8 and "ascan_unet_c2i" in out
-    assert main(["models", "upernet_coatnet_test"]) == 0  # costs build the model: its package is imported now
-    assert "segmentation" in capsys.readouterr().out
+    assert main(["models", "upernet_coatnet_test"]) == 0  # asked for by name: costed
+    row = next(line for line in capsys.readouterr().out.splitlines() if "upernet_coatnet_test" in line)
+    assert "segmentation" in row and "M" in row.split("│")[-4]  # its params column holds a count
+    assert main(["models", "--no-cost"]) == 0 and "not costed" not in capsys.readouterr().out
+    assert main(["models", "upernet_coatnet_*", "--family", "upernet"]) == 0
+
+
+def test_the_full_listing_costs_backbones_and_names_the_task_models_it_leaves_out(capsys, monkeypatch):
+    from hybridvision.cli import models as command
+    from hybridvision.cli.main import main
+
+    costed = []
+    monkeypatch.setattr(command, "_cost_columns", lambda name: costed.append(name) or ["1M", "1G", "32"])
+    assert main(["models"]) == 0
+    tasks = [n for n in hv.list_models() if hv.get_entry(n).task != "classification"]
+    assert costed == hv.list_models(task="classification") and tasks
+    assert f"{len(tasks)} task models not costed" in capsys.readouterr().out
 
 
 def test_bench_globs_pick_backbones_first():

@@ -18,7 +18,7 @@ def seg(backbone: str, head: HeadConfig = FPN) -> SegModel:
     return SegModel(SegModelConfig(backbone=backbone, num_classes=5, in_chans=1, img_size=64, head=head))
 
 
-@pytest.mark.parametrize("backbone", hv.list_models(test=True))
+@pytest.mark.parametrize("backbone", hv.list_models(test=True, task="classification"))
 def test_every_family_gives_full_size_scores_and_gradients(backbone):
     model = seg(backbone)
     assert isinstance(model.decode, SemanticFPNHead)
@@ -62,3 +62,11 @@ def test_fuse_keeps_the_output(randomize_batchnorms):
 def test_an_unknown_head_names_the_choices():
     with pytest.raises(ValueError, match="upernet, fpn"):
         HeadConfig(kind="fcn")
+
+
+def test_head_fpn_is_short_for_head_kind_on_the_command_line(capsys):
+    from hybridvision.cli.main import main
+
+    assert main(["seg", "train", "--head", "fpn", "--head.fpn_channels", "16", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "kind: fpn" in out and "fpn_channels: 16" in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,27 @@ def resolve_run_config(cls: type, config_file: str | None, overrides: dict[str, 
 
 
 def command_flags(args: argparse.Namespace, cls: type) -> tuple[list[str], dict[str, str]]:
-    """(words, ``--key value`` flags) after a command; ``--data DIR`` is short for ``--data.root DIR``.
+    """(words, ``--key value`` flags) after a command; ``--data DIR`` is short for ``--data.root DIR``, and
+    ``--head fpn`` for ``--head.kind fpn`` (any nested config with a ``kind`` field).
 
     ``cls`` is the command's config class: a boolean key may stand bare (``--compile``) before a word.
     """
     words, flags = split_flags(args.overrides, cls)
     if "data" in flags:
         flags["data.root"] = flags.pop("data")
+    for key in _kinded(cls) & flags.keys():
+        flags[f"{key}.kind"] = flags.pop(key)
     return words, flags
+
+
+def _kinded(cls: type) -> set[str]:
+    """Fields of the config class ``cls`` that are nested configs with a ``kind`` field (``head``: UperNet/FPN)."""
+    found = set()
+    for f in fields(cls) if is_dataclass(cls) else ():
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if is_dataclass(default) and any(sub.name == "kind" for sub in fields(default)):
+            found.add(f.name)
+    return found
 
 
 def no_words(words: list[str], command: str) -> None:

@@ -21,14 +21,25 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         console.print(f"no model matches {args.pattern!r}")
         return 1
-    rows = []
+    rows, uncosted = [], 0
     for name in names:
         entry = get_entry(name)
         row = [name, entry.task, entry.family, entry.description]
         if not args.no_cost:
-            cost = model_cost(name)
-            row += [millions(cost.params), giga(cost.macs), f"{cost.input_shape[-2]}"]
+            # Task models (segmentors at 512x512, UNets) take most of the time to cost: only when asked for by
+            # task or by name, not in the full listing.
+            costed = entry.task == "classification" or args.task is not None or args.pattern != "*"
+            uncosted += not costed
+            row += _cost_columns(name) if costed else ["-", "-", "-"]
         rows.append(row)
     cols = ["model", "task", "family", "description"] + ([] if args.no_cost else ["params", "MACs", "img"])
     console.print(table(f"{len(names)} models", cols, rows))
+    if uncosted:
+        hint = "`hybridvision models --task segmentation` (or generation, or by name)"
+        console.print(f"{uncosted} task models not costed: {hint}")
     return 0
+
+
+def _cost_columns(name: str) -> list[str]:
+    cost = model_cost(name)
+    return [millions(cost.params), giga(cost.macs), f"{cost.input_shape[-2]}"]
