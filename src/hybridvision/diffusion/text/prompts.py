@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ...config import one_of
+
 # Per class, in label order: (training names, held-out names). Names carry their article ("a", "an", "a pair of").
 FMNIST_NAMES: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("a t-shirt", "a top", "a tank top", "a short-sleeved top"), ("a sleeveless vest", "a singlet")),
@@ -141,16 +143,14 @@ def fmnist_prompts(split: str, names: str = "few") -> PromptSet:
 
     ``names`` picks the training names ("few": FMNIST_NAMES' own, "many": with FMNIST_MORE_NAMES); the other
     sets are the same for both."""
-    if names not in TRAIN_NAME_SETS:
-        raise ValueError(f"training names must be one of {TRAIN_NAME_SETS}, got {names!r}")
+    one_of("training names", names, TRAIN_NAME_SETS)
+    one_of("prompt split", split, PROMPT_SPLITS)
     if split == "train":
         more = FMNIST_MORE_NAMES if names == "many" else ((),) * len(FMNIST_NAMES)
         return make_prompts([(*train, *extra) for (train, _), extra in zip(FMNIST_NAMES, more)], TRAIN_TEMPLATES)
     if split == "held_out":
         return make_prompts([held for _, held in FMNIST_NAMES], HELD_OUT_TEMPLATES)
-    if split in WORDNET_SPLITS:
-        return make_prompts(wordnet_names(split), HELD_OUT_TEMPLATES)
-    raise ValueError(f"prompt split must be one of {PROMPT_SPLITS}, got {split!r}")
+    return make_prompts(wordnet_names(split), HELD_OUT_TEMPLATES)  # validation, reported
 
 
 # ---- Prompts from users
