@@ -10,6 +10,7 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,8 +37,14 @@ ENV_FIELDS = (
 )
 
 
+def repository_root() -> Path:
+    """The source checkout this package runs from (src/hybridvision/env.py -> the repository), where the shipped
+    ``assets/`` and ``configs/`` live."""
+    return Path(__file__).resolve().parents[2]
+
+
 def git_sha() -> str:
-    root = Path(__file__).resolve().parents[2]  # the repository (src/hybridvision/env.py)
+    root = repository_root()
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
         dirty = subprocess.run(
@@ -109,3 +116,33 @@ def environment(device: str = "cpu") -> dict[str, str | int | float]:
             "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32),
         }
     return env
+
+
+# ---- Running out of memory
+
+_ASKED = re.compile(r"tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ [KMGTP]?i?B)")
+
+
+def memory_error(error: BaseException) -> str:
+    """One line for an allocation failure (CPU allocator, CUDA, MPS or Python's MemoryError), naming how much was
+    asked for; "" when ``error`` is something else."""
+    text = str(error)
+    cpu = "can't allocate memory" in text
+    if not (isinstance(error, (MemoryError, torch.OutOfMemoryError)) or cpu or "out of memory" in text.lower()):
+        return ""
+    match = _ASKED.search(text)
+    asked = ""
+    if match and match.group(1):
+        asked = f" ({_bytes(int(match.group(1)))} asked for in one allocation)"
+    elif match:
+        asked = f" ({match.group(2)} asked for in one allocation)"
+    where = "CPU memory" if cpu or isinstance(error, MemoryError) else "device memory"
+    return f"out of {where}{asked}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
