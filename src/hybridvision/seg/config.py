@@ -7,6 +7,7 @@ Every field is a flag (``--head.channels 128``) or a YAML key (``--config config
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -108,7 +109,8 @@ class InferConfig:
         check(self.mode in INFER_MODES, f"infer.mode must be one of {', '.join(INFER_MODES)}, got {self.mode!r}")
         at_least(self, 0, "crop", "stride", prefix="infer.")
         check(min(self.scale) >= 0, f"infer.scale must be (long, short) >= 0, got {self.scale}")
-        check(bool(self.ratios) and min(self.ratios) > 0, f"infer.ratios must be positive, got {self.ratios}")
+        ratios_ok = bool(self.ratios) and all(0 < r < math.inf for r in self.ratios)
+        check(ratios_ok, f"infer.ratios must be positive and finite, got {self.ratios}")
 
 
 # The Fashion-MNIST recipe's optimizer: AdamW, linear warm-up then poly decay (docs/segmentation.md).

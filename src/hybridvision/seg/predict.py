@@ -182,7 +182,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
     An image that cannot be read or predicted is skipped and named; the others are written, then ``PredictError``
     says which failed. Images larger than the run can predict whole are fitted into ``max_pixels(...)`` first.
     """
-    out = Path(cfg.out)
+    out = out_folder(cfg)
     files = image_files(paths, skip=out)
     targets = [out / name for name in overlay_names(files)]
     inputs = {Path(os.path.abspath(f)) for f in files}
@@ -198,6 +198,14 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
     if failed:
         raise PredictError(failed, written, out)
     return written
+
+
+def out_folder(cfg: PredictConfig) -> Path:
+    """``cfg.out``, checked before any work: a folder, or a path where one can be made."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the overlays")
+    return out
 
 
 class PredictError(DataError):
@@ -224,6 +232,7 @@ def _failure(path: Path, error: Exception) -> str:
 
 def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
     """Overlays of the first ``cfg.scenes`` evaluation images with their ground truth (``<out>/scene_NNN.png``)."""
+    out = out_folder(cfg)
     p = Predictor(run, cfg)
     split = load_split(p.train_cfg.data, train=False)
     count = min(cfg.scenes, len(split))
@@ -234,5 +243,5 @@ def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
         pred = p.labels(image)[0].numpy()
         truth = masks[i, :h, :w].numpy()
         img = panel(image[0].permute(1, 2, 0).numpy(), pred, p.classes, cfg.alpha, truth)  # (C, H, W) -> (H, W, C)
-        written.append(save_panel(img, Path(cfg.out) / f"scene_{i:03d}.png"))
+        written.append(save_panel(img, out / f"scene_{i:03d}.png"))
     return written
