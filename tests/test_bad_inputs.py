@@ -90,12 +90,18 @@ def truncated(path: Path) -> Path:
     return path
 
 
-def written(tmp: Path, *names: str) -> Callable[[Path], None]:
-    def check(_: Path) -> None:
+def written(*names: str) -> Callable[[Path], None]:
+    """A check that ``tmp/out`` holds exactly these files."""
+
+    def check(tmp: Path) -> None:
         found = sorted(str(p.relative_to(tmp / "out")) for p in (tmp / "out").rglob("*") if p.is_file())
         assert found == sorted(names)
 
     return check
+
+
+def inputs(tmp: Path) -> Path:
+    return image_kinds(tmp / "in")
 
 
 def onnx_opset(expected: int) -> Callable[[Path], None]:
@@ -130,10 +136,10 @@ KINDS += ("tiny_seg.png",)  # one overlay per input: seven images, seven distinc
 
 CASES = [
     # info: sizes below the stride, zero, negative
-    Case("info ascan_nano --img-size 8", r"img_size 8 is not a positive multiple of 16.*use 16 ", id="info-size-8"),
+    Case("info ascan_nano --img-size 8", r"img_size 8 is not a positive multiple of 16.*sizes: 16 ", id="info-size-8"),
     Case("info ascan_nano --img-size 0", r"img_size 0 is not a positive multiple of 16", id="info-size-0"),
     Case("info ascan_nano --img-size -32", r"img_size -32 is not a positive multiple of 16", id="info-size-neg"),
-    Case("info ascan_test --img-size 40", r"img_size 40 .* use 32 or 64", id="info-size-40"),
+    Case("info ascan_test --img-size 40", r"img_size 40 .*Nearest valid sizes: 32 or 64", id="info-size-40"),
     Case("info ascan_nano --img-size 48", id="info-size-48"),
     # bench: the same sizes fail before anything is measured
     Case("bench ascan_nano --quick --img-size 8", r"img_size 8 is not a positive multiple of 16", id="bench-size-8"),
@@ -149,7 +155,11 @@ CASES = [
     Case(
         "export coatnet_test --out {tmp}/m.onnx --pretrained {tmp}/no", r"'.*no' does not exist", id="export-no-weights"
     ),
-    Case("export coatnet_test --out {tmp}/m.onnx --img-size 20", r"img_size 20 .* use 32", id="export-size-20"),
+    Case(
+        "export coatnet_test --out {tmp}/m.onnx --img-size 20",
+        r"img_size 20 .*Nearest valid sizes: 32 ",
+        id="export-size-20",
+    ),
     Case("export coatnet_test --out {tmp}/m.onnx --img-size 0", r"img_size 0 is not a positive", id="export-size-0"),
     Case("export coatnet_test --out {tmp}/m.onnx --batch-size 0", r"--batch-size must be >= 1", id="export-batch-0"),
     Case("export coatnet_test --out {tmp}/m.onnx --batch-size -2", r"--batch-size must be >= 1", id="export-batch-neg"),
@@ -185,28 +195,28 @@ CASES = [
     # seg predict: every image kind, names that collide, broken files, a huge image, missing paths
     Case(
         "seg predict {tmp}/in --run {seg} --out {tmp}/out",
-        setup=lambda tmp: image_kinds(tmp / "in"),
-        check=lambda tmp: written(tmp, *KINDS)(tmp),
+        setup=inputs,
+        check=written(*KINDS),
         id="image-kinds",
     ),
     Case(
         "seg predict {tmp}/in {tmp}/in/a/photo.png --run {seg} --out {tmp}/out",
-        setup=lambda tmp: image_kinds(tmp / "in"),
-        check=lambda tmp: written(tmp, *KINDS)(tmp),
+        setup=inputs,
+        check=written(*KINDS),
         id="named-twice",
     ),
     Case(
         "seg predict {tmp}/in --run {seg} --out {tmp}/out",
         r"in/z\.png cannot be read \(.*\); replace the file or remove it \(7 overlay\(s\) of the other images",
-        setup=lambda tmp: (image_kinds(tmp / "in"), truncated(tmp / "in" / "z.png")),
-        check=lambda tmp: written(tmp, *KINDS)(tmp),
+        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png")),
+        check=written(*KINDS),
         id="truncated",
     ),
     Case(
         "seg predict {tmp}/in --run {seg} --out {tmp}/out",
         r"2 images could not be predicted \(7 overlay",
-        setup=lambda tmp: (image_kinds(tmp / "in"), truncated(tmp / "in" / "z.png"), (tmp / "in/j.png").write_text("")),
-        check=lambda tmp: written(tmp, *KINDS)(tmp),
+        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png"), (tmp / "in/j.png").write_text("")),
+        check=written(*KINDS),
         lines=3,
         id="two-broken",
     ),
@@ -221,7 +231,7 @@ CASES = [
     Case(
         "seg predict {tmp}/big.png --run {seg} --out {tmp}/out",
         setup=lambda tmp: huge(tmp / "big.png"),
-        check=lambda tmp: written(tmp, "big_seg.png")(tmp),
+        check=written("big_seg.png"),
         id="huge-image",
     ),
     Case(
@@ -239,12 +249,12 @@ CASES = [
     Case(
         "seg predict {tmp}/in --run {tmp}/none",
         r"none has no config.yaml; pass a segmentation run",
-        setup=lambda tmp: image_kinds(tmp / "in"),
+        setup=inputs,
         id="predict-no-run",
     ),
     # seg train: crops below the stride, ADE20K with the scenes' image settings
     Case("seg train --img_size 8 --dry-run", r"img_size 8 is not a positive multiple of 16.*ascan_nano", id="seg-8"),
-    Case("seg train --img_size 40 --dry-run", r"img_size 40 .* use 32 or 48", id="seg-40"),
+    Case("seg train --img_size 40 --dry-run", r"img_size 40 .*Nearest valid sizes: 32 or 48", id="seg-40"),
     Case("seg train --data.dataset ade20k --dry-run", r"ade20k .* as grey: set --data.channels 3", id="ade-grey"),
 ]
 
@@ -416,7 +426,7 @@ def test_out_of_memory_is_one_line_saying_what_to_reduce(error, line, capsys, mo
 # ---- Models: a size below the stride is an InputError naming valid sizes (defect 10)
 
 
-@pytest.mark.parametrize("size, valid", [(8, "use 16 "), ((32, 8), "use height 32, width 16"), (0, "use 16 ")])
+@pytest.mark.parametrize("size, valid", [(8, "sizes: 16 "), ((32, 8), "sizes: height 32, width 16"), (0, "sizes: 16 ")])
 def test_create_model_refuses_sizes_it_cannot_take(size, valid):
     import hybridvision as hv
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
 import re
@@ -131,18 +132,14 @@ def memory_error(error: BaseException) -> str:
     if not (isinstance(error, (MemoryError, torch.OutOfMemoryError)) or cpu or "out of memory" in text.lower()):
         return ""
     match = _ASKED.search(text)
-    asked = ""
-    if match and match.group(1):
-        asked = f" ({_bytes(int(match.group(1)))} asked for in one allocation)"
-    elif match:
-        asked = f" ({match.group(2)} asked for in one allocation)"
+    amount = (_bytes(int(match[1])) if match[1] else match[2]) if match else ""
+    asked = f" ({amount} asked for in one allocation)" if amount else ""
     where = "CPU memory" if cpu or isinstance(error, MemoryError) else "device memory"
     return f"out of {where}{asked}"
 
 
 def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    """4000000000000 -> '3.6 TiB'."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = min(len(units) - 1, int(math.log(max(n, 1), 1024)))
+    return f"{n / 1024**power:.1f} {units[power]}"

@@ -134,8 +134,8 @@ def check_img_size(img_size: int | Sequence[int], stride: int, family: str = "th
         nearest_sizes(h, stride) if h == w else f"height {nearest_sizes(h, stride)}, width {nearest_sizes(w, stride)}"
     )
     raise InputError(
-        f"img_size {size} is not a positive multiple of {stride}, the total stride of {family}: use {valid} "
-        f"(any multiple of {stride})"
+        f"img_size {size} is not a positive multiple of {stride}, the total stride of {family}. Nearest valid "
+        f"sizes: {valid} (any multiple of {stride})"
     )
 
 

@@ -82,7 +82,7 @@ def read_mask(path: Path, num_classes: int, reduce_zero: bool) -> np.ndarray:
             mode, mask = img.mode, np.asarray(img)
     except decode_errors() as e:
         raise unreadable(path, e) from None
-    if mode not in ("L", "P", "I", *SIXTEEN_BIT):
+    if mode not in ("L", "P", *SIXTEEN_BIT):
         raise DataError(f"{path} is a {mode} image; annotations must be single-channel label PNGs")
     if mask.max(initial=0) > 255:
         raise DataError(f"{path} holds label {mask.max()}: labels must fit 0..255 (255 = ignore)")

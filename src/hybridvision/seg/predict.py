@@ -180,7 +180,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
     """An overlay PNG per image (``<out>/<path below the inputs' folder>/<stem>_seg.png``); returns the files written.
 
     An image that cannot be read or predicted is skipped and named; the others are written, then ``PredictError``
-    says which failed. Images larger than the run can predict whole are fitted into ``max_pixels(...)`` first.
+    says which failed. Images above ``Predictor.max_pixels`` are fitted into it first (``shrink``).
     """
     out = out_folder(cfg)
     files = image_files(paths, skip=out)
