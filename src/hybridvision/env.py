@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import math
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,8 +38,14 @@ ENV_FIELDS = (
 )
 
 
+def repository_root() -> Path:
+    """The source checkout this package runs from (src/hybridvision/env.py -> the repository), where the shipped
+    ``assets/`` and ``configs/`` live."""
+    return Path(__file__).resolve().parents[2]
+
+
 def git_sha() -> str:
-    root = Path(__file__).resolve().parents[2]  # the repository (src/hybridvision/env.py)
+    root = repository_root()
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
         dirty = subprocess.run(
@@ -109,3 +117,29 @@ def environment(device: str = "cpu") -> dict[str, str | int | float]:
             "tf32_matmul": str(torch.backends.cuda.matmul.allow_tf32),
         }
     return env
+
+
+# ---- Running out of memory
+
+_ASKED = re.compile(r"tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ [KMGTP]?i?B)")
+
+
+def memory_error(error: BaseException) -> str:
+    """One line for an allocation failure (CPU allocator, CUDA, MPS or Python's MemoryError), naming how much was
+    asked for; "" when ``error`` is something else."""
+    text = str(error)
+    cpu = "can't allocate memory" in text
+    if not (isinstance(error, (MemoryError, torch.OutOfMemoryError)) or cpu or "out of memory" in text.lower()):
+        return ""
+    match = _ASKED.search(text)
+    amount = (_bytes(int(match[1])) if match[1] else match[2]) if match else ""
+    asked = f" ({amount} asked for in one allocation)" if amount else ""
+    where = "CPU memory" if cpu or isinstance(error, MemoryError) else "device memory"
+    return f"out of {where}{asked}"
+
+
+def _bytes(n: int) -> str:
+    """4000000000000 -> '3.6 TiB'."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    power = min(len(units) - 1, int(math.log(max(n, 1), 1024)))
+    return f"{n / 1024**power:.1f} {units[power]}"

@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import re
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,13 @@ log = logging.getLogger(__name__)
 # significant digits; measured error on our test variants is 3e-4 .. 2e-3, so 1e-2 + 1e-2 * max|output|.
 TOLERANCES = {torch.float32: (1e-4, 0.0), torch.float16: (1e-2, 1e-2)}
 
+# The opsets each exporter writes as asked (torch 2.13): dynamo writes 18 when asked for less, so it is never
+# asked for less; the TorchScript ("legacy") exporter starts at 7, and we use it up to 17.
+EXPORTERS = ("auto", "dynamo", "legacy")
+DYNAMO_MIN_OPSET = 18
+LEGACY_OPSETS = (7, 17)
+DEFAULT_OPSET = {"dynamo": 18, "legacy": 17}
+
 
 class ExportError(RuntimeError):
     """An export that failed or whose outputs differ from PyTorch's beyond the tolerance."""
@@ -44,6 +54,7 @@ class ExportResult:
     max_abs_diff: float | None = None  # onnxruntime vs PyTorch on the check inputs (None: not checked)
     dtype: str = "float32"
     tolerance: str = ""  # the check's tolerance in words
+    opset: int = 0  # the ONNX opset the file holds
 
 
 def export_onnx(
@@ -52,7 +63,7 @@ def export_onnx(
     input_shape: tuple[int, int, int, int],
     *,
     dynamic_batch: bool = False,
-    opset: int = 18,
+    opset: int | None = None,
     exporter: str = "auto",
     check: bool = False,
     reference: nn.Module | None = None,
@@ -63,36 +74,71 @@ def export_onnx(
     Args:
         model: the module to export; fp16 modules export fp16 graphs.
         path: output file; written atomically.
-        input_shape: example input (B, C, H, W).
+        input_shape: example input (B, C, H, W); a backbone checks it first (``InputError`` naming valid sizes).
         dynamic_batch: leave the batch dimension free.
-        opset: ONNX opset (the legacy exporter uses at most 17).
-        exporter: 'dynamo', 'legacy' or 'auto' (dynamo, then legacy on failure).
+        opset: ONNX opset, written exactly (``exporters_for`` says which exporter can); None: 18 with the dynamo
+            exporter, 17 with the legacy one.
+        exporter: 'dynamo', 'legacy' or 'auto' (dynamo, then legacy on failure: with ``opset`` None, at 17).
         check: run the file in onnxruntime and compare with ``reference`` (default ``model``) in fp32 before
             the file is put in place; raises ExportError beyond ``TOLERANCES``.
         check_batches: batch sizes to check (default: the example's; with ``dynamic_batch`` also 1 and 3).
     """
-    if exporter not in ("auto", "dynamo", "legacy"):
-        raise ValueError(f"unknown exporter {exporter!r}; expected 'dynamo', 'legacy' or 'auto'")
+    order = exporters_for(exporter, opset)
     model = model.eval()
     dtype = next(model.parameters()).dtype
     x = torch.randn(input_shape, dtype=dtype)
+    if callable(getattr(model, "check_input", None)):
+        model.check_input(x)  # a size the model cannot take is the caller's to fix, not an export failure
     outcome: dict[str, object] = {}
 
     def write(tmp: str) -> None:
-        outcome["exporter"] = _export_any(exporter, model, x, Path(tmp), dynamic_batch, opset)
+        outcome["exporter"] = _export_any(order, model, x, Path(tmp), dynamic_batch, opset)
+        outcome["opset"] = written_opset(tmp)
         if check:
             batches = check_batches or ((input_shape[0], 1, 3) if dynamic_batch else (input_shape[0],))
             inputs = [torch.randn(b, *input_shape[1:]) for b in batches]
             outcome["diff"] = max(check_onnx(reference or model, tmp, xi, *TOLERANCES[dtype]) for xi in inputs)
 
     atomic_write(path, write)
+    kind = str(outcome["exporter"])
     return ExportResult(
         Path(path),
-        str(outcome["exporter"]),
+        kind,
         outcome.get("diff"),  # type: ignore[arg-type]
         str(dtype).removeprefix("torch."),
         tolerance_text(dtype) if check else "",
+        int(outcome["opset"] or opset or DEFAULT_OPSET[kind]),  # type: ignore[arg-type]
     )
+
+
+def exporters_for(exporter: str, opset: int | None) -> list[str]:
+    """The exporters to try, in order, so that the file holds ``opset`` exactly (None: each exporter's default).
+
+    Raises ValueError naming what each exporter writes when none can write ``opset``.
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; expected 'dynamo', 'legacy' or 'auto'")
+    order = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
+    if opset is None:
+        return order
+    low, high = LEGACY_OPSETS
+    can = {"dynamo": opset >= DYNAMO_MIN_OPSET, "legacy": low <= opset <= high}
+    usable = [kind for kind in order if can[kind]]
+    if not usable:
+        ranges = f"the legacy exporter writes opsets {low}..{high}, the dynamo exporter {DYNAMO_MIN_OPSET} and newer"
+        asked = "" if exporter == "auto" else f" with the {exporter} exporter"
+        raise ValueError(f"ONNX opset {opset} cannot be written{asked}: {ranges}")
+    return usable
+
+
+def written_opset(path: str | Path) -> int:
+    """The default-domain opset an ONNX file holds (0 when the onnx package is missing to read it)."""
+    try:
+        import onnx
+    except ImportError:
+        return 0
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def tolerance_text(dtype: torch.dtype) -> str:
@@ -101,18 +147,29 @@ def tolerance_text(dtype: torch.dtype) -> str:
     return f"max|diff| <= {atol:.0e}" + (f" + {rtol:.0e} * max|output|" if rtol else "")
 
 
-def _export_any(exporter: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool, opset: int) -> str:
-    order = ["dynamo", "legacy"] if exporter == "auto" else [exporter]
+def _export_any(order: list[str], model: nn.Module, x: torch.Tensor, path: Path, dynamic: bool, opset: int | None):
     errors = []
     for kind in order:
         try:
-            _export(kind, model, x, path, dynamic, opset)
+            _export(kind, model, x, path, dynamic, opset or DEFAULT_OPSET[kind])
             return kind
         except Exception as e:  # noqa: BLE001 - the next exporter may succeed; all errors are reported
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.warning("%s exporter failed: %s", kind, first)
-            errors.append(f"{kind}: {first}")
-    raise ExportError("ONNX export failed:\n" + "\n".join(errors))
+            if kind != order[-1]:
+                log.warning("%s exporter failed (%s); trying the next one", kind, reason(e))
+            errors.append(f"{kind}: {reason(e)}")
+    raise ExportError("ONNX export failed: " + "; ".join(errors))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def reason(error: BaseException) -> str:
+    """The first line of the innermost cause of ``error`` (the exporters wrap the real reason in boilerplate),
+    without terminal colour codes."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = _ANSI.sub("", str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -123,12 +180,26 @@ def _quiet() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with _native_stdout_muted(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_stdout_muted() -> Iterator[None]:
+    """File descriptor 1 on /dev/null: the TorchScript exporter prints the whole graph there (from C++) on failure."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _export(kind: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool, opset: int) -> None:
@@ -152,7 +223,7 @@ def _export(kind: str, model: nn.Module, x: torch.Tensor, path: Path, dynamic_ba
                 (x,),
                 str(path),
                 dynamo=False,
-                opset_version=min(opset, 17),
+                opset_version=opset,
                 input_names=["input"],
                 output_names=["output"],
                 dynamic_axes=axes,
@@ -209,5 +280,4 @@ def _run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types; report them in one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeUnsupported(f"onnxruntime (CPUExecutionProvider) cannot run {Path(path).name}: {first}") from e
+        raise RuntimeUnsupported(f"onnxruntime (CPUExecutionProvider) cannot run {Path(path).name}: {reason(e)}") from e

@@ -12,9 +12,20 @@ from pathlib import Path
 
 import torch
 
-from ..export import ExportError, RuntimeUnsupported, export_onnx, tolerance_text
+from ..export import (
+    DYNAMO_MIN_OPSET,
+    LEGACY_OPSETS,
+    ExportError,
+    RuntimeUnsupported,
+    export_onnx,
+    exporters_for,
+    tolerance_text,
+)
 from ..factory import create_model
+from ..fileio import check_writable
 from .common import console
+
+MEMORY_HINT = "export with a smaller --batch-size or --img-size"
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -38,13 +49,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exporter", choices=("auto", "dynamo", "legacy"), default="auto", help="auto: dynamo, then legacy"
     )
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; legacy exporter <= 17)")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help=f"ONNX opset, written exactly: {DYNAMO_MIN_OPSET} and newer (dynamo exporter) or "
+        f"{LEGACY_OPSETS[0]}..{LEGACY_OPSETS[1]} (legacy); default 18, or 17 from the legacy exporter",
+    )
     parser.add_argument("--pretrained", help="weights to load (our directory, or a checkpoint file)")
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm separate (default: folded)")
 
 
 def run(args: argparse.Namespace) -> int:
-    img = {"img_size": args.img_size} if args.img_size else {}
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1 (the example batch that is exported), got {args.batch_size}")
+    check_writable(args.out, "--out")
+    exporters_for(args.exporter, args.opset)  # an opset no exporter writes fails before the model is built
+    img = {"img_size": args.img_size} if args.img_size is not None else {}
     reference = create_model(args.name, pretrained=args.pretrained, **img).eval()
     if not args.no_fuse and callable(getattr(reference, "fuse", None)):
         reference.fuse()
@@ -75,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     size_mb = result.path.stat().st_size / 2**20
     dims = "dynamic batch" if args.dynamic_batch else f"batch {batch}"
     console.print(
-        f"exported {args.name} ({result.dtype}, {result.exporter} exporter, opset "
-        f"{args.opset if result.exporter == 'dynamo' else min(args.opset, 17)}, {dims}, "
+        f"exported {args.name} ({result.dtype}, {result.exporter} exporter, opset {result.opset}, {dims}, "
         f"input {'x'.join(map(str, shape[1:]))}) -> {result.path} ({size_mb:.1f} MB)"
     )
     if args.check:

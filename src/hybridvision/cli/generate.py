@@ -10,9 +10,14 @@ hybridvision generate runs/t2i_stage2 --prompts-file prompts.txt --n 8    # one 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+from ..data.images import image_format
+from ..fileio import check_writable
 from .common import console
+
+MEMORY_HINT = "sample on the CPU (--device cpu), or a smaller model; --n only sets how many images in total"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="noise seed: the same seed gives the same images")
     parser.add_argument("--weights", default="ema", choices=("ema", "model"), help="EMA (default) or raw weights")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--out", type=Path, default=Path("grid.png"), help="PNG to write (default: grid.png)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("grid.png"), help="image to write: .png (default: grid.png), .jpg, .webp, .bmp"
+    )
 
 
 def prompts_of(args: argparse.Namespace) -> list[str] | None:
@@ -64,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     from ..diffusion.generate import generate_grid
     from ..diffusion.sampling.samplers import SampleConfig
 
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+    for flag, value in (("--n", args.n), ("--steps", args.steps)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if not (math.isfinite(args.cfg) and args.cfg >= 0):  # inf would saturate every pixel to 0 or 255
+        raise ValueError(f"--cfg must be a finite guidance scale >= 0 (the paper's: 1.78), got {args.cfg}")
+    check_writable(args.out, "--out")
+    image_format(args.out)  # a grid is written in the format its name says, or refused before sampling
     prompts = prompts_of(args)
     cfg = SampleConfig(sampler=args.sampler, steps=args.steps, cfg=args.cfg_schedule, cfg_scale=args.cfg)
     out = generate_grid(

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def info(name: str, img_size: int | None = None) -> dict:
     entry = get_entry(name)
     cost = model_cost(name, img_size=img_size)
-    config = get_config(name, **({"img_size": img_size} if img_size else {}))
+    config = get_config(name, **({"img_size": img_size} if img_size is not None else {}))
     return {
         "name": name,
         "family": entry.family,

@@ -10,6 +10,7 @@ import sys
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..engine.signals import Interrupted
+from ..env import memory_error
 from ..models.contract import InputError
 
 # command -> (module, one-line help)
@@ -33,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Errors a user can cause and fix: one line on stderr, exit code 2 (-v shows the traceback). OSError covers a
 # missing file, a permission, a directory where a file was expected, a full disk.
 USER_ERRORS = (ConfigError, InputError, CheckpointError, KeyError, ValueError, OSError)
+# What to make smaller when memory runs out; a command module may say it better with its own MEMORY_HINT.
+MEMORY_HINT = "use a smaller batch or smaller images (e.g. --batch_size, --eval_batch_size, --img_size) and run again"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else _one_line(e)
         print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as e:  # an allocation that cannot fit: say what to make smaller
+        if args.verbose or not memory_error(e):
+            raise
+        print(f"error: {memory_error(e)}; {getattr(module, 'MEMORY_HINT', MEMORY_HINT)}", file=sys.stderr)
         return 2
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import describe_fields, parse_overrides
+from ..config import ConfigError, describe_fields, parse_overrides
 from ..engine.signals import Interrupted
 from ..study import Plan, Point, StudyConfig
 from .common import console, table
@@ -30,19 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(StudyConfig))
 
 
-def print_plan(plan: Plan) -> None:
+def print_plan(plan: Plan) -> list[str]:
+    """The grid as a table and the time estimate; returns why runs would be refused (each also printed)."""
     from ..registry import get_config
+    from ..study.grid import refusals
 
     s = plan.study
+    refused = {(p.label, seed): why for (p, seed), why in refusals(plan)}
     rows = []
     for p in plan.points:
-        done = sum(plan.finished_dir(p, seed) is not None for seed in s.seeds)
+        done = sum(plan.finished_dir(p, seed) is not None and (p.label, seed) not in refused for seed in s.seeds)
+        bad = sum((p.label, seed) in refused for seed in s.seeds)
         ratio = p.params / plan.point(p.baseline).params - 1
         versus = "-" if p.label == p.baseline else f"{ratio:+.1%} vs {p.baseline}"
         design = p.note or ", ".join(f"{k}={v}" for k, v in p.kwargs.items()) or "-"
         params = f"{p.params / 1e6:.3f}M" + (" (matched)" if p.matched else "")
         dims = ",".join(map(str, getattr(get_config(p.model, **p.kwargs), "dims", ())))
-        rows.append([p.label, p.model, design, dims, params, versus, f"{p.macs / 1e6:.1f}", f"{done}/{len(s.seeds)}"])
+        runs = f"{done}/{len(s.seeds)}" + (f" ({bad} refused)" if bad else "")
+        rows.append([p.label, p.model, design, dims, params, versus, f"{p.macs / 1e6:.1f}", runs])
     cols = ["point", "model", "design", "dims", "params", "params vs baseline", "MMACs", "runs done"]
     console.print(table(f"study {s.name}: {s.study_dir}", cols, rows))
     for p in plan.points:
@@ -58,6 +63,9 @@ def print_plan(plan: Plan) -> None:
         f"speed {plan.speed_minutes:.1f} min. Estimate {total:.0f} min ({total / 60:.1f} h), {left:.0f} min left; "
         f"stated budget {s.budget_minutes:g} min: {'within' if total <= s.budget_minutes else 'OVER'}"
     )
+    for why in refused.values():
+        console.print(f"refused: {why}", markup=False, soft_wrap=True)
+    return list(refused.values())
 
 
 def _length(plan: Plan) -> str:
@@ -79,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from ..study import aggregate, check_budget, load_study, make_plan, run_study
 
     plan = make_plan(load_study(args.config, parse_overrides(args.overrides)))
-    print_plan(plan)
+    refused = print_plan(plan)
     if args.dry_run:
+        if refused:  # what the real run would stop at, found now
+            raise ConfigError(f"study {plan.study.name}: {len(refused)} run(s) would be refused (listed above)")
         return 0
     if args.aggregate_only:
         console.print(f"table: {aggregate(plan)}")

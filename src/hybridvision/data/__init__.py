@@ -9,7 +9,7 @@ from .idx import (
     load_idx_split,
     read_idx,
 )
-from .images import IMAGE_SUFFIXES, decode_image, fit_size, list_folder
+from .images import IMAGE_SUFFIXES, ImageError, decode_image, fit_size, list_folder, open_image, read_image
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -18,9 +18,12 @@ __all__ = [
     "FASHION_MNIST_STD",
     "IMAGE_SUFFIXES",
     "DataError",
+    "ImageError",
     "decode_image",
     "fit_size",
     "list_folder",
     "load_idx_split",
+    "open_image",
     "read_idx",
+    "read_image",
 ]

@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..fileio import atomic_write
 from .idx import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}  # suffix: PIL format
+IMAGE_SUFFIXES = tuple(IMAGE_FORMATS)  # the files read as images
 
 
 def list_folder(root: str | Path, classes: Sequence[str] | None = None) -> tuple[list[tuple[Path, int]], list[str]]:
@@ -50,23 +52,100 @@ def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def decode_image(path: Path, size: int, channels: int) -> Tensor | None:
-    """uint8 (C, size, size): shorter side resized to ``size``, centre crop. None when unreadable."""
-    from PIL import Image, UnidentifiedImageError
+class ImageError(DataError):
+    """An image file that cannot be decoded; the message names the file."""
+
+
+SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # PIL's 16/32-bit integer grey modes (16-bit PNGs, TIFFs)
+
+
+def open_image(path: str | Path, channels: int):
+    """The image at ``path`` as a loaded PIL image in "L" (``channels`` = 1) or "RGB" (3), whatever its kind.
+
+    16-bit grey is scaled to 8 bits (PIL's own conversion clips it: nearly every pixel would be white); palette
+    images (with transparency), 1-bit, CMYK and images with alpha are converted by PIL (alpha is dropped).
+    Raises ``ImageError`` naming the file when it cannot be decoded: truncated, not an image, a decompression bomb.
+    """
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            w, h = img.size
-            s = size / min(w, h)
-            img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-            left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            arr = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+            img.load()
+            return _eight_bit(img).convert("L" if channels == 1 else "RGB")
+    except decode_errors() as e:
+        raise unreadable(path, e) from None
+
+
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises for a file it cannot decode (``UnidentifiedImageError`` is an OSError)."""
+    from PIL import Image
+
+    return OSError, ValueError, SyntaxError, Image.DecompressionBombError
+
+
+def unreadable(path: str | Path, error: BaseException) -> ImageError:
+    """The one-line error for an image file PIL could not decode, naming the file and what to do."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return ImageError(f"{path} is not an image file PIL can read; remove it or convert it (PNG, JPEG)")
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ImageError(f"{path} cannot be read ({reason}); replace the file or remove it")
+
+
+def _eight_bit(img):
+    """16-bit (and 32-bit integer) grey as 8-bit grey, by the 16-bit range (v / 257); palette images as RGBA."""
+    from PIL import Image
+
+    if img.mode in SIXTEEN_BIT:
+        values = np.clip(np.asarray(img, dtype=np.float32), 0, 65535)  # (H, W)
+        return Image.fromarray(np.round(values / 257).astype(np.uint8))  # mode "L"
+    if img.mode in ("P", "PA"):
+        return img.convert("RGBA")  # keeps a transparent palette entry's colour instead of warning
+    return img
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """An image file as (H, W, C) uint8, grey (C = 1) or RGB (C = 3), at its own size (``open_image``'s rules)."""
+    arr = np.asarray(open_image(path, channels))
+    return arr.reshape(arr.shape[0], arr.shape[1], -1)  # (H, W) or (H, W, C) -> (H, W, C)
+
+
+def decode_image(path: Path, size: int, channels: int) -> Tensor | None:
+    """uint8 (C, size, size): shorter side resized to ``size``, centre crop. None when unreadable (warned)."""
+    from PIL import Image
+
+    try:
+        img = open_image(path, channels)
+    except ImageError as e:
+        warnings.warn(f"skipping unreadable image: {e}", stacklevel=2)
         return None
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    arr = np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
+
+
+def image_format(path: str | Path) -> str:
+    """PIL's format name for writing an image at ``path``, from its suffix (one of ``IMAGE_SUFFIXES``).
+
+    Raises ValueError naming the suffixes understood, so a file is never written in a format its name denies.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        given = f"suffix {suffix!r}" if suffix else "no suffix"
+        raise ValueError(f"{path} has {given}; name the image file with one of {', '.join(IMAGE_SUFFIXES)}")
+    return IMAGE_FORMATS[suffix]
+
+
+def save_image(image, path: str | Path) -> None:
+    """Write a PIL image atomically in the format its suffix names (lossy formats at quality 95)."""
+    fmt = image_format(path)
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **options))
 
 
 def fit_size(images: Tensor, size: int) -> Tensor:

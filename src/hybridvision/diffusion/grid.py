@@ -1,4 +1,4 @@
-"""Sample grids: uint8 images tiled row by row, written as PNG (atomically, through PIL)."""
+"""Sample grids: uint8 images tiled row by row, written (atomically, through PIL) as the file name says: PNG, JPEG..."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..fileio import atomic_write
+from ..data.images import save_image
 
 
 def make_grid(images: Tensor, nrow: int = 0, pad: int = 2, fill: int = 255) -> Tensor:
@@ -40,8 +40,9 @@ def class_rows(images: Tensor, labels: Tensor, num_classes: int, per_class: int)
 def save_grid(
     grid: Tensor, path: str | Path, scale: int = 2, row_labels: Sequence[str] | None = None, pad: int = 2
 ) -> Path:
-    """Write a uint8 (C, H, W) grid (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest) for viewing; with
-    ``row_labels``, each row's label (e.g. its prompt) is written to its left."""
+    """Write a uint8 (C, H, W) grid (C = 1 or 3) in the format ``path``'s suffix names (.png, .jpg ...), upscaled
+    ``scale`` times (nearest) for viewing; with ``row_labels``, each row's label (e.g. its prompt) is written to
+    its left."""
     from PIL import Image
 
     path = Path(path)
@@ -49,7 +50,7 @@ def save_grid(
     image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     if row_labels:
         image = _label_rows(image, row_labels, pad * scale)
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    save_image(image, path)
     return path
 
 

@@ -61,8 +61,15 @@ class ModelConfig:
         for name in ("drop_rate", "drop_path_rate"):
             check(0.0 <= getattr(self, name) < 1.0, f"{name} must be in [0, 1), got {getattr(self, name)}")
         one_of("global_pool", self.global_pool, GLOBAL_POOLS)
-        h, w = pair(self.img_size)
-        check(h >= 1 and w >= 1, f"img_size must be positive, got {self.img_size}")
+        check_img_size(self.img_size, self._family_stride(), type(self).__name__.removesuffix("Config"))
+
+    def _family_stride(self) -> int:
+        """The family's total stride, or 1 for the bare contract (and for layouts its own checks will refuse)."""
+        try:
+            stride = self.stride
+        except NotImplementedError:
+            return 1
+        return stride if isinstance(stride, int) and stride >= 1 else 1
 
     @property
     def img_hw(self) -> tuple[int, int]:
@@ -106,6 +113,22 @@ def check_stages(
             f"stage {i} ({pattern!r}) has attention but its width {dim} is not a multiple of "
             f"head_dim {head_dim}; change dims[{i}] or head_dim",
         )
+
+
+def check_img_size(img_size: int | Sequence[int], stride: int, family: str = "the model") -> None:
+    """Raise InputError naming the valid sizes unless both sides of ``img_size`` are positive multiples of
+    ``stride`` (a smaller input leaves no map at the deepest stage; another size cannot run at all)."""
+    h, w = pair(img_size)
+    if h >= stride and w >= stride and not h % stride and not w % stride:
+        return
+    size = str(h) if h == w else f"{h}x{w}"
+    valid = (
+        nearest_sizes(h, stride) if h == w else f"height {nearest_sizes(h, stride)}, width {nearest_sizes(w, stride)}"
+    )
+    raise InputError(
+        f"img_size {size} is not a positive multiple of {stride}, the total stride of {family}. Nearest valid "
+        f"sizes: {valid} (any multiple of {stride})"
+    )
 
 
 def pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -187,7 +210,7 @@ def build_stages(
 
 def nearest_sizes(size: int, stride: int) -> str:
     lo = max(stride, size // stride * stride)
-    hi = math.ceil(size / stride) * stride
+    hi = max(stride, math.ceil(size / stride) * stride)
     return str(lo) if lo == hi else f"{lo} or {hi}"
 
 

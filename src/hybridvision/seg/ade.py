@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import IMAGE_SUFFIXES, DataError
+from ..data import IMAGE_SUFFIXES, DataError, ImageError, read_image
+from ..data.images import SIXTEEN_BIT, decode_errors, unreadable
 from ..data.scenes import IGNORE
 
 # mmseg's ADE20KDataset order: class k is annotation value k + 1.
@@ -75,10 +76,14 @@ def read_mask(path: Path, num_classes: int, reduce_zero: bool) -> np.ndarray:
     """A label PNG as (H, W) uint8 class indices (255 = ignore); out-of-range labels are an error."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        if img.mode not in ("L", "P", "I;16", "I"):
-            raise DataError(f"{path} is a {img.mode} image; annotations must be single-channel label PNGs")
-        mask = np.asarray(img)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode, mask = img.mode, np.asarray(img)
+    except decode_errors() as e:
+        raise unreadable(path, e) from None
+    if mode not in ("L", "P", *SIXTEEN_BIT):
+        raise DataError(f"{path} is a {mode} image; annotations must be single-channel label PNGs")
     if mask.max(initial=0) > 255:
         raise DataError(f"{path} holds label {mask.max()}: labels must fit 0..255 (255 = ignore)")
     mask = mask.astype(np.uint8)
@@ -93,23 +98,12 @@ def read_mask(path: Path, num_classes: int, reduce_zero: bool) -> np.ndarray:
     return mask
 
 
-def read_image(path: Path, channels: int) -> np.ndarray:
-    """An image file as (H, W, C) uint8, grey (C = 1) or RGB (C = 3)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("L" if channels == 1 else "RGB"))
-    return arr.reshape(arr.shape[0], arr.shape[1], -1)  # (H, W) or (H, W, C) -> (H, W, C)
-
-
 def read_pair(image: Path, annotation: Path, channels: int, num_classes: int, reduce_zero: bool) -> tuple | None:
     """uint8 image (C, H, W) and mask (H, W), or None when the image cannot be decoded (skipped, warned)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         arr = read_image(image, channels)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        warnings.warn(f"skipping unreadable image {image}: {e}", stacklevel=2)
+    except ImageError as e:
+        warnings.warn(f"skipping unreadable image: {e}", stacklevel=2)
         return None
     mask = read_mask(annotation, num_classes, reduce_zero)
     if mask.shape != arr.shape[:2]:

@@ -7,6 +7,7 @@ Every field is a flag (``--head.channels 128``) or a YAML key (``--config config
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -14,10 +15,17 @@ from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR
 from ..data.scenes import SceneConfig
 from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
-from ..registry import get_entry
+from ..models.contract import check_img_size
+from ..registry import get_config, get_entry
 from .model import HeadConfig, SegModelConfig
 
 DATASETS = ("fmnist_scenes", "ade20k")
+ADE_HINT = (
+    "data.dataset ade20k with the Fashion-MNIST scenes' image settings (1 channel, mean 0.186, std 0.305) would "
+    "read ADE20K's RGB images as grey: set --data.channels 3 --data.mean 0.485,0.456,0.406 --data.std "
+    "0.229,0.224,0.225 (ImageNet's) --data.train_split training --data.eval_split validation, or start from "
+    "--config configs/seg/ade20k_upernet_ascan_t.yaml"
+)
 INFER_MODES = ("whole", "slide")
 WEIGHTS = ("model", "ema", "both")
 
@@ -50,6 +58,14 @@ class SegDataConfig:
             f"data.mean and data.std need one value per channel ({self.channels}); "
             f"got {len(self.mean)} and {len(self.std)}",
         )
+        check(not self._scenes_images_for_ade(), ADE_HINT)
+
+    def _scenes_images_for_ade(self) -> bool:
+        """ADE20K asked for with the scenes' image settings, all three left at their defaults: RGB images would be
+        read as one grey channel and normalised with the scenes' statistics."""
+        scenes = SegDataConfig.__dataclass_fields__
+        image = ("channels", "mean", "std")
+        return self.dataset == "ade20k" and all(getattr(self, k) == scenes[k].default for k in image)
 
 
 @dataclass(frozen=True)
@@ -94,7 +110,8 @@ class InferConfig:
         one_of("infer.mode", self.mode, INFER_MODES)
         at_least(self, 0, "crop", "stride", prefix="infer.")
         check(min(self.scale) >= 0, f"infer.scale must be (long, short) >= 0, got {self.scale}")
-        check(bool(self.ratios) and min(self.ratios) > 0, f"infer.ratios must be positive, got {self.ratios}")
+        ratios_ok = bool(self.ratios) and all(0 < r < math.inf for r in self.ratios)
+        check(ratios_ok, f"infer.ratios must be positive and finite, got {self.ratios}")
 
 
 # The Fashion-MNIST recipe's optimizer: AdamW, linear warm-up then poly decay (docs/segmentation.md).
@@ -129,7 +146,7 @@ class SegTrainConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         get_entry(self.model)  # an unknown backbone fails here, with the closest names
-        check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
+        check_img_size(self.img_size, get_config(self.model, **self.model_kwargs).stride, self.model)
         check(0 <= self.drop_rate < 1, f"drop_rate must be in [0, 1), got {self.drop_rate}")
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")

@@ -7,6 +7,10 @@ side by side and scaled up to at least ``MIN_SIDE`` pixels, then a legend: one s
 from __future__ import annotations
 
 import colorsys
+import logging
+import math
+import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,15 +18,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import IMAGE_SUFFIXES
+from ..data import IMAGE_SUFFIXES, DataError, ImageError, read_image
 from ..data.scenes import IGNORE
+from ..env import memory_error
 from ..fileio import atomic_write
-from .ade import read_image
 from .config import PredictConfig
 from .data import load_split
 from .evaluate import saved_model, saved_train_config
 from .infer import SegInput, predict
 
+log = logging.getLogger(__name__)
+
+# Images with more pixels than this (or than 4x the training crop's, if more) are fitted into it before prediction:
+# whole-image inference grows with the square of the pixel count in attention stages (4000x4000 would ask ~16 TB).
+MAX_PIXELS = 1024 * 1024
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width
 
@@ -81,24 +90,58 @@ def panel(image: np.ndarray, pred: np.ndarray, classes: Sequence[str], alpha: fl
     return canvas
 
 
+def shrink(image: np.ndarray, limit: int, path: Path) -> np.ndarray:
+    """(H, W, C) uint8 ``image`` area-resized to at most ``limit`` pixels (aspect kept); the change is logged."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if h * w <= limit:
+        return image
+    factor = math.sqrt(limit / (h * w))
+    size = (max(1, int(w * factor)), max(1, int(h * factor)))  # PIL's (width, height)
+    log.warning("%s: %dx%d is predicted at %dx%d (at most %d pixels)", path, w, h, *size, limit)
+    img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).resize(size, Image.BOX)
+    return np.asarray(img).reshape(size[1], size[0], -1)  # (h, w) or (h, w, C) -> (h, w, C)
+
+
 def save_panel(img, path: Path) -> Path:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
 
 
-def image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The images named, or found (sorted, recursively) in the folders named."""
-    out: list[Path] = []
+def image_files(paths: Sequence[str | Path], skip: Path | None = None) -> list[Path]:
+    """The images named, or found (sorted, recursively) in the folders named; each once, in order given.
+
+    Files under ``skip`` (the output folder, when it lies inside an input folder) are not inputs.
+    """
+    out: dict[Path, None] = {}
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out |= dict.fromkeys(f for f in found if skip is None or not f.absolute().is_relative_to(skip.absolute()))
         elif p.is_file():
-            out.append(p)
+            out[p] = None
         else:
             raise FileNotFoundError(f"{p} does not exist; pass image files or folders of images")
     if not out:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    return out
+    return list(out)
+
+
+def overlay_names(files: Sequence[Path]) -> list[Path]:
+    """A distinct relative output path per input: its path below the inputs' common folder, ``<stem>_seg.png``.
+
+    Inputs that would still share a name (``photo.jpg`` and ``photo.png`` in one folder) keep their suffix in it
+    (``photo_jpg_seg.png``, ``photo_png_seg.png``).
+    """
+    absolute = [Path(os.path.abspath(f)) for f in files]
+    root = Path(os.path.commonpath([f.parent for f in absolute]))
+    plain = [f.parent.relative_to(root) / f"{f.stem}_seg.png" for f in absolute]
+    clash = {name for name, count in Counter(plain).items() if count > 1}
+    return [
+        name.with_name(f"{f.stem}_{f.suffix.lstrip('.').lower()}_seg.png") if name in clash else name
+        for f, name in zip(absolute, plain)
+    ]
 
 
 class Predictor:
@@ -117,6 +160,14 @@ class Predictor:
         data = self.train_cfg.data
         self.classes = list(info.get("classes") or load_split(data, train=False).classes)
         self.input = SegInput.of(self.train_cfg.img_size, data.mean, data.std)
+        self.max_pixels = max(MAX_PIXELS, 4 * self.train_cfg.img_size**2)
+
+    def overlay(self, path: Path):
+        """The panel of one image file, fitted into ``max_pixels`` first when larger (said on stderr)."""
+        image = read_image(path, self.train_cfg.data.channels)
+        image = shrink(image, self.max_pixels, path)
+        pred = self.labels(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])[0]  # (H, W, C) -> (1, C, H, W)
+        return panel(image, pred.numpy(), self.classes, self.cfg.alpha)
 
     def labels(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) -> predicted classes (B, H, W)."""
@@ -125,19 +176,62 @@ class Predictor:
 
 
 def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConfig) -> list[Path]:
-    """An overlay PNG per image (``<out>/<stem>_seg.png``); returns the files written."""
+    """An overlay PNG per image (``<out>/<path below the inputs' folder>/<stem>_seg.png``); returns the files written.
+
+    An image that cannot be read or predicted is skipped and named; the others are written, then ``PredictError``
+    says which failed. Images above ``Predictor.max_pixels`` are fitted into it first (``shrink``).
+    """
+    out = out_folder(cfg)
+    files = image_files(paths, skip=out)
+    targets = [out / name for name in overlay_names(files)]
+    inputs = {Path(os.path.abspath(f)) for f in files}
+    if overwritten := [t for t in targets if Path(os.path.abspath(t)) in inputs]:
+        raise FileExistsError(f"the overlay {overwritten[0]} would replace an input image; choose another --out")
     p = Predictor(run, cfg)
-    written = []
-    for path in image_files(paths):
-        image = read_image(path, p.train_cfg.data.channels)
-        pred = p.labels(torch.from_numpy(image.copy()).permute(2, 0, 1)[None])[0]  # (H, W, C) -> (1, C, H, W)
-        out = Path(cfg.out) / f"{path.stem}_seg.png"
-        written.append(save_panel(panel(image, pred.numpy(), p.classes, cfg.alpha), out))
+    written, failed = [], []
+    for path, target in zip(files, targets):
+        try:
+            written.append(save_panel(p.overlay(path), target))
+        except (ImageError, MemoryError, RuntimeError) as e:
+            failed.append(_failure(path, e))
+    if failed:
+        raise PredictError(failed, written, out)
     return written
+
+
+def out_folder(cfg: PredictConfig) -> Path:
+    """``cfg.out``, checked before any work: a folder, or a path where one can be made."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; give a folder for the overlays")
+    return out
+
+
+class PredictError(DataError):
+    """Some images could not be predicted; the message names each, and what was written."""
+
+    def __init__(self, failed: list[str], written: list[Path], out: Path) -> None:
+        done = f"{len(written)} overlay(s) of the other images written to {out}" if written else "nothing written"
+        if len(failed) == 1:
+            super().__init__(f"{failed[0]} ({done})")
+        else:
+            super().__init__(f"{len(failed)} images could not be predicted ({done}):\n" + "\n".join(failed))
+        self.failed, self.written = failed, written
+
+
+def _failure(path: Path, error: Exception) -> str:
+    """One line for an image that failed: unreadable, or out of memory (what to change)."""
+    if isinstance(error, ImageError):
+        return str(error)
+    what = memory_error(error)
+    if not what:
+        raise error
+    return f"{path}: {what}; fit the images into a smaller size with --infer.scale LONG,SHORT"
 
 
 def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
     """Overlays of the first ``cfg.scenes`` evaluation images with their ground truth (``<out>/scene_NNN.png``)."""
+    out = out_folder(cfg)
     p = Predictor(run, cfg)
     split = load_split(p.train_cfg.data, train=False)
     count = min(cfg.scenes, len(split))
@@ -148,5 +242,5 @@ def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
         pred = p.labels(image)[0].numpy()
         truth = masks[i, :h, :w].numpy()
         img = panel(image[0].permute(1, 2, 0).numpy(), pred, p.classes, cfg.alpha, truth)  # (C, H, W) -> (H, W, C)
-        written.append(save_panel(img, Path(cfg.out) / f"scene_{i:03d}.png"))
+        written.append(save_panel(img, out / f"scene_{i:03d}.png"))
     return written

@@ -258,33 +258,53 @@ def _changes(cfg: TrainConfig, run_dir: Path, finished: bool) -> str:
 
 def check_runs(plan: Plan, require_shared: bool = True) -> None:
     """Before anything trains: every existing run and record of the grid was made with the grid's settings, and
-    (``require_shared``) every point that reads another study's runs finds them there."""
+    (``require_shared``) every point that reads another study's runs finds them there. Raises on the first that
+    is not (``refusals`` lists them all)."""
+    for _, problem in refusals(plan, require_shared):
+        raise ConfigError(problem)
+
+
+def refusals(plan: Plan, require_shared: bool = True) -> Iterator[tuple[tuple[Point, int], str]]:
+    """((point, seed), why) for each run of the grid that the grid would refuse to continue (``check_runs``)."""
+    name = plan.study.name
     for point, seed in plan.runs:
         cfg, run_dir = plan.run_config(point, seed), plan.run_dir(point, seed)
         done, shared = plan.finished_dir(point, seed), plan.shared_dir(point, seed)
         if run_dir.is_dir() and (changes := _changes(cfg, run_dir, finished=done == run_dir)):
-            raise ConfigError(
-                f"study {plan.study.name}: {run_dir} was trained with other settings ({changes}). Undo the change "
-                "to continue this grid, or start a separate one with another --name or --out_dir"
+            yield (
+                (point, seed),
+                (
+                    f"study {name}: {run_dir} was trained with other settings ({changes}). Undo the change "
+                    "to continue this grid, or start a separate one with another --name or --out_dir"
+                ),
             )
-        if done is not None and done == shared and (changes := _changes(cfg, done, finished=True)):
-            raise ConfigError(
-                f"study {plan.study.name}: point {point.label} reads seed {seed} from {done} (same_runs_as), which "
-                f"was trained with other settings ({changes}). Give the point that run's settings, or remove "
-                "same_runs_as to train it in this study"
+        elif done is not None and done == shared and (changes := _changes(cfg, done, finished=True)):
+            yield (
+                (point, seed),
+                (
+                    f"study {name}: point {point.label} reads seed {seed} from {done} (same_runs_as), which "
+                    f"was trained with other settings ({changes}). Give the point that run's settings, or remove "
+                    "same_runs_as to train it in this study"
+                ),
             )
-        if done is not None and done not in (run_dir, shared) and (changes := _changes(cfg, done, finished=True)):
-            raise ConfigError(
-                f"study {plan.study.name}: the record {done} was trained with other settings ({changes}). Undo the "
-                "change to continue this grid, delete the record to train that run again, or start a separate "
-                "grid with another --name and --results_dir"
+        elif done is not None and done not in (run_dir, shared) and (changes := _changes(cfg, done, finished=True)):
+            yield (
+                (point, seed),
+                (
+                    f"study {name}: the record {done} was trained with other settings ({changes}). Undo the "
+                    "change to continue this grid, delete the record to train that run again, or start a separate "
+                    "grid with another --name and --results_dir"
+                ),
             )
-        if done is None and shared is not None and require_shared:
-            raise ConfigError(
-                f"study {plan.study.name}: point {point.label} reads its runs from another study's records "
-                f"(same_runs_as), but {shared} has none for seed {seed}. Run that study first (paths are read from "
-                "the current directory: run from the repository root), or remove same_runs_as from the point to "
-                "train its runs in this study"
+        elif done is None and shared is not None and require_shared:
+            yield (
+                (point, seed),
+                (
+                    f"study {name}: point {point.label} reads its runs from another study's records "
+                    f"(same_runs_as), but {shared} has none for seed {seed}. Run that study first (paths are read from "
+                    "the current directory: run from the repository root), or remove same_runs_as from the point to "
+                    "train its runs in this study"
+                ),
             )
 
 

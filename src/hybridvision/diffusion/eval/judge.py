@@ -7,22 +7,26 @@ accuracy its verdicts (the logits), so evaluation downloads nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...checkpoint import EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError
+from ...checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError
 from ...data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from ...env import repository_root
 from ...factory import load_model
+from ...models.contract import Backbone
 from ..pixels import from_uint8, to_uint8
 from .fid import FeatureSums
 
-DEFAULT_CLASSIFIER = "assets/fmnist_ascan_nano"
+DEFAULT_CLASSIFIER = "assets/fmnist_ascan_nano"  # shipped in the repository; found from any working directory
 PRODUCE_HINT = (
-    "train one with `hybridvision train --config configs/train/fmnist_ascan_nano_30min.yaml`, save its final "
-    "weights with save_pretrained (RUN/final holds them), and point --classifier at that folder"
+    f"--classifier takes a classifier saved with save_pretrained: the shipped {DEFAULT_CLASSIFIER} of a source "
+    "checkout (pass its full path when hybridvision is installed elsewhere), or a classification run's final/ "
+    "(`hybridvision train --config configs/train/fmnist_ascan_nano_30min.yaml` makes one)"
 )
 
 
@@ -64,15 +68,42 @@ class ClassifierProbe(nn.Module):
 def load_classifier(path: str | Path = DEFAULT_CLASSIFIER, size: int = 0) -> ClassifierProbe:
     """The classifier saved at ``path`` (a ``save_pretrained`` folder, EMA weights when present) as a probe that
     judges images at ``size`` (0 = as given)."""
-    path = Path(path)
+    path = classifier_dir(path)
     if not (path / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"no classifier at {path} (it needs {WEIGHTS_NAME} and config.json): {PRODUCE_HINT}")
-    return ClassifierProbe(load_model(path), size=size)
+    saved = _saved_config(path)
+    other = "a segmentation model" if saved.get("task") == "segmentation" else "a diffusion model"
+    if saved.get("task") == "segmentation" or "noise" in saved:  # what seg and diffusion runs save in final/
+        raise CheckpointError(f"{path} holds {other} ({saved.get('model')}), not a classifier: {PRODUCE_HINT}")
+    model = load_model(path)
+    if not isinstance(model, Backbone) or model.num_classes < 1:
+        name = getattr(model, "model_name", "") or type(model).__name__
+        raise CheckpointError(f"{path} holds {name}, a model without class logits, not a classifier: {PRODUCE_HINT}")
+    return ClassifierProbe(model, size=size)
+
+
+def _saved_config(path: Path) -> dict:
+    """``path``'s config.json, or {} when missing or unreadable (``load_model`` then says what is wrong)."""
+    try:
+        saved = json.loads((path / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def classifier_dir(path: str | Path) -> Path:
+    """``path``, or, when it is a relative ``assets/...`` path missing from the working directory, the shipped
+    one in the repository (so the default works from any directory)."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or path.parts[:1] != ("assets",):
+        return path
+    shipped = repository_root() / path
+    return shipped if shipped.is_dir() else path
 
 
 def weights_digest(path: str | Path) -> str:
     """A short digest of the weights ``load_classifier`` uses (EMA when saved): stats of other weights are refused."""
-    path = Path(path)
+    path = classifier_dir(path)
     h = hashlib.sha256()
     with open(path / EMA_WEIGHTS_NAME if (path / EMA_WEIGHTS_NAME).is_file() else path / WEIGHTS_NAME, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -27,7 +27,7 @@ from ..sampling.condition import Condition
 from ..sampling.samplers import SampleConfig, initial_noise, sample
 from ..sampling.schedule import NoiseConfig
 from .fid import STATS_NAME, FeatureStats, FeatureSums, frechet_distance, load_stats
-from .judge import ClassifierProbe, probe_images, weights_digest
+from .judge import ClassifierProbe, classifier_dir, probe_images, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def reference_for(
     """The stats file (``<classifier>/t10k_stats.safetensors`` by default) when it was made with these weights;
     else computed from ``data.eval_split`` now, from images of ``size`` (at most the size the probe judges at:
     larger samples are downsampled to it, so real images are read at it, not enlarged)."""
-    path = Path(stats_path or Path(classifier) / STATS_NAME)
+    path = Path(stats_path or classifier_dir(classifier) / STATS_NAME)
     if path.is_file():
         stats, meta = load_stats(path)
         if meta.get("classifier") not in (None, weights_digest(classifier)):

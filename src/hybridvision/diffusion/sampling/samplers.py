@@ -16,6 +16,7 @@ A step with ``w`` None or exactly 1 runs the conditional pass alone (``w = 1`` i
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .condition import Condition, as_condition
 from .schedule import SAMPLERS, NoiseConfig, make_scheduler
 
 CFG_MODES = ("none", "constant", "sampled")
+FINITE = "must be finite and >= 0 (an infinite guidance scale saturates every pixel)"
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ class SampleConfig:
         one_of("sample.sampler", self.sampler, SAMPLERS)
         check(self.steps >= 1, f"sample.steps must be >= 1, got {self.steps}")
         one_of("sample.cfg", self.cfg, CFG_MODES)
-        check(self.cfg_scale >= 0, f"sample.cfg_scale must be >= 0, got {self.cfg_scale}")
-        check(len(self.ramp) == 2 and min(self.ramp) >= 0, f"sample.ramp must be (first, last) >= 0, got {self.ramp}")
+        check(math.isfinite(self.cfg_scale) and self.cfg_scale >= 0, f"sample.cfg_scale {FINITE}, got {self.cfg_scale}")
+        check(len(self.ramp) == 2, f"sample.ramp must be (first, last), got {self.ramp}")
+        check(all(math.isfinite(w) and w >= 0 for w in self.ramp), f"sample.ramp's scales {FINITE}, got {self.ramp}")
         check(self.ramp_start >= 1, f"sample.ramp_start must be >= 1 (1-based step), got {self.ramp_start}")
 
 

@@ -193,6 +193,8 @@ def clean_prompts(prompts: Sequence[object], *, allow_empty: bool = False) -> li
 def read_prompts_file(path: str | Path, *, allow_empty: bool = False) -> list[str]:
     """One prompt per line of a UTF-8 text file; blank lines are skipped (they separate, they do not ask)."""
     path = Path(path)
+    if path.is_dir():
+        raise PromptError(f"prompts file {path} is a directory: give a text file with one prompt per line")
     if not path.is_file():
         raise PromptError(f"prompts file {path} does not exist: write one prompt per line into a text file")
     data = path.read_bytes()

@@ -1,0 +1,512 @@
+"""The bad-input table: for each command, inputs a user can get wrong, each giving either the right result or a
+non-zero exit with one line on stderr naming the input and the fix; never a traceback, and no file that existed
+before changes. Then the defects behind the rows, tested where they live (image reading, output names, opsets,
+the classifier folder, the study's dry run, running out of memory).
+
+Everything runs in-process through ``hybridvision.cli.main.main`` on one tiny segmentation run, one tiny
+diffusion run and one tiny classifier, made once for the module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_diffusion_unet
+import torch
+import yaml
+from synthetic_data import write_fmnist_like
+from test_diffusion_fid import save_classifier
+
+from hybridvision.cli.main import main
+from hybridvision.data import ImageError, decode_image, read_image
+from hybridvision.models.contract import InputError
+
+dm = test_diffusion_unet.dm  # registers the denoisers for this module, and removes them afterwards
+
+
+# ---- What the rows run against
+
+
+@pytest.fixture(scope="module")
+def world(dm, tmp_path_factory) -> dict[str, Path]:
+    """Fashion-MNIST-like data, a finished segmentation run, a finished diffusion run and a classifier."""
+    root = tmp_path_factory.mktemp("world")
+    data = write_fmnist_like(root / "data", train=64, test=32)
+    clf = save_classifier(root / "clf")
+    common = ["--out_dir", str(root / "runs"), "--threads", "1", "--budget_minutes", "0", "--epochs", "1"]
+    common += ["--progress", "false", "--tensorboard", "false", "--data.root", str(data)]
+    diffusion = ["--model", "ascan_unet_test", "--img_size", "16", "--batch_size", "16", "--max_steps", "2"]
+    diffusion += ["--eval_batch_size", "20", "--amp", "off", "--classifier", str(clf), "--eval_samples", "10"]
+    diffusion += ["--val_images", "16", "--sample.sampler", "ddim", "--sample.steps", "2", "--run_name", "diff"]
+    assert main(["diffusion", "train", *common, *diffusion]) == 0
+    seg = ["--model", "ascan_test", "--img_size", "32", "--batch_size", "8", "--eval_batch_size", "8"]
+    seg += ["--head.channels", "16", "--head.aux_channels", "8", "--head.pool_scales", "1,2", "--run_name", "seg"]
+    seg += ["--data.train_subset", "8", "--data.eval_subset", "8", "--data.scenes.canvas", "48"]
+    assert main(["seg", "train", *common, *seg]) == 0
+    return {"data": data, "clf": clf, "seg": root / "runs" / "seg", "diff": root / "runs" / "diff"}
+
+
+def save(path: Path, image) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def image_kinds(folder: Path) -> Path:
+    """One file of every kind PIL hands us: 16-bit grey, palette, CMYK, 1-bit, LA, RGBA, 1x1, in sub-folders."""
+    from PIL import Image
+
+    ramp = (np.arange(40 * 48).reshape(40, 48) * 30).astype(np.uint16)  # 0 .. 57570: most of the 16-bit range
+    save(folder / "a" / "sixteen.png", Image.fromarray(ramp))
+    palette = Image.new("P", (40, 40), 3)
+    palette.putpalette([0, 0, 0] * 3 + [10, 200, 30])  # entry 3 is the colour every pixel takes
+    save(folder / "a" / "photo.png", palette)
+    save(folder / "b" / "photo.png", Image.new("1", (33, 20), 1))
+    save(folder / "photo.jpg", Image.new("CMYK", (40, 40), (10, 200, 30, 0)))
+    save(folder / "la.png", Image.new("LA", (24, 24), (100, 50)))
+    save(folder / "rgba.png", Image.new("RGBA", (24, 24), (100, 50, 20, 128)))
+    save(folder / "tiny.png", Image.new("L", (1, 1), 7))
+    return folder
+
+
+def huge(path: Path) -> Path:
+    from PIL import Image
+
+    return save(path, Image.new("RGB", (4000, 3000), (200, 9, 9)))
+
+
+def truncated(path: Path) -> Path:
+    from PIL import Image
+
+    save(path, Image.new("RGB", (64, 64), (90, 20, 200)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def written(*names: str) -> Callable[[Path], None]:
+    """A check that ``tmp/out`` holds exactly these files."""
+
+    def check(tmp: Path) -> None:
+        found = sorted(str(p.relative_to(tmp / "out")) for p in (tmp / "out").rglob("*") if p.is_file())
+        assert found == sorted(names)
+
+    return check
+
+
+def inputs(tmp: Path) -> Path:
+    return image_kinds(tmp / "in")
+
+
+def onnx_opset(expected: int) -> Callable[[Path], None]:
+    def check(tmp: Path) -> None:
+        onnx = pytest.importorskip("onnx")
+        model = onnx.load(str(tmp / "m.onnx"))
+        assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [expected]
+
+    return check
+
+
+def jpeg(tmp: Path) -> None:
+    assert (tmp / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG's magic, not PNG's
+
+
+@dataclass
+class Case:
+    """One row: argv (``{seg}``, ``{diff}``, ``{clf}``, ``{data}``, ``{tmp}`` filled in), files to make first, and
+    either an exit code with the pattern its one stderr line matches, or a check of the result (exit 0)."""
+
+    argv: str
+    error: str = ""  # regex the stderr line matches; "" = the command succeeds
+    setup: Callable[[Path], object] = lambda tmp: None
+    check: Callable[[Path], None] = lambda tmp: None
+    lines: int = 1  # stderr lines of an error
+    onnx: bool = False  # needs onnx and onnxruntime
+    id: str = field(default="")
+
+
+KINDS = ("a/photo_seg.png", "a/sixteen_seg.png", "b/photo_seg.png", "la_seg.png", "photo_seg.png", "rgba_seg.png")
+KINDS += ("tiny_seg.png",)  # one overlay per input: seven images, seven distinct names
+
+CASES = [
+    # info: sizes below the stride, zero, negative
+    Case("info ascan_nano --img-size 8", r"img_size 8 is not a positive multiple of 16.*sizes: 16 ", id="info-size-8"),
+    Case("info ascan_nano --img-size 0", r"img_size 0 is not a positive multiple of 16", id="info-size-0"),
+    Case("info ascan_nano --img-size -32", r"img_size -32 is not a positive multiple of 16", id="info-size-neg"),
+    Case("info ascan_test --img-size 40", r"img_size 40 .*Nearest valid sizes: 32 or 64", id="info-size-40"),
+    Case("info ascan_nano --img-size 48", id="info-size-48"),
+    # bench: the same sizes fail before anything is measured
+    Case("bench ascan_nano --quick --img-size 8", r"img_size 8 is not a positive multiple of 16", id="bench-size-8"),
+    Case("bench coatnet_test --quick --img-size 0", r"img_size must be positive, got 0", id="bench-size-0"),
+    Case("bench coatnet_test --quick --batch-sizes 0", r"batch_sizes must be positive", id="bench-batch-0"),
+    Case("info nosuch", r"unknown model 'nosuch'", id="info-unknown"),
+    # export: opsets no exporter writes, bad sizes, a directory for --out
+    Case("export coatnet_test --out {tmp}/m.onnx --opset 5", r"opset 5 cannot be written.*7\.\.17", id="opset-5"),
+    Case("export coatnet_test --out {tmp}/m.onnx --opset 14 --exporter dynamo", r"opset 14 .* dynamo", id="opset-dyn"),
+    Case("export coatnet_test --out {tmp}/m.onnx --opset 19 --exporter legacy", r"opset 19 .* legacy", id="opset-leg"),
+    Case("export coatnet_test --out {tmp}/m.onnx --opset 17", check=onnx_opset(17), onnx=True, id="opset-17"),
+    Case("export coatnet_test --out {tmp}", r"--out .* is a directory; give a file name", id="export-out-dir"),
+    Case(
+        "export coatnet_test --out {tmp}/m.onnx --pretrained {tmp}/no", r"'.*no' does not exist", id="export-no-weights"
+    ),
+    Case(
+        "export coatnet_test --out {tmp}/m.onnx --img-size 20",
+        r"img_size 20 .*Nearest valid sizes: 32 ",
+        id="export-size-20",
+    ),
+    Case("export coatnet_test --out {tmp}/m.onnx --img-size 0", r"img_size 0 is not a positive", id="export-size-0"),
+    Case("export coatnet_test --out {tmp}/m.onnx --batch-size 0", r"--batch-size must be >= 1", id="export-batch-0"),
+    Case("export coatnet_test --out {tmp}/m.onnx --batch-size -2", r"--batch-size must be >= 1", id="export-batch-neg"),
+    # generate: guidance scales, counts, output names, prompt files, run folders
+    Case("generate {diff} --cfg inf --out {tmp}/g.png", r"--cfg must be a finite guidance scale", id="cfg-inf"),
+    Case("generate {diff} --cfg nan --out {tmp}/g.png", r"--cfg must be a finite guidance scale", id="cfg-nan"),
+    Case("generate {diff} --cfg=-1 --out {tmp}/g.png", r"--cfg must be a finite guidance scale", id="cfg-neg"),
+    Case("generate {diff} --n 0", r"--n must be >= 1, got 0", id="n-0"),
+    Case("generate {diff} --steps 0", r"--steps must be >= 1, got 0", id="steps-0"),
+    Case("generate {diff} --out {tmp}", r"--out .* is a directory; give a file name", id="generate-out-dir"),
+    Case("generate {diff} --out {tmp}/g.tiff", r"g\.tiff has suffix '\.tiff'; name .* \.png", id="suffix-tiff"),
+    Case("generate {diff} --out {tmp}/grid", r"grid has no suffix; name .* \.png", id="suffix-none"),
+    Case("generate {diff} --prompts-file {tmp}", r"prompts file .* is a directory", id="prompts-dir"),
+    Case("generate {diff} --prompts-file {tmp}/no.txt", r"prompts file .*no\.txt does not exist", id="prompts-none"),
+    Case(
+        "generate {tmp}/nothing --out {tmp}/g.png",
+        r"nothing is neither a run folder \(config.yaml, model.json\) nor a saved model",
+        id="generate-no-run",
+    ),
+    Case("generate {diff} --class 12 --out {tmp}/g.png", r"class 12 is out of range", id="class-12"),
+    Case("generate {seg} --out {tmp}/g.png", r"seg is a segmentation run, not a diffusion run", id="generate-seg-run"),
+    Case(
+        "generate {diff} --class 1 --n 1 --steps 1 --sampler euler --out {tmp}/grid.jpg", check=jpeg, id="jpg-is-jpeg"
+    ),
+    # diffusion eval: a --classifier folder that holds no classifier
+    Case(
+        "diffusion eval {diff} --classifier {diff}/final --data.root {data}",
+        r"final holds a diffusion model \(ascan_unet_test\), not a classifier: --classifier takes",
+        id="classifier-diffusion",
+    ),
+    Case(
+        "diffusion eval {diff} --classifier {seg}/final --data.root {data}",
+        r"holds a segmentation model \(upernet_ascan_test\), not a classifier",
+        id="classifier-seg",
+    ),
+    Case("diffusion eval {diff} --classifier {tmp}/none", r"no classifier at .*none .*shipped", id="classifier-none"),
+    # seg predict: every image kind, names that collide, broken files, a huge image, missing paths
+    Case(
+        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
+        setup=inputs,
+        check=written(*KINDS),
+        id="image-kinds",
+    ),
+    Case(
+        "seg predict {tmp}/in {tmp}/in/a/photo.png --run {seg} --out {tmp}/out",
+        setup=inputs,
+        check=written(*KINDS),
+        id="named-twice",
+    ),
+    Case(
+        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
+        r"in/z\.png cannot be read \(.*\); replace the file or remove it \(7 overlay\(s\) of the other images",
+        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png")),
+        check=written(*KINDS),
+        id="truncated",
+    ),
+    Case(
+        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
+        r"2 images could not be predicted \(7 overlay",
+        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png"), (tmp / "in/j.png").write_text("")),
+        check=written(*KINDS),
+        lines=3,
+        id="two-broken",
+    ),
+    Case(
+        "seg predict {tmp}/j.jpg --run {seg} --out {tmp}/out",
+        r"j\.jpg is not an image file PIL can read; remove it .* \(nothing written\)",
+        setup=lambda tmp: (tmp / "j.jpg").write_bytes(b"junk"),
+        id="not-an-image",
+    ),
+    Case("seg predict {tmp}/no.png --run {seg}", r"no\.png does not exist; pass image files", id="predict-missing"),
+    Case("seg predict {tmp} --run {seg}", r"no images \(\.jpg", id="predict-empty-folder"),
+    Case(
+        "seg predict {tmp}/big.png --run {seg} --out {tmp}/out",
+        setup=lambda tmp: huge(tmp / "big.png"),
+        check=written("big_seg.png"),
+        id="huge-image",
+    ),
+    Case(
+        "seg predict {tmp} --run {seg} --infer.ratios 1,inf",
+        r"infer.ratios: expected a finite number, got 'inf'",
+        id="ratio-inf",
+    ),
+    Case("seg predict {tmp} --run {seg} --alpha nan", r"alpha: expected a finite number, got 'nan'", id="alpha-nan"),
+    Case(
+        "seg predict {tmp}/j.png --run {seg} --out {tmp}/j.png",
+        r"--out .*j\.png is a file; give a folder",
+        setup=lambda tmp: huge(tmp / "j.png"),
+        id="predict-out-file",
+    ),
+    Case(
+        "seg predict {tmp}/in --run {tmp}/none",
+        r"none is not a run folder; pass a segmentation run directory",
+        setup=inputs,
+        id="predict-no-run",
+    ),
+    # seg train: crops below the stride, ADE20K with the scenes' image settings
+    Case("seg train --img_size 8 --dry-run", r"img_size 8 is not a positive multiple of 16.*ascan_nano", id="seg-8"),
+    Case("seg train --img_size 40 --dry-run", r"img_size 40 .*Nearest valid sizes: 32 or 48", id="seg-40"),
+    Case("seg train --data.dataset ade20k --dry-run", r"ade20k .* as grey: set --data.channels 3", id="ade-grey"),
+]
+
+
+def checksums(*roots: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch):
+    if case.onnx:
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)  # relative names in messages are the tmp folder's
+    monkeypatch.setattr("hybridvision.seg.predict.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
+    case.setup(tmp_path)
+    before = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
+    argv = case.argv.format(tmp=tmp_path, **{k: str(v) for k, v in world.items()}).split()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    if case.error:
+        assert code == 2 and len(lines) == case.lines, err
+        assert lines[0].startswith("error: ") and re.search(case.error, lines[0]), lines[0]
+    else:
+        assert code == 0, err
+    case.check(tmp_path)
+    after = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
+    assert {p: after.get(p) for p in before} == before, "a file that existed before was changed or removed"
+
+
+# ---- Images: every kind read as it is meant (defect 3), broken ones named (defect 14)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    values = np.array([[0, 257, 32768], [65535, 1000, 50000]], dtype=np.uint16)
+    big_endian = Image.frombytes("I;16B", (3, 2), values.astype(">u2").tobytes())
+    expected = np.round(values / 257).astype(np.uint8)  # 0, 1, 128, 255, 4, 195
+    for name, img in (("le.png", Image.fromarray(values)), ("i32.tif", Image.fromarray(values.astype(np.int32)))):
+        assert img.mode in ("I;16", "I")
+        assert np.array_equal(read_image(save(tmp_path / name, img), 1)[..., 0], expected)
+    assert np.array_equal(read_image(save(tmp_path / "be.tif", big_endian), 1)[..., 0], expected)
+    rgb = read_image(tmp_path / "le.png", 3)
+    assert rgb.shape == (2, 3, 3) and np.array_equal(rgb[..., 1], expected)  # grey in every channel
+    middle = save(tmp_path / "middle.png", Image.fromarray(np.full((4, 4), 32768, np.uint16)))
+    folder = decode_image(middle, 4, 1)  # classification folders read through the same function
+    assert folder is not None and (folder == 128).all()  # was 255: clipped, not scaled
+
+
+def test_the_ade20k_loader_reads_sixteen_bit_images(tmp_path):
+    from PIL import Image
+
+    from hybridvision.seg.ade import read_pair
+
+    ramp = (np.arange(12 * 16).reshape(12, 16) * 300).astype(np.uint16)
+    image = save(tmp_path / "images" / "a.png", Image.fromarray(ramp))
+    mask = save(tmp_path / "annotations" / "a.png", Image.fromarray(np.ones((12, 16), np.uint8)))
+    pixels, labels = read_pair(image, mask, 3, 150, True)
+    assert pixels.shape == (3, 12, 16) and torch.equal(
+        pixels[0], torch.from_numpy(np.round(ramp / 257).astype(np.uint8))
+    )
+    assert (labels == 0).all()
+
+
+def test_palette_cmyk_one_bit_and_alpha_are_converted(tmp_path):
+    image_kinds(tmp_path)
+    assert read_image(tmp_path / "a" / "photo.png", 3)[0, 0].tolist() == [10, 200, 30]  # palette
+    assert (
+        read_image(tmp_path / "b" / "photo.png", 1).shape == (20, 33, 1)
+        and read_image(tmp_path / "b/photo.png", 1).max() == 255
+    )
+    assert read_image(tmp_path / "la.png", 1)[0, 0, 0] == 100 and read_image(tmp_path / "rgba.png", 3)[
+        0, 0
+    ].tolist() == [100, 50, 20]
+    assert read_image(tmp_path / "photo.jpg", 3).shape == (40, 40, 3) and read_image(
+        tmp_path / "tiny.png", 1
+    ).shape == (1, 1, 1)
+
+
+def test_a_truncated_file_is_one_line_naming_it(tmp_path):
+    bad = truncated(tmp_path / "cut.png")
+    with pytest.raises(ImageError, match=r"cut\.png cannot be read \(.+\); replace the file or remove it") as err:
+        read_image(bad, 3)
+    assert "\n" not in str(err.value)
+    with pytest.warns(UserWarning, match=r"skipping unreadable image: .*cut\.png cannot be read"):
+        assert decode_image(bad, 8, 1) is None
+
+
+# ---- seg predict: one output per input (defect 2), huge images (defect 11)
+
+
+def test_overlay_names_keep_the_folders_and_never_collide():
+    from hybridvision.seg.predict import overlay_names
+
+    files = [Path("in/a/photo.png"), Path("in/b/photo.png"), Path("in/photo.jpg"), Path("in/photo.png")]
+    names = [str(p) for p in overlay_names(files)]
+    assert names == ["a/photo_seg.png", "b/photo_seg.png", "photo_jpg_seg.png", "photo_png_seg.png"]
+    assert [str(p) for p in overlay_names([Path("x/photo.png")])] == ["photo_seg.png"]
+
+
+def test_huge_images_are_fitted_and_said(world, caplog):
+    from hybridvision.seg.config import PredictConfig
+    from hybridvision.seg.predict import MAX_PIXELS, Predictor, shrink
+
+    fitted = shrink(np.zeros((3000, 4000, 1), np.uint8), MAX_PIXELS, Path("big.png"))
+    assert fitted.shape == (886, 1182, 1) and "big.png: 4000x3000 is predicted at 1182x886" in caplog.text
+    assert shrink(fitted, MAX_PIXELS, Path("x")) is fitted  # within the limit: untouched
+    assert Predictor(world["seg"], PredictConfig()).max_pixels == MAX_PIXELS  # 1024x1024 > 4x its 32x32 crop
+
+
+def test_an_image_that_runs_out_of_memory_is_named_and_the_rest_are_written(world, tmp_path, monkeypatch):
+    from hybridvision.seg import predict
+    from hybridvision.seg.config import PredictConfig
+
+    image_kinds(tmp_path / "in")
+    labels = predict.Predictor.labels
+
+    def allocate(self, images):
+        if images.shape[-1] == 33:  # the 1-bit image
+            raise RuntimeError(
+                "DefaultCPUAllocator: can't allocate memory: you tried to allocate 17592186044416 bytes."
+            )
+        return labels(self, images)
+
+    monkeypatch.setattr(predict.Predictor, "labels", allocate)
+    with pytest.raises(
+        predict.PredictError, match=r"photo\.png: out of CPU memory \(16\.0 TiB .*--infer\.scale"
+    ) as err:
+        predict.predict_files(world["seg"], [tmp_path / "in"], PredictConfig(out=str(tmp_path / "out")))
+    assert len(err.value.written) == 6
+
+
+# ---- Running out of memory anywhere: one line at the command boundary (defect 11)
+
+
+@pytest.mark.parametrize(
+    "error, line",
+    [
+        (
+            RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                         "you tried to allocate 4000000000000 bytes. Error code 12 (Cannot allocate memory)"),
+            "error: out of CPU memory (3.6 TiB asked for in one allocation); use a smaller batch",
+        ),
+        (
+            torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79"),
+            "error: out of device memory (20.00 GiB asked for in one allocation); use a smaller batch",
+        ),
+        (MemoryError(), "error: out of CPU memory; use a smaller batch"),
+    ],
+)  # fmt: skip
+def test_out_of_memory_is_one_line_saying_what_to_reduce(error, line, capsys, monkeypatch):
+    raised = [error]
+
+    def fail(*args, **kwargs):
+        raise raised[0]
+
+    monkeypatch.setattr("hybridvision.cli.info.info", fail)
+    assert main(["info", "ascan_nano"]) == 2
+    hint = " or smaller images (e.g. --batch_size, --eval_batch_size, --img_size) and run again"
+    assert capsys.readouterr().err.splitlines() == [line + hint]
+    raised[0] = RuntimeError("other")
+    with pytest.raises(RuntimeError, match="other"):  # not a memory error: a bug, shown as one
+        main(["info", "ascan_nano"])
+
+
+# ---- Models: a size below the stride is an InputError naming valid sizes (defect 10)
+
+
+@pytest.mark.parametrize("size, valid", [(8, "sizes: 16 "), ((32, 8), "sizes: height 32, width 16"), (0, "sizes: 16 ")])
+def test_create_model_refuses_sizes_it_cannot_take(size, valid):
+    import hybridvision as hv
+
+    with pytest.raises(InputError, match=re.escape(valid)):
+        hv.create_model("ascan_nano", img_size=size)
+
+
+# ---- export: the opset written is the opset asked (defect 6); one clean line from the exporters (defect 17)
+
+
+def test_each_opset_goes_to_the_exporter_that_writes_it():
+    from hybridvision.export import exporters_for
+
+    assert exporters_for("auto", None) == ["dynamo", "legacy"]
+    assert exporters_for("auto", 18) == ["dynamo"] and exporters_for("auto", 20) == ["dynamo"]
+    assert exporters_for("auto", 14) == ["legacy"] and exporters_for("legacy", 7) == ["legacy"]
+    for exporter, opset in (("auto", 6), ("dynamo", 17), ("legacy", 18)):
+        with pytest.raises(ValueError, match=f"opset {opset} cannot be written"):
+            exporters_for(exporter, opset)
+
+
+def test_exporter_errors_are_their_cause_without_colour_codes():
+    from hybridvision.export import reason
+
+    try:
+        try:
+            raise ValueError("the real reason\nand its details")
+        except ValueError as inner:
+            raise RuntimeError("Failed to export the model. \x1b[96mThis is step 1/3\x1b[0m of exporting") from inner
+    except RuntimeError as e:
+        assert reason(e) == "the real reason"
+    assert reason(RuntimeError("\x1b[96mcoloured\x1b[0m")) == "coloured"
+
+
+# ---- diffusion: the shipped classifier from anywhere (defect 16); guidance must be finite (defect 5)
+
+
+def test_the_shipped_classifier_is_found_from_any_directory(dm, tmp_path, monkeypatch):
+    from hybridvision.diffusion.eval.judge import DEFAULT_CLASSIFIER, classifier_dir, load_classifier, weights_digest
+
+    repository = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    assert classifier_dir(DEFAULT_CLASSIFIER) == repository / DEFAULT_CLASSIFIER
+    probe = load_classifier()  # the default, from a directory without assets/
+    assert probe.model.num_classes == 10 and len(weights_digest(DEFAULT_CLASSIFIER)) == 16
+    (tmp_path / "assets").mkdir()  # a relative path that exists here is this directory's
+    assert classifier_dir("assets") == Path("assets")
+    assert classifier_dir("runs/x/final") == Path("runs/x/final")  # only the shipped assets/ fall back
+
+
+@pytest.mark.parametrize("scale", [float("inf"), float("nan"), -1.0])
+def test_guidance_scales_must_be_finite(dm, scale):
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        dm.sampling.SampleConfig(cfg_scale=scale)
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        dm.sampling.SampleConfig(cfg="sampled", ramp=(1.1, scale))
+
+
+# ---- study: --dry-run applies the real run's check (defect 18)
+
+
+def test_dry_run_says_which_runs_the_real_run_would_refuse(world, tmp_path, capsys):
+    recipe = {"data": {"root": str(world["data"])}, "img_size": 32, "epochs": 1, "budget_minutes": 0, "max_steps": 2}
+    recipe |= {"batch_size": 16, "eval_batch_size": 32, "amp": "off", "progress": False, "tensorboard": False}
+    recipe |= {"threads": 1}
+    study = {"name": "tiny", "recipe": recipe, "points": [{"label": "a", "model": "coatnet_test"}], "seeds": [0]}
+    study |= {"out_dir": str(tmp_path), "run_minutes": 0.01, "overhead_minutes": 0.01}
+    study |= {"speed": {"batch_size": 4, "rounds": 1, "seconds": 0.01}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["study", str(path)]) == 0
+    assert main(["study", str(path), "--dry-run"]) == 0 and "1/1" in capsys.readouterr().out
+    changed = ["study", str(path), "--recipe.max_steps", "3"]
+    assert main([*changed, "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert "0/1 (1 refused)" in out and "refused: study tiny: " in out and "(max_steps: 2 -> 3)" in out
+    assert err.splitlines() == ["error: study tiny: 1 run(s) would be refused (listed above)"]
+    assert main(changed) == 2  # the real run refuses the same run
+    assert "a-s0 was trained with other settings (max_steps: 2 -> 3)" in capsys.readouterr().err
