@@ -1,10 +1,10 @@
-"""Run a training recipe and commit-ready results: ``results/<recipe>/`` with the summary, curves and config.
+"""Run a training recipe and commit-ready results: ``results/classify/<recipe>/`` with the summary, curves and config.
 
     python benchmarks/run_recipe.py configs/train/fmnist_ascan_nano_30min.yaml
     python benchmarks/run_recipe.py configs/train/fmnist_ascan_nano_2h.yaml --threads 2
 
 Extra ``--key value`` flags override the recipe (as with ``hybridvision train``). Writes
-``results/<recipe>/summary.json`` (wall time, epochs, train img/s, top-1/top-5 of the weights and their EMA,
+``results/classify/<recipe>/summary.json`` (wall time, epochs, train img/s, top-1/top-5 of the weights and their EMA,
 environment), ``config.yaml`` (resolved), ``curves.png``, ``train_log.csv`` and ``eval_log.csv``. The run itself
 stays in ``runs/recipes/<recipe>``.
 """
@@ -27,7 +27,7 @@ def main(recipe: str, *flags: str) -> Path:
     overrides = {"out_dir": "runs/recipes", "run_name": name, **parse_overrides(list(flags))}
     cfg = resolve(TrainConfig, recipe, overrides)
     result = train(cfg)
-    out = Path("results") / name
+    out = Path("results/classify") / name
     out.mkdir(parents=True, exist_ok=True)
     summary = {"recipe": recipe, "target_note": _target(recipe), **result.summary}
     save_json(summary, out / "summary.json")

@@ -271,7 +271,7 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_
     assert to_dict(plan.recipe) == to_dict(layouts.recipe)
     for p in plan.points:
         if p.same_runs_as:
-            assert p.same_runs_as == "results/study_ascan_layouts/runs/asym-s{seed}"
+            assert p.same_runs_as == "results/study/study_ascan_layouts/runs/asym-s{seed}"
             saved = tmp_path / "asym-s0"  # what a finished asym run of study 1 saves, checked as a shared record
             saved.mkdir(exist_ok=True)
             (saved / "config.yaml").write_text(dump_yaml(layouts.run_config(layouts.point("asym"), 0)))
@@ -335,11 +335,12 @@ def test_standing_weighs_accuracy_and_speed(accuracy, ratio, expected):
 
 
 def test_study_records_are_not_git_ignored():
-    """The records under results/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide them."""
+    """The records under results/study/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide
+    them."""
     root = CONFIGS.parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout: the ignore rules cannot be asked")
-    record = "results/study_ascan_layouts/runs/asym-s0/summary.json"
+    record = "results/study/study_ascan_layouts/runs/asym-s0/summary.json"
     ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=root, check=False).returncode == 0
     assert not ignored, f"{record} is git-ignored: anchor the ignore rule to the repository root (/runs/)"
     assert subprocess.run(["git", "check-ignore", "-q", "runs/x"], cwd=root, check=False).returncode == 0
