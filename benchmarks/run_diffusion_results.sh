@@ -8,9 +8,9 @@
 #   QUICK=1 OUT=/tmp/r RUNS=/tmp/runs CLASSIFIER=/tmp/clf DATA=/tmp/fmnist benchmarks/run_diffusion_results.sh
 #                                                # a smoke test of this script (seconds; tiny everything)
 #
-# Writes $OUT/diffusion/diffusion_fmnist_<model>/ (summary.json, config.yaml, train/eval logs, curves.png,
-# eval_*.json, grid.png), $OUT/speed/diffusion_fmnist_speed.json, the table $OUT/diffusion/diffusion_fmnist_comparison.md
-# and (OUT=results)
+# Writes (OUT=results) results/diffusion/diffusion_fmnist_{ascan_unet,diffusers_unet}/ (summary.json, config.yaml,
+# train/eval logs, curves.png, eval_*.json, grid.png), results/speed/diffusion_fmnist_speed.json, the table
+# results/diffusion/diffusion_fmnist_comparison.md and
 # docs/generation_fmnist_grid.png. Runs stay in $RUNS and resume when the script is run again. Needs the classifier
 # ($CLASSIFIER, a save_pretrained folder: `hybridvision train --config configs/train/fmnist_ascan_nano_30min.yaml`,
 # then copy RUN/final there); its t10k reference statistics are computed once when missing. Run on a quiet machine: timings swing 3-10x otherwise.

@@ -1,4 +1,5 @@
-"""Run a training recipe and commit-ready results: ``results/classify/<recipe>/`` with the summary, curves and config.
+"""Run a training recipe and commit-ready results: ``results/classify/<recipe>/`` with the summary, curves and config
+(committed: ``results/classify/fmnist_ascan_nano_{30min,2h}/``).
 
     python benchmarks/run_recipe.py configs/train/fmnist_ascan_nano_30min.yaml
     python benchmarks/run_recipe.py configs/train/fmnist_ascan_nano_2h.yaml --threads 2

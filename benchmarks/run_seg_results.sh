@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The committed segmentation results, one after another on a quiet machine (nothing else using the CPU):
 #  1. the three 30-minute Fashion-MNIST-scenes recipes (configs/seg/fmnist_scenes_<model>_30min.yaml), each exported
-#     to results/seg/seg_fmnist_<model>/: summary.json (metrics, per-class IoU, environment), curves.png,
+#     to results/seg/seg_fmnist_{ascan_nano,coatnet_nano,efficientmod_nano}/: summary.json (metrics, per-class IoU, environment), curves.png,
 #     per_class_iou.{json,md}, config.yaml, train/eval logs, overlays/ (ascan_nano);
-#  2. their inference speed at 64x64 (`hybridvision bench`, same protocol as every model) and one table of mIoU
-#     against throughput: results/seg/seg_fmnist_table.md; ascan_nano's overlays go to docs/seg/;
+#  2. their inference speed at 64x64 (`hybridvision bench`, same protocol as every model), results/speed/seg_fmnist_speed.json,
+#     and one table of mIoU against throughput: results/seg/seg_fmnist_table.md; ascan_nano's overlays go to docs/seg/;
 #  3. segmentation FPS at 512x512 of UperNet on ascan_t, coatnet_0 and efficientmod_s (CPU, fp32, one run):
 #     results/speed/seg-cpu-fp32-512.{json,csv}.
 #

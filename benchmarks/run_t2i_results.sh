@@ -9,8 +9,8 @@
 #   QUICK=1 OUT=/tmp/r RUNS=/tmp/runs CLASSIFIER=/tmp/clf DATA=/tmp/fmnist DOCS=/tmp/docs \
 #     benchmarks/run_t2i_results.sh        # a smoke test of this script (seconds; tiny everything)
 #
-# Writes $OUT/diffusion/t2i_fmnist_stage{1,2}/ (summary.json, config.yaml, train/eval logs, eval_*.json, grid.png),
-# $OUT/diffusion/t2i_fmnist_curves.png, the table $OUT/diffusion/t2i_fmnist_table.md and, with OUT=results, docs/generation_t2i_stage{1,2}_grid.png and
+# Writes (OUT=results) results/diffusion/t2i_fmnist_stage{1,2}/ (summary.json, config.yaml, train/eval logs, eval_*.json,
+# grid.png), results/diffusion/t2i_fmnist_curves.png, the table results/diffusion/t2i_fmnist_table.md and, with OUT=results, docs/generation_t2i_stage{1,2}_grid.png and
 # docs/generation_t2i_curves.png. Runs stay in $RUNS and resume when the script is run again. Needs the
 # classifier ($CLASSIFIER, a save_pretrained folder) and the text extra (pip install -c constraints.txt '.[text]').
 set -euo pipefail

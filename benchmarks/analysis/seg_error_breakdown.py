@@ -17,7 +17,7 @@ It also counts items right (the majority class of an item's visible part) by how
 the error rate of item pixels within a few pixels of another item against the rest. Writes JSON with the
 environment.
 
-    python benchmarks/analysis/seg_error_breakdown.py runs/seg/RUN        # -> results/seg/seg_error_breakdown.json
+    python benchmarks/analysis/seg_error_breakdown.py runs/seg/RUN --out results/seg/<run>/error_breakdown.json
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ one-nearest-neighbour agreement; the class-centroid agreement is ``encoder_agree
 
     python benchmarks/analysis/t2i_nearest_prompt.py runs/t2i/fmnist_t2i_stage1_32 --scales 2,4 --n 200 \\
         --out_dir results/diffusion/t2i_fmnist_stage1
+
+writes ``results/diffusion/t2i_fmnist_stage1/eval_heun30_cfg{2.0,4.0}_held_out_nearest_train_prompt_n200.json``.
 """
 
 from __future__ import annotations

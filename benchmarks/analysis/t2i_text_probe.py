@@ -15,7 +15,12 @@ and is scored on the 60 held-out prompts. Read-outs:
 Nearest-centroid agreement (``diffusion/agreement.py``, no learning) is printed beside them. A read-out is a
 proxy, not the denoiser: it says which augmentation widens what a learned map of 231 prompts generalises to.
 
-    python benchmarks/analysis/t2i_text_probe.py --cache runs/t2i/text_cache  # -> results/diffusion/t2i_text_probe.json
+    python benchmarks/analysis/t2i_text_probe.py --seeds 3 --steps 200 --out results/diffusion/t2i_text_probe.json
+    python benchmarks/analysis/t2i_text_probe.py --readouts pooled --out results/diffusion/t2i_text_probe_pooled.json
+    python benchmarks/analysis/t2i_text_probe.py --readouts pooled --train_names many \\
+        --out results/diffusion/t2i_text_probe_pooled_many.json
+
+(the text cache comes from a text-to-image run: ``--cache runs/t2i/text_cache``)
 """
 
 from __future__ import annotations
