@@ -1,7 +1,7 @@
 """How far a text-to-image run gets on the held-out prompts when each is swapped for its nearest training prompt.
 
-A stage-1 Fashion-MNIST model draws the class its *training* prompts name 86-89% of the time, and the class its
-held-out prompts name about half the time (docs/generation.md). This asks what the first of those numbers is
+A stage-1 Fashion-MNIST model draws the class its *training* prompts name far more often than the class its
+held-out prompts name (docs/generation.md has the numbers). This asks what the first of those numbers is
 worth on the held-out set if the denoiser's text map generalised exactly as far as the frozen encoder's
 neighbourhoods do: every held-out prompt is replaced by the training prompt whose pooled all-MiniLM-L6-v2 vector
 lies nearest it (cosine; ``diffusion.agreement.nearest_prompts``), and the run is evaluated on those, with the

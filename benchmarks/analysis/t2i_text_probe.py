@@ -1,7 +1,7 @@
 """How far a learned read-out of the training prompts carries to held-out prompts, with each text augmentation.
 
 A text-to-image denoiser learns its classes from the training prompts' token embeddings and fails on held-out
-class *names* (docs/generation.md). Training one to its first evaluation costs about 28 minutes on 2 CPU cores;
+class *names* (docs/generation.md). Training one to its first evaluation costs half an hour on 2 CPU cores;
 this asks the same question of small classifiers in minutes: each reads the cached all-MiniLM-L6-v2 tokens of the
 231 training prompts the way a part of the UNet does, is trained to name their class with one of the training
 augmentations of ``diffusion/text_task.py`` (``--text.token_dropout``, ``--text.noise``) applied fresh each step,
