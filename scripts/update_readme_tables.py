@@ -15,7 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import hybridvision.diffusion  # noqa: E402, F401  (registers the denoisers the UNet's model card lists)
 from hybridvision.bench.report import (  # noqa: E402
     SIZES_BEGIN,
     SIZES_END,
@@ -46,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     files = result_files(args.results)
     stale = []
     docs = args.docs or args.readme.parent / "docs"
+    if docs.is_dir():
+        import hybridvision.diffusion  # noqa: F401  (registers the denoisers the UNet's model card lists)
     for path in [args.readme, *sorted(docs.rglob("*.md"))]:
         text = path.read_text()
         new = readme_text(text, files) if path == args.readme else update_cards(text)
