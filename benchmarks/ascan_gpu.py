@@ -5,7 +5,7 @@ per-iteration CUDA sync. Our models run as built and fused (``model.fuse()``); t
 weights: speed does not depend on them). timm names are skipped with a message where timm is not installed.
 Writes JSON with the environment block and each row's throughput relative to ascan_t's in the same run:
 
-    python benchmarks/ascan_gpu.py --out results/gpu-ascan-h100.json
+    python benchmarks/ascan_gpu.py --out results/speed/gpu-ascan-h100.json
     python benchmarks/ascan_gpu.py --device cpu --dtype float32 --no-compile --batch-sizes 2 --ours ascan_test \\
         --timm '' --img-size 64 --warmup 1 --warmup-s 0 --iters 2 --out /tmp/smoke.json  # CPU smoke run
 """
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=50, help="warm-up iterations (at least)")
     parser.add_argument("--warmup-s", type=float, default=2.0, help="warm-up seconds (at least)")
     parser.add_argument("--iters", type=int, default=200, help="timed iterations (and at least 1 s)")
-    parser.add_argument("--out", default="results/gpu-ascan.json")
+    parser.add_argument("--out", default="results/speed/gpu-ascan.json")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -6,7 +6,7 @@ This CPU's fp32 GEMM peak is measured in the same run, before and after the mode
 fraction of the better of the two that the model reaches (2 x MACs x img/s / peak FLOP/s). Names that are not
 registered are skipped with a message. Writes JSON (rows + the environment block):
 
-    python benchmarks/ascan_speed.py                                   # every named model -> results/cpu-ascan.json
+    python benchmarks/ascan_speed.py                     # every named model -> results/speed/cpu-ascan.json
     python benchmarks/ascan_speed.py --models ascan_nano,ascan_t --batch-sizes 1 --min-seconds 0.2 --out /tmp/x.json
 """
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-seconds", type=float, default=2.0, help="time each setting at least this long")
     parser.add_argument("--peak-seconds", type=float, default=1.0, help="time the GEMM peak this long, twice")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out", default="results/cpu-ascan.json")
+    parser.add_argument("--out", default="results/speed/cpu-ascan.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:

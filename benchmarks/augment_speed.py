@@ -1,7 +1,7 @@
 """Our batched augmentation against kornia's, interleaved in one process (the reason we wrote our own).
 
     pip install kornia   # not a project dependency; only this comparison uses it
-    python benchmarks/augment_speed.py --threads 1 --batch 256   # -> results/cpu-augment-speed.json
+    python benchmarks/augment_speed.py --threads 1 --batch 256   # -> results/speed/cpu-augment-speed.json
 
 Both pipelines do the same work on a batch of 32x32 uint8 images: random-resized-crop, horizontal flip,
 RandAugment(2, 9), random erasing (p 0.25) and MixUp. Reported: median ms per batch and the ratio. The images
@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--out", default="results/cpu-augment-speed.json")
+    p.add_argument("--out", default="results/speed/cpu-augment-speed.json")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

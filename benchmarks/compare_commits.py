@@ -5,7 +5,7 @@ first, ``--rounds`` times, each run a fresh process for ``--max_steps`` steps; t
 the first pair (bit-exact when the change is a pure refactoring) and the training img/s of every pair:
 
     python benchmarks/compare_commits.py 12cd3ac --config configs/train/fmnist_ascan_nano_30min.yaml \\
-        --rounds 3 --max_steps 150 --budget_minutes 0 --out results/engine-vs-12cd3ac.json
+        --rounds 3 --max_steps 150 --budget_minutes 0 --out results/speed/engine-vs-12cd3ac-train-speed.json
 
 Extra ``--key value`` flags go to both runs. A run with a time budget follows the clock (its learning rate
 depends on the time spent), so give ``--budget_minutes 0`` when the weights should be compared bit for bit.
@@ -57,7 +57,7 @@ def main() -> None:
     p.add_argument("--config", required=True, help="training recipe for both")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max_steps", type=int, default=150)
-    p.add_argument("--out", default="results/compare-commits.json")
+    p.add_argument("--out", default="results/speed/compare-commits.json")
     args, extra = p.parse_known_args()
     work = Path(tempfile.mkdtemp(prefix="hv-compare-"))
     trees = {"base": worktree(args.base, work / "base"), "head": ROOT}

@@ -6,12 +6,12 @@ same weights (CPU provider, same thread count) timed in the same run. Each repea
 repeats of the two backends are interleaved; rows hold p50/p90/p99 ms (median over repeats, min/max of the
 p50s as the spread), ``rel_latency_p50`` = onnxruntime / eager, parity, MACs and the environment.
 
-Writes results/cpu-efficientmod-latency.csv (+ .json with the resolved config and notes). Equivalent to:
+Writes results/speed/cpu-efficientmod-latency.csv (+ .json with the resolved config and notes). Equivalent to:
 
     hybridvision bench efficientmod_xxs efficientmod_xs efficientmod_s efficientmod_s_conv \\
         --device cpu --precision fp32 --channels-last --fused --batch-sizes 1 --threads 2 \\
         --against onnxruntime --repeats 5 \\
-        --csv results/cpu-efficientmod-latency.csv --json results/cpu-efficientmod-latency.json
+        --csv results/speed/cpu-efficientmod-latency.csv --json results/speed/cpu-efficientmod-latency.json
 
     python benchmarks/efficientmod_latency.py                                         # the committed result
     python benchmarks/efficientmod_latency.py --quick --models efficientmod_xxs --out /tmp/lat.csv  # smoke
@@ -42,7 +42,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=5, help="fresh-process repeats per backend (default: 5)")
     p.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default: 2)")
     p.add_argument("--quick", action="store_true", help="smoke-test bounds (a few iterations, one repeat)")
-    p.add_argument("--out", default="results/cpu-efficientmod-latency.csv", help="CSV path (JSON next to it)")
+    p.add_argument("--out", default="results/speed/cpu-efficientmod-latency.csv", help="CSV path (JSON next to it)")
     return cli(command(p.parse_args()))
 
 

@@ -5,7 +5,7 @@ Candidates (same weights), timed interleaved in one process, round after round:
 - ``nchw``: contiguous NCHW storage (each block's LayerNorm and residual then work on strided views);
 - ``channels_last_fused``: channels_last after ``model.fuse()`` (layer scale folded into the projection).
 
-Writes results/cpu-efficientmod-layout.json with the environment block; ratios are to ``channels_last``.
+Writes results/speed/cpu-efficientmod-layout.json with the environment block; ratios are to ``channels_last``.
 
     python benchmarks/efficientmod_layout.py
     python benchmarks/efficientmod_layout.py --rounds 1 --min-seconds 0.05 --models efficientmod_xxs --out /tmp/l.json
@@ -14,7 +14,7 @@ Writes results/cpu-efficientmod-layout.json with the environment block; ratios a
 from __future__ import annotations
 
 import torch
-from efficientmod_options import parser, write_result
+from _efficientmod_options import parser, write_result
 
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved, summarize
@@ -38,7 +38,7 @@ def candidates(name: str) -> dict[str, torch.nn.Module]:
 
 
 def main() -> None:
-    p = parser(__doc__, "results/cpu-efficientmod-layout.json")
+    p = parser(__doc__, "results/speed/cpu-efficientmod-layout.json")
     p.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default: 1,16)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ tests/test_efficientmod.py). This script times them interleaved in one process, 
   onnxruntime's CPU provider at batch 1, the setting of the paper's latency tables;
 - ``op`` rows: the modulation alone at each stage's value shape (r = the variant's largest expansion).
 
-Writes results/cpu-efficientmod-modulation.json with the environment block. Ratios are reshape / repeat
+Writes results/speed/cpu-efficientmod-modulation.json with the environment block. Ratios are reshape / repeat
 (> 1: repeat is faster).
 
     python benchmarks/efficientmod_modulation.py                      # the committed result (quiet machine)
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from efficientmod_options import parser, write_result
+from _efficientmod_options import parser, write_result
 
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved, summarize
@@ -88,7 +88,7 @@ def _flat(timings: dict) -> dict:
 
 
 def main() -> None:
-    p = parser(__doc__, "results/cpu-efficientmod-modulation.json")
+    p = parser(__doc__, "results/speed/cpu-efficientmod-modulation.json")
     p.add_argument("--batch-sizes", default="1,16", help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime rows")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset of the onnxruntime rows (default: 18)")

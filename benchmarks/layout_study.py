@@ -1,6 +1,6 @@
 """Which memory layout and inference fusion to run a family in, measured on this machine.
 
-Writes results/cpu-layout-<model>.json: eager fp32 latency (batch 1) and throughput (batch 16) for NCHW vs
+Writes results/speed/cpu-layout-<model>.json: eager fp32 latency (batch 1) and throughput (batch 16) for NCHW vs
 channels_last, unfused vs BatchNorm-folded. The four settings are timed interleaved, round after round, in one
 process, so load from other processes hits them alike; each row carries its median and its speed relative to
 the first setting (NCHW, unfused) over the same rounds.
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--out-dir", default="results")
+    parser.add_argument("--out-dir", default="results/speed")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 # The committed CPU results: every named model (globs skip the test variants), fp32, channels_last, BatchNorm
 # folded, eager PyTorch, with our onnxruntime export of the same weights timed in the same run.
 #
-#   benchmarks/run_cpu_results.sh                      # writes results/cpu-fp32-nhwc-eager-pt*.{csv,json},
+#   benchmarks/run_cpu_results.sh                      # writes results/speed/cpu-fp32-nhwc-eager-pt*.{csv,json},
 #                                                      # then the README table and docs/speed-cpu.png
 #   MODELS=coatnet_test OUT_DIR=/tmp/r benchmarks/run_cpu_results.sh --quick   # a smoke test of this script
 #
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 PY="${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
 MODELS="${MODELS:-*}"
-OUT_DIR="${OUT_DIR:-results}"
+OUT_DIR="${OUT_DIR:-results/speed}"
 
 # shellcheck disable=SC2086  # MODELS may hold several names or patterns: globs for `hybridvision bench`, not the shell
 set -f
@@ -26,9 +26,9 @@ set -f
   --against onnxruntime --save-dir "$OUT_DIR" "$@"
 set +f
 
-if [ "$OUT_DIR" = results ]; then
+if [ "$OUT_DIR" = results/speed ]; then
   "$PY" scripts/update_readme_tables.py
-  "$PY" -m hybridvision plot results/cpu-fp32-nhwc-eager-*.csv --out docs/speed-cpu.png
+  "$PY" -m hybridvision plot results/speed/cpu-fp32-nhwc-eager-*.csv --out docs/speed-cpu.png
 else
   "$PY" -m hybridvision plot "$OUT_DIR"/cpu-fp32-nhwc-eager-*.csv --out "$OUT_DIR/speed-cpu.png"
 fi

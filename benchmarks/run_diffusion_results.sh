@@ -8,8 +8,9 @@
 #   QUICK=1 OUT=/tmp/r RUNS=/tmp/runs CLASSIFIER=/tmp/clf DATA=/tmp/fmnist benchmarks/run_diffusion_results.sh
 #                                                # a smoke test of this script (seconds; tiny everything)
 #
-# Writes $OUT/diffusion_fmnist_<model>/ (summary.json, config.yaml, train/eval logs, curves.png, eval_*.json,
-# grid.png), $OUT/diffusion_fmnist_speed.json, the table $OUT/diffusion_fmnist_comparison.md and (OUT=results)
+# Writes (OUT=results) results/diffusion/diffusion_fmnist_{ascan_unet,diffusers_unet}/ (summary.json, config.yaml,
+# train/eval logs, curves.png, eval_*.json, grid.png), results/speed/diffusion_fmnist_speed.json, the table
+# results/diffusion/diffusion_fmnist_comparison.md and
 # docs/generation_fmnist_grid.png. Runs stay in $RUNS and resume when the script is run again. Needs the classifier
 # ($CLASSIFIER, a save_pretrained folder: `hybridvision train --config configs/train/fmnist_ascan_nano_30min.yaml`,
 # then copy RUN/final there); its t10k reference statistics are computed once when missing. Run on a quiet machine: timings swing 3-10x otherwise.
@@ -25,6 +26,7 @@ MODELS="${MODELS:-ascan_unet diffusers_unet}"
 N="${N:-1000}"          # samples per evaluation: FID is compared only at equal N
 CFG="${CFG:-2.0}"       # constant guidance scale of the main evaluation
 THREADS="${THREADS:-2}"
+mkdir -p "$OUT/diffusion" "$OUT/speed"  # results by task: generation, speed
 
 TRAIN=(--data.root "$DATA" --classifier "$CLASSIFIER" --threads "$THREADS")
 EVAL=(--n "$N" --classifier "$CLASSIFIER" --data.root "$DATA" --threads "$THREADS")
@@ -53,7 +55,7 @@ names=()
 for m in $MODELS; do
   recipe="configs/diffusion/fmnist_${m}_60min.yaml"
   run="$RUNS/fmnist_${m}_60min"
-  dest="$OUT/diffusion_fmnist_${m}"
+  dest="$OUT/diffusion/diffusion_fmnist_${m}"
   mkdir -p "$dest"
   names+=("$(sed -n 's/^model: //p' "$recipe")")
   # Results committed for a run that is not on this machine are kept, not retrained (delete $dest to retrain).
@@ -80,11 +82,11 @@ for m in $MODELS; do
 done
 
 if [ "$OUT" = results ]; then  # the page's picture: 10x10, one row per class, Heun-30 with CFG
-  cp "$OUT/diffusion_fmnist_ascan_unet/grid.png" docs/generation_fmnist_grid.png 2>/dev/null || true
+  cp "$OUT/diffusion/diffusion_fmnist_ascan_unet/grid.png" docs/generation_fmnist_grid.png 2>/dev/null || true
 fi
 
 "$PY" -m hybridvision bench "${names[@]}" --import hybridvision.diffusion --threads "$THREADS" "${BENCH[@]}" \
-  --json "$OUT/diffusion_fmnist_speed.json"
+  --json "$OUT/speed/diffusion_fmnist_speed.json"
 
 "$PY" - "$OUT" "$CFG" $MODELS <<'EOF'
 """The comparison table: one row per model, from the summaries, evaluations and bench rows just written."""
@@ -93,12 +95,12 @@ import sys
 from pathlib import Path
 
 out, cfg, models = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-speed = json.loads((out / "diffusion_fmnist_speed.json").read_text())["rows"]
+speed = json.loads((out / "speed" / "diffusion_fmnist_speed.json").read_text())["rows"]
 head = ["model", "params", "MACs/step", "train img/s", "cond. acc. (CFG)", "FID (CFG)", "cond. acc. (sampled)",
         "FID (sampled)", "step ms", "step ms CFG", "samples/s", "samples/s CFG"]
 lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 for m in models:
-    d = out / f"diffusion_fmnist_{m}"
+    d = out / "diffusion" / f"diffusion_fmnist_{m}"
     s = json.loads((d / "summary.json").read_text())
     a = json.loads((d / f"eval_heun30_cfg{cfg}.json").read_text())
     b = json.loads((d / "eval_heun30_sampled.json").read_text())
@@ -113,7 +115,7 @@ for m in models:
         f"| {a['cond_acc']:.1f}% | {a['fid']:.2f} | {b['cond_acc']:.1f}% | {b['fid']:.2f} "
         f"| {per_step['latency_p50_ms']:.1f} | {cfg_step_ms:.1f} | {no_cfg:.2f} | {with_cfg:.2f} |"
     )
-first = json.loads((out / f"diffusion_fmnist_{models[0]}" / f"eval_heun30_cfg{cfg}.json").read_text())
+first = json.loads((out / "diffusion" / f"diffusion_fmnist_{models[0]}" / f"eval_heun30_cfg{cfg}.json").read_text())
 notes = [
     f"Heun, 30 steps; CFG {cfg} constant, or AsCAN's sampled CFG. {first['fid_kind']}; not comparable with "
     "published (Inception) FID. The classifier's own top-1 on the real images: "
@@ -122,6 +124,6 @@ notes = [
     "the batched cond + uncond evaluation (batch 2). samples/s at batch "
     f"{max(r['batch_size'] for r in speed)}: throughput / 59 Heun-30 evaluations (CFG: / 118).",
 ]
-(out / "diffusion_fmnist_comparison.md").write_text("\n".join(lines + [""] + notes) + "\n")
+(out / "diffusion" / "diffusion_fmnist_comparison.md").write_text("\n".join(lines + [""] + notes) + "\n")
 print("\n".join(lines + [""] + notes))
 EOF

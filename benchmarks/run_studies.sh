@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The three design studies of docs/study.md, one after another, each copied to results/study_<name>/:
+# The three design studies of docs/study.md, one after another, each copied to
+# results/study/study_{ascan_layouts,ascan_blocks,families}/:
 # AsCAN layouts (~2.6 h), AsCAN block choices (~1.5 h), the three families (~1.9 h) on 2 CPU cores. The last two
 # read their reference point (AsCAN's layout, the same runs) from the first's records, so run ascan_layouts first.
 #
@@ -19,5 +20,5 @@ RESULTS="${RESULTS:-results}"
 
 for name in $STUDIES; do
   echo "== study $name"
-  "$PY" -m hybridvision study "configs/study/$name.yaml" --results_dir "$RESULTS/study_$name" "$@"
+  "$PY" -m hybridvision study "configs/study/$name.yaml" --results_dir "$RESULTS/study/study_$name" "$@"
 done

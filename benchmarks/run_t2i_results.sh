@@ -9,8 +9,8 @@
 #   QUICK=1 OUT=/tmp/r RUNS=/tmp/runs CLASSIFIER=/tmp/clf DATA=/tmp/fmnist DOCS=/tmp/docs \
 #     benchmarks/run_t2i_results.sh        # a smoke test of this script (seconds; tiny everything)
 #
-# Writes $OUT/t2i_fmnist_stage{1,2}/ (summary.json, config.yaml, train/eval logs, eval_*.json, grid.png),
-# $OUT/t2i_fmnist_curves.png and, with OUT=results, docs/generation_t2i_stage{1,2}_grid.png and
+# Writes (OUT=results) results/diffusion/t2i_fmnist_stage{1,2}/ (summary.json, config.yaml, train/eval logs, eval_*.json,
+# grid.png), results/diffusion/t2i_fmnist_curves.png, the table results/diffusion/t2i_fmnist_table.md and, with OUT=results, docs/generation_t2i_stage{1,2}_grid.png and
 # docs/generation_t2i_curves.png. Runs stay in $RUNS and resume when the script is run again. Needs the
 # classifier ($CLASSIFIER, a save_pretrained folder) and the text extra (pip install -c constraints.txt '.[text]').
 set -euo pipefail
@@ -58,7 +58,7 @@ evaluate() {  # RUN OUT_JSON N PROMPTS: the paper's sampler (Heun, 30 steps) wit
 }
 for s in 1 2; do
   run="$RUNS/fmnist_t2i_stage${s}_$([ "$s" = 1 ] && echo 32 || echo 64)"
-  dest="$OUT/t2i_fmnist_stage$s"
+  dest="$OUT/diffusion/t2i_fmnist_stage$s"
   mkdir -p "$dest"
   "$PY" -c 'import sys; from hybridvision.engine.rundir import RunDir; RunDir(sys.argv[1]).copy_record(sys.argv[2])' \
     "$run" "$dest"  # its config, model description, logs and summary
@@ -70,7 +70,7 @@ for s in 1 2; do
   fi
 done
 
-"$PY" - "$stage1" "$stage2" "$OUT/t2i_fmnist_curves.png" <<'PYEOF'
+"$PY" - "$stage1" "$stage2" "$OUT/diffusion/t2i_fmnist_curves.png" <<'PYEOF'
 import sys
 from pathlib import Path
 
@@ -83,9 +83,9 @@ PYEOF
 
 if [ "$OUT" = results ] || [ -n "${QUICK:-}" ]; then  # the page's pictures: prompt -> samples, one row per class
   mkdir -p "$DOCS"
-  cp "$OUT/t2i_fmnist_stage1/grid.png" "$DOCS/generation_t2i_stage1_grid.png"
-  cp "$OUT/t2i_fmnist_stage2/grid.png" "$DOCS/generation_t2i_stage2_grid.png"
-  cp "$OUT/t2i_fmnist_curves.png" "$DOCS/generation_t2i_curves.png"
+  cp "$OUT/diffusion/t2i_fmnist_stage1/grid.png" "$DOCS/generation_t2i_stage1_grid.png"
+  cp "$OUT/diffusion/t2i_fmnist_stage2/grid.png" "$DOCS/generation_t2i_stage2_grid.png"
+  cp "$OUT/diffusion/t2i_fmnist_curves.png" "$DOCS/generation_t2i_curves.png"
 fi
 
 "$PY" - "$OUT" "$CFG" <<'PYEOF'
@@ -94,7 +94,7 @@ import json
 import sys
 from pathlib import Path
 
-out, cfg = Path(sys.argv[1]), sys.argv[2]
+out, cfg = Path(sys.argv[1]) / "diffusion", sys.argv[2]
 lines = ["| stage | size | train s | train img/s | prompts | N | cond. acc. | encoder agreement | FID |",
          "|---|---|---|---|---|---|---|---|---|"]
 for s, size in ((1, 32), (2, 64)):

@@ -3,7 +3,7 @@
 # whose weights load into ours exactly), fp32, in NCHW and in channels_last. Batch 1 gives the latency ratio,
 # batch 16 the throughput ratio (timm / ours, the rows' rel_latency_p50 / rel_throughput).
 #
-#   benchmarks/run_timm_cpu.sh            # writes results/cpu-vs-timm-{nchw,nhwc}.{csv,json} and prints the ratios
+#   benchmarks/run_timm_cpu.sh            # writes results/speed/cpu-vs-timm-{nchw,nhwc}.{csv,json} and prints the ratios
 #   MODELS=coatnet_nano_rw_224 IMG_SIZE=64 OUT_DIR=/tmp/t benchmarks/run_timm_cpu.sh --quick   # smoke test
 #
 # Needs timm (the `compare` extra, installed with -c constraints.txt). The CPU torch cannot load torchvision's
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 PY="${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
 MODELS="${MODELS:-coatnet_nano_rw_224 coatnet_0_rw_224}"
-OUT_DIR="${OUT_DIR:-results}"
+OUT_DIR="${OUT_DIR:-results/speed}"
 FUSED="$( [ "${FUSED:-1}" = 1 ] && echo --fused || echo --no-fused )"
 SIZE=(); [ -n "${IMG_SIZE:-}" ] && SIZE=(--img-size "$IMG_SIZE")
 export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"

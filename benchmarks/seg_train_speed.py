@@ -5,10 +5,10 @@ on. Runs made in different sessions saw hosts of different speeds; this times on
 augmentation, forward, backward, AdamW) of every recipe's model on the same batch, round-robin in one process, so
 the ratios hold whatever the host's load. ``--bf16`` adds each model under bf16 autocast.
 
-    python benchmarks/seg_train_speed.py                 # -> results/seg_fmnist_train_speed.json
+    python benchmarks/seg_train_speed.py                 # -> results/speed/seg_fmnist_train_speed.json
     python benchmarks/seg_train_speed.py --bf16 --extra '--head.refine 16'
     python benchmarks/seg_train_speed.py --models ascan_nano --bf16 --batch 32 --extra '--head.refine 16' \
-        --profile 10 --out results/seg_fmnist_train_profile.json   # where a step's time goes, by operator kind
+        --profile 10 --out results/speed/seg_fmnist_train_profile.json   # where a step's time goes, by operator kind
 
 ``--profile N`` records N more steps of every candidate with torch.profiler and reports each one's self CPU time
 by operator kind (convolutions forward and backward, attention, norms, ...), with the largest single operators.
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--min_s", type=float, default=4.0, help="seconds per candidate per round")
     ap.add_argument("--profile", type=int, default=0, help="also profile this many steps of each candidate")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="results/seg_fmnist_train_speed.json")
+    ap.add_argument("--out", default="results/speed/seg_fmnist_train_speed.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     extra = shlex.split(args.extra)

@@ -9,9 +9,9 @@ Per denoiser step (one forward, batch 1, eval and inference mode; CFG doubles bo
 the bench package's timing core, the latency ratio ours / SDXL's, and the parameter ratio (counted on the meta
 device). Writes JSON with the environment.
 
-    python benchmarks/t2i_vs_sdxl.py                                    # CPU fp32 -> results/t2i_vs_sdxl-cpu-fp32.json
-    python benchmarks/t2i_vs_sdxl.py --device cuda --dtype bf16         # a GPU, bf16 -> results/...-cuda-bf16.json
-    python benchmarks/t2i_vs_sdxl.py --tiny --out /tmp/t.json           # seconds: tiny stand-ins (tests)
+    python benchmarks/t2i_vs_sdxl.py                             # CPU fp32 -> results/speed/t2i_vs_sdxl-cpu-fp32.json
+    python benchmarks/t2i_vs_sdxl.py --device cuda --dtype bf16  # a GPU -> results/speed/t2i_vs_sdxl-cuda-bf16.json
+    python benchmarks/t2i_vs_sdxl.py --tiny --out /tmp/t.json    # seconds: tiny stand-ins (tests)
 
 Memory: fp32, ours is 8.8 GB and SDXL's 10.3 GB, too much for both at once on a 23 GB machine, so the models are
 timed one after the other (each at every size), not interleaved: run it on a quiet machine. On 2 CPU cores a
@@ -143,10 +143,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-s", type=float, default=5.0, help="and at least this many seconds")
     p.add_argument("--max-s", type=float, default=600.0, help="but at most this many seconds per setting")
     p.add_argument("--tiny", action="store_true", help="tiny stand-ins of both models (seconds; for tests)")
-    p.add_argument("--out", type=Path, default=None, help="JSON to write (default: results/t2i_vs_sdxl-DEV-DTYPE.json)")
+    p.add_argument("--out", type=Path, help="JSON to write (default: results/speed/t2i_vs_sdxl-DEV-DTYPE.json)")
     args = p.parse_args(argv)
     args.latents = [int(s) for s in args.latents.split(",") if s]
-    args.out = args.out or Path(f"results/t2i_vs_sdxl-{torch.device(args.device).type}-{args.dtype}.json")
+    args.out = args.out or Path(f"results/speed/t2i_vs_sdxl-{torch.device(args.device).type}-{args.dtype}.json")
     return args
 
 

@@ -1,6 +1,6 @@
 """Training speed on this machine: img/s and share of the fp32 GEMM peak, naive vs. our train path, one run.
 
-    python benchmarks/train_speed.py                       # -> results/cpu-train-speed.json
+    python benchmarks/train_speed.py                       # -> results/speed/cpu-train-speed.json
     python benchmarks/train_speed.py --model ascan_nano --threads 2 --batch 128 --rounds 5
 
 Every configuration trains the same model on the same in-memory Fashion-MNIST-sized batches; they are
@@ -196,7 +196,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3, help="steps per configuration per round")
     p.add_argument("--skip", default="", help="comma-separated variants to leave out (e.g. compile)")
     p.add_argument("--candidates", action="store_true", help="also time block-level alternatives (CoAtNet only)")
-    p.add_argument("--out", default="results/cpu-train-speed.json")
+    p.add_argument("--out", default="results/speed/cpu-train-speed.json")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

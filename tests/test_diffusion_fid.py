@@ -77,8 +77,10 @@ def test_probe_features_logits_and_reference(dm, tmp_path):
     model = probe.model
     x = (images.float() / 255 - 0.2860) / 0.3530  # the classifier's own training normalisation
     torch.testing.assert_close(logits, model(x), atol=1e-5, rtol=1e-5)
-    ref = dm.evaluation.real_reference(probe, images, torch.zeros(12, dtype=torch.long), 5, "t10k")
-    assert ref.stats.n == 12 and 0 <= ref.top1 <= 100
+    labels = torch.arange(12) % 10
+    ref = dm.evaluation.real_reference(probe, images, labels, 5, "t10k")
+    assert ref.top1 == pytest.approx(100 * float((logits.argmax(1) == labels).double().mean()), abs=1e-5)
+    assert ref.stats.n == 12 and torch.allclose(ref.stats.mu, feats.double().mean(0), atol=1e-6)
 
 
 def test_missing_classifier_and_mismatched_stats_are_clear_errors(dm, tmp_path):

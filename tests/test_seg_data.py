@@ -77,7 +77,8 @@ def test_slot_ownership_reproduces_the_rendered_labels(tmp_path):
 
 
 def test_error_breakdown_separates_recognition_from_edges(tmp_path):
-    spec = importlib.util.spec_from_file_location("seg_error_breakdown", BENCHMARKS / "seg_error_breakdown.py")
+    path = BENCHMARKS / "analysis" / "seg_error_breakdown.py"
+    spec = importlib.util.spec_from_file_location("seg_error_breakdown", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     mask, ink, classes, own = scene_slots(tmp_path)

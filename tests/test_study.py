@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import statistics
@@ -25,7 +26,7 @@ from hybridvision.config import ConfigError, dump_yaml, to_dict
 from hybridvision.engine.checkpoint import checkpoint_dirs
 from hybridvision.engine.rundir import RunDir
 from hybridvision.study import PointConfig, SpeedConfig, StudyConfig, is_finished, load_study, make_plan, run_study
-from hybridvision.study.aggregate import standing, verdict
+from hybridvision.study.aggregate import point_rows, standing, verdict
 from hybridvision.study.grid import _changes, check_budget, grid_lock
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "study"
@@ -123,7 +124,11 @@ def test_grid_runs_resumes_and_aggregates(data, tmp_path):
             statistics.fmean(summaries[label, s]["train_img_s"] for s in (0, 1))
         )
         assert rows[label]["throughput_img_s"] > 0 and rows[label]["latency_ms"] > 0
-    assert rows["a"]["verdict"] == "reference" and rows["b"]["verdict"] in ("tie", "better", "worse")
+    diff = rows["b"]["top1_mean"] - rows["a"]["top1_mean"]  # the rule, from the per-seed values themselves
+    noise = math.hypot(statistics.stdev(rows["b"]["top1"]), statistics.stdev(rows["a"]["top1"]))
+    expected = "tie" if abs(diff) <= noise else "better" if diff > 0 else "worse"
+    assert rows["a"]["verdict"] == "reference" and rows["b"]["verdict"] == expected
+    assert rows["b"]["vs_baseline"] == pytest.approx(diff) and rows["b"]["noise"] == pytest.approx(noise)
     assert rows["b"]["speed_ratio"] == pytest.approx(rows["b"]["throughput_img_s"] / rows["a"]["throughput_img_s"])
     assert (tmp_path / "tiny" / "accuracy_vs_throughput.png").stat().st_size > 0
     assert "| a | coatnet_test |" in table.read_text()
@@ -272,7 +277,7 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_
     assert to_dict(plan.recipe) == to_dict(layouts.recipe)
     for p in plan.points:
         if p.same_runs_as:
-            assert p.same_runs_as == "results/study_ascan_layouts/runs/asym-s{seed}"
+            assert p.same_runs_as == "results/study/study_ascan_layouts/runs/asym-s{seed}"
             saved = tmp_path / "asym-s0"  # what a finished asym run of study 1 saves, checked as a shared record
             saved.mkdir(exist_ok=True)
             (saved / "config.yaml").write_text(dump_yaml(layouts.run_config(layouts.point("asym"), 0)))
@@ -336,11 +341,40 @@ def test_standing_weighs_accuracy_and_speed(accuracy, ratio, expected):
 
 
 def test_study_records_are_not_git_ignored():
-    """The records under results/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide them."""
+    """The records under results/study/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide
+    them."""
     root = CONFIGS.parents[1]
     if shutil.which("git") is None or not (root / ".git").exists():
         pytest.skip("not a git checkout: the ignore rules cannot be asked")
-    record = "results/study_ascan_layouts/runs/asym-s0/summary.json"
+    record = "results/study/study_ascan_layouts/runs/asym-s0/summary.json"
     ignored = subprocess.run(["git", "check-ignore", "-q", record], cwd=root, check=False).returncode == 0
     assert not ignored, f"{record} is git-ignored: anchor the ignore rule to the repository root (/runs/)"
     assert subprocess.run(["git", "check-ignore", "-q", "runs/x"], cwd=root, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "shift, expected",
+    [(1.0, "better"), (-1.0, "worse"), (0.0, "tie"), (0.05, "tie")],
+)
+def test_the_verdict_of_simulated_seeds_with_a_known_difference(data, tmp_path, shift, expected):
+    """Five seeds per point drawn around 90% with a spread of 0.1 pp; point b is a's seeds shifted by ``shift`` pp
+    plus their own noise. A shift of 10 spreads is called; none, or half a spread, is a tie."""
+    gen = torch.Generator().manual_seed(0)
+    seeds = (0, 1, 2, 3, 4)
+    plan = make_plan(tiny_study(data, tmp_path / "runs", seeds=seeds))
+    base = 90 + 0.1 * torch.randn(len(seeds), generator=gen, dtype=torch.float64)
+    other = base + shift + 0.1 * torch.randn(len(seeds), generator=gen, dtype=torch.float64)
+
+    def summary(top1: float) -> dict:
+        return {"top1": top1, "ema_top1": top1, "train_img_s": 100.0, "epochs": 1.0, "train_s": 1.0}
+
+    summaries = {("a", s): summary(float(v)) for s, v in zip(seeds, base)}
+    summaries |= {("b", s): summary(float(v)) for s, v in zip(seeds, other)}
+    speed = {"a": {"throughput_img_s": 100.0}, "b": {"throughput_img_s": 103.0}}
+    rows = {r["label"]: r for r in point_rows(plan, summaries, speed)}
+    b = rows["b"]
+    assert b["vs_baseline"] == pytest.approx(float(other.mean() - base.mean()))
+    assert b["noise"] == pytest.approx(math.hypot(float(other.std()), float(base.std())))  # sample std, n - 1
+    assert abs(b["vs_baseline"] - shift) < 0.2  # the difference the seeds were drawn with
+    assert b["verdict"] == expected and rows["a"]["verdict"] == "reference"
+    assert b["standing"] == {"better": "dominates", "worse": "dominated", "tie": "within noise"}[expected]

@@ -1,13 +1,15 @@
 """timm's model-contract tests, ported onto our registry, plus hybridvision as a timm citizen.
 
 The ``test_model_*`` functions are timm's (``tests/test_models.py`` of huggingface/pytorch-image-models at
-aa4b585, timm 1.0.29.dev0) with their assertions kept as they are. What differs, and why:
+aa4b585, timm 1.0.29.dev0) with their assertions kept. What differs, and why:
 - models: every test variant and every ``*_nano`` variant (ours, not timm's registry), each made two ways, by
   ``hybridvision.create_model`` and, with timm installed, by ``timm.create_model("hybridvision_<name>")``;
 - ``pretrained=True`` reads ``$HYBRIDVISION_WEIGHTS``, filled by each test with a save_pretrained folder: we
   download nothing and timm's Hub weights are unreachable here;
 - ``test_model_inference`` (Hub fixtures), ``test_model_default_cfgs_non_std`` (ViT-like models) and the
-  TorchScript / torch.fx tests are not ported: not part of our contract. ``torch.export`` is, below.
+  TorchScript / torch.fx tests are not ported: not part of our contract. ``torch.export`` is, below;
+- the two pretrained-loading tests, which in timm pass as long as loading does not raise, also check what was
+  loaded: every saved tensor, the first conv adapted to one channel, only a resized classifier fresh.
 """
 
 from __future__ import annotations
@@ -85,10 +87,31 @@ def weights_dir(tmp_path, monkeypatch):
     """``pretrained=True`` finds a freshly saved copy of the model here (our stand-in for the Hub)."""
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path))
 
-    def save(name: str) -> None:
-        hv.save_pretrained(hv.create_model(name), tmp_path / name)
+    class Saver:
+        def __call__(self, name: str) -> None:
+            hv.save_pretrained(hv.create_model(name), tmp_path / name)
 
-    return save
+        def saved(self, name: str) -> dict[str, torch.Tensor]:
+            """The tensors written for ``name``, as a loader must reproduce them."""
+            from safetensors.torch import load_file
+
+            return load_file(str(tmp_path / name / "model.safetensors"))
+
+    return Saver()
+
+
+def not_loaded(model: torch.nn.Module, saved: dict[str, torch.Tensor], first_conv: str, in_chans: int) -> set[str]:
+    """Names of the model's tensors that are not the saved ones (a feature extractor's ``model.`` prefix aside);
+    the first conv counts as loaded when it is the saved one summed over its RGB input channels (``in_chans`` 1)."""
+    missing = set()
+    for key, value in model.state_dict().items():
+        name = key if key in saved else key.removeprefix("model.")
+        source = saved.get(name)
+        if source is not None and name == f"{first_conv}.weight" and in_chans == 1 and source.shape[1] == 3:
+            source = source.sum(1, keepdim=True)  # (O, 3, k, k) -> (O, 1, k, k)
+        if source is None or source.shape != value.shape or not torch.allclose(value, source, atol=1e-6):
+            missing.add(name)
+    return missing
 
 
 def _get_input_size(factory: Factory, model=None, model_name="", target=None):
@@ -279,8 +302,13 @@ def test_model_load_pretrained(factory, weights_dir, model_name, batch_size):
     weights_dir(model_name)  # our stand-in for timm's Hub weights
     create_model = factory.create_model
     in_chans = 3 if "pruned" in model_name else 1  # pruning not currently supported with in_chans change
-    create_model(model_name, pretrained=True, in_chans=in_chans, num_classes=5)
-    create_model(model_name, pretrained=True, in_chans=in_chans, num_classes=0)
+    model = create_model(model_name, pretrained=True, in_chans=in_chans, num_classes=5)
+    headless = create_model(model_name, pretrained=True, in_chans=in_chans, num_classes=0)
+    # Ours: the saved weights arrived, the first conv summed over RGB, only the resized classifier fresh.
+    saved = weights_dir.saved(model_name)
+    first, classifier = (factory.get_pretrained_cfg_value(model_name, k) for k in ("first_conv", "classifier"))
+    assert not_loaded(model, saved, first, in_chans) == {f"{classifier}.weight", f"{classifier}.bias"}
+    assert not_loaded(headless, saved, first, in_chans) == set()
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
@@ -288,7 +316,10 @@ def test_model_load_pretrained(factory, weights_dir, model_name, batch_size):
 def test_model_features_pretrained(factory, weights_dir, model_name, batch_size):
     """Create that pretrained weights load when features_only==True."""
     weights_dir(model_name)
-    factory.create_model(model_name, pretrained=True, features_only=True)
+    model = factory.create_model(model_name, pretrained=True, features_only=True)
+    # Ours: every tensor the feature extractor keeps is the saved one.
+    first = factory.get_pretrained_cfg_value(model_name, "first_conv")
+    assert not_loaded(model, weights_dir.saved(model_name), first, in_chans=3) == set()
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)

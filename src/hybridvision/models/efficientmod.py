@@ -58,7 +58,7 @@ class EfficientModConfig(ModelConfig):
     stem_stride: int = 4  # 2 keeps resolution for 32x32 inputs
     norm_eps: float = 1e-5
     # How ctx meets the rC-wide value: "reshape" (broadcast over a (.., r, C) view) or "repeat" (the official
-    # tiled copy); identical outputs. Reshape measured faster on CPU (results/cpu-efficientmod-modulation.json).
+    # tiled copy); identical outputs. Reshape measured faster on CPU (results/speed/cpu-efficientmod-modulation.json).
     modulation: str = "reshape"
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ class PointConfig:
     baseline: str = ""  # label of the point this one is compared with (and matched to); "" = the reference
     match_params: bool | None = None  # scale widths to the baseline's params (None = the study's match_params)
     # Another study's records of exactly these runs, "{seed}" standing for the seed (e.g.
-    # results/study_ascan_layouts/runs/asym-s{seed}): a seed found there is read, not trained again. Its saved
+    # results/study/study_ascan_layouts/runs/asym-s{seed}): a seed found there is read, not trained again. Its saved
     # config must match this study's run (the model, overrides and recipe); a difference is an error naming it.
     same_runs_as: str = ""
 
@@ -44,7 +44,7 @@ class PointConfig:
         check(
             not self.same_runs_as or "{seed}" in self.same_runs_as,
             f"point {self.label}: same_runs_as {self.same_runs_as!r} must contain {{seed}} where the seed goes "
-            "(e.g. results/study_ascan_layouts/runs/asym-s{seed})",
+            "(e.g. results/study/study_ascan_layouts/runs/asym-s{seed})",
         )
 
 
@@ -78,7 +78,7 @@ class StudyConfig:
     param_tolerance: float = 0.10  # relative
     num_classes: int = 10  # classes of the data set (params and MACs are counted before any data is read)
     out_dir: str = "runs/study"  # runs go to out_dir/name/<label>-s<seed>
-    results_dir: str = ""  # also copy the table, plot and JSON here (e.g. results/study_<name>); "" = no copy
+    results_dir: str = ""  # also copy the table, plot and JSON here (e.g. results/study/study_<name>); "" = no copy
     budget_minutes: float = 180.0  # the stated time of the whole grid: refused before starting when over it
     # Estimated training minutes of one run when the recipe is budgeted in epochs (recipe.budget_minutes 0), which
     # makes every run see the same data whatever the host's speed; a time-budgeted recipe uses its own budget.

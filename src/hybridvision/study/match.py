@@ -1,10 +1,10 @@
 """Matching a point's parameter count to its baseline's by scaling its widths (counted on the meta device).
 
-Layouts of one width table differ in params (an all-C AsCAN nano has 2.5x the params of the asymmetric one), so
-a fair layout comparison rescales widths: every width field the family config has (``dims``, ``stem_dims``,
-``embed_dim``, ``head_hidden_dim``) is multiplied by one factor and rounded, to a multiple of ``head_dim`` in
-stages holding attention (the heads must divide the width) and of 8 elsewhere. Params grow monotonically with
-the factor, so a bisection finds the rounded widths closest to the target.
+Layouts of one width table differ in params (an all-C AsCAN nano has far more than the asymmetric one;
+``hybridvision study CONFIG --dry-run`` lists them), so a fair layout comparison rescales widths: every width field
+the family config has (``dims``, ``stem_dims``, ``embed_dim``, ``head_hidden_dim``) is multiplied by one factor and
+rounded, to a multiple of ``head_dim`` in stages holding attention (the heads must divide the width) and of 8
+elsewhere. Params grow monotonically with the factor, so a bisection finds the rounded widths closest to the target.
 """
 
 from __future__ import annotations
