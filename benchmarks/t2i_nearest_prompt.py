@@ -23,15 +23,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from hybridvision.diffusion.sampling.samplers.condition import TextCondition
-from hybridvision.diffusion.text.encoders.agreement import nearest_prompts
-from hybridvision.diffusion.text.encoders.prompts import PromptSet, fmnist_prompts
 from torch import Tensor
 
 from hybridvision.config import parse_overrides, resolve
 from hybridvision.diffusion.config import DiffusionEvalConfig
 from hybridvision.diffusion.evaluate import ConditionFor, evaluate_run
 from hybridvision.diffusion.generate import Denoiser, prompt_condition, text_cache, train_names
+from hybridvision.diffusion.sampling.condition import TextCondition
+from hybridvision.diffusion.text.agreement import nearest_prompts
+from hybridvision.diffusion.text.prompts import PromptSet, fmnist_prompts
 from hybridvision.fileio import save_json
 
 

@@ -16,11 +16,11 @@ import argparse
 from pathlib import Path
 
 import torch
-from hybridvision.diffusion.sampling.samplers.samplers import SampleConfig
-from hybridvision.diffusion.text.encoders.prompts import FMNIST_NAMES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES
 
 from hybridvision.diffusion.eval.judge import load_classifier, probe_images
 from hybridvision.diffusion.generate import generate_prompts, load_denoiser
+from hybridvision.diffusion.sampling.samplers import SampleConfig
+from hybridvision.diffusion.text.prompts import FMNIST_NAMES, HELD_OUT_TEMPLATES, TRAIN_TEMPLATES
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 

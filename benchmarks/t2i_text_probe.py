@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hybridvision.diffusion.text.encoders.agreement import encoder_agreement
-from hybridvision.diffusion.text.encoders.cache import EmbeddingCache
-from hybridvision.diffusion.text.encoders.prompts import fmnist_prompts
 from torch import Tensor, nn
 
 from hybridvision.diffusion.models.adapter import PooledTextEmbedding, TextAdapter
+from hybridvision.diffusion.text.agreement import encoder_agreement
+from hybridvision.diffusion.text.cache import EmbeddingCache
+from hybridvision.diffusion.text.prompts import fmnist_prompts
 from hybridvision.diffusion.text_task import drop_tokens, perturb_tokens
 from hybridvision.env import environment
 from hybridvision.fileio import save_json

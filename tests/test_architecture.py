@@ -30,6 +30,7 @@ FLOORS: dict[str, int] = {
     "export": 2,
     "data": 2,
     "timm": 2,
+    "vision_ops": 2,
     "engine": 3,
     "classify": 4,
     "bench": 4,

@@ -294,7 +294,7 @@ class _FixedCache:
 
 
 def test_encoder_agreement_is_the_nearest_class_centroid(dm):
-    from hybridvision.diffusion.text.encoders.agreement import encoder_agreement, nearest_prompts
+    from hybridvision.diffusion.text.agreement import encoder_agreement, nearest_prompts
 
     p = dm.prompts
     train = p.PromptSet(("a", "b", "c", "d"), (0, 0, 1, 1))
@@ -345,9 +345,8 @@ def test_token_dropout_keeps_the_first_token_padding_and_the_null_prompt(dm):
 
 
 def test_sentence_form_gives_one_token_that_the_pooled_path_reads_alike(dm):
-    from hybridvision.diffusion.sampling.samplers.condition import sentence_form
-
     from hybridvision.diffusion.models.adapter import pooled_tokens
+    from hybridvision.diffusion.sampling.condition import sentence_form
 
     states, mask = torch.randn(3, 5, 16) * 8, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
     one, one_mask = sentence_form(states, mask.bool(), torch.tensor([True, True, False]))

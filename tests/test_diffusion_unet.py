@@ -37,11 +37,11 @@ def dm():
     from hybridvision.diffusion.eval import fid
     from hybridvision.diffusion.eval import score as evaluation
     from hybridvision.diffusion.models import unet
-    from hybridvision.diffusion.sampling.samplers import condition, schedule
-    from hybridvision.diffusion.sampling.samplers import samplers as sampling
-    from hybridvision.diffusion.text.encoders import cache as text_cache
-    from hybridvision.diffusion.text.encoders import encoders as text
-    from hybridvision.diffusion.text.encoders import prompts
+    from hybridvision.diffusion.sampling import condition, schedule
+    from hybridvision.diffusion.sampling import samplers as sampling
+    from hybridvision.diffusion.text import cache as text_cache
+    from hybridvision.diffusion.text import encoders as text
+    from hybridvision.diffusion.text import prompts
 
     package.register_variants()
     yield SimpleNamespace(

@@ -60,7 +60,7 @@ class Factory:
 def _hybridvision() -> Factory:
     return Factory(
         hv.create_model,
-        lambda name, key: hv.hub.pretrained_cfg(name).get(key),
+        lambda name, key: hv.factory.pretrained_cfg(name).get(key),
         lambda info, n: FeatureInfoList(info[len(info) - n :]),
     )
 
