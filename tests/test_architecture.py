@@ -36,12 +36,13 @@ FLOORS: dict[str, int] = {
     "bench": 4,
     "seg": 4,
     "diffusion": 4,
+    "det": 4,
     "apps": 5,
     "study": 5,
     "cli": 6,
     "__main__": 6,
 }
-TASKS = ("classify", "bench", "seg", "diffusion")
+TASKS = ("classify", "bench", "seg", "diffusion", "det")
 # Inside models/: blocks never reach up to the contract or a family; the contract never to a family.
 MODEL_FLOORS = {"blocks": 0, "contract": 1}
 

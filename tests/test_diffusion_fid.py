@@ -70,9 +70,9 @@ def save_classifier(path):
 
 
 def test_probe_features_logits_and_reference(dm, tmp_path):
-    probe = dm.fid.load_classifier(save_classifier(tmp_path / "clf"))
+    probe = dm.judge.load_classifier(save_classifier(tmp_path / "clf"))
     images = torch.randint(0, 256, (12, 1, 16, 16), dtype=torch.uint8)
-    feats, logits = probe(dm.fid.from_uint8(images))
+    feats, logits = probe(dm.pixels.from_uint8(images))
     assert feats.shape == (12, probe.dim) and logits.shape == (12, 10)
     model = probe.model
     x = (images.float() / 255 - 0.2860) / 0.3530  # the classifier's own training normalisation
@@ -83,14 +83,15 @@ def test_probe_features_logits_and_reference(dm, tmp_path):
 
 def test_missing_classifier_and_mismatched_stats_are_clear_errors(dm, tmp_path):
     with pytest.raises(CheckpointError, match="no classifier at .*hybridvision train --config"):
-        dm.fid.load_classifier(tmp_path / "absent")
+        dm.judge.load_classifier(tmp_path / "absent")
     clf = save_classifier(tmp_path / "clf")
-    probe = dm.fid.load_classifier(clf)
+    probe = dm.judge.load_classifier(clf)
     stats = stats_of(dm, torch.randn(20, probe.dim, dtype=torch.float64))
     dm.fid.save_stats(stats, clf / dm.fid.STATS_NAME, classifier="0000", split="t10k")
     data = dm.config.DiffusionDataConfig()
     with pytest.raises(ValueError, match="other classifier weights.*fid_reference_stats.py"):
         dm.evaluation.reference_for(probe, str(clf), "", data, 16, 10)
-    dm.fid.save_stats(stats, clf / dm.fid.STATS_NAME, classifier=dm.fid.weights_digest(clf), split="t10k", top1="12.5")
+    digest = dm.judge.weights_digest(clf)
+    dm.fid.save_stats(stats, clf / dm.fid.STATS_NAME, classifier=digest, split="t10k", top1="12.5")
     ref = dm.evaluation.reference_for(probe, str(clf), "", data, 16, 10)
     assert ref.top1 == 12.5 and ref.stats.n == 20

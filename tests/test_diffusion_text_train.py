@@ -122,7 +122,7 @@ def test_two_stages_then_generate_from_prompts_and_evaluate(dm, data, classifier
     agreement = record["encoder_agreement"]  # the tiny T5's own reading of the held-out prompts
     assert 0 <= agreement["pct"] <= 100 and len(agreement["per_class"]) == 10
     assert len(agreement["placed_elsewhere"]) == round(60 * (1 - agreement["pct"] / 100))
-    assert dm.stages.plot_stages([first.run_dir, run], tmp_path / "curves.png").is_file()
+    assert dm.report.plot_stages([first.run_dir, run], tmp_path / "curves.png").is_file()
     assert main([*eval_argv, "--text_form", "sentence", "--grid_per_class", "0"]) == 0  # prompts as one token
     record = json.loads((run / "eval_ddim2_constant_n20_sentence.json").read_text())
     assert record["config"]["text_form"] == "sentence" and record["n"] == 20

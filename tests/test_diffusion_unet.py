@@ -33,8 +33,8 @@ def dm():
     torchvision = sys.modules.get("torchvision", _MISSING)
     import hybridvision.diffusion as package
     from hybridvision.diffusion import carry_over as stages
-    from hybridvision.diffusion import config, generate, grid, latent, task, text_task, training
-    from hybridvision.diffusion.eval import fid
+    from hybridvision.diffusion import config, generate, grid, latent, pixels, report, task, text_task, training
+    from hybridvision.diffusion.eval import fid, judge
     from hybridvision.diffusion.eval import score as evaluation
     from hybridvision.diffusion.models import unet
     from hybridvision.diffusion.sampling import condition, schedule
@@ -46,8 +46,9 @@ def dm():
     package.register_variants()
     yield SimpleNamespace(
         package=package, condition=condition, config=config, evaluation=evaluation, fid=fid, generate=generate,
-        grid=grid, latent=latent, prompts=prompts, sampling=sampling, schedule=schedule, stages=stages, task=task,
-        text=text, text_cache=text_cache, text_task=text_task, training=training, unet=unet,
+        grid=grid, judge=judge, latent=latent, pixels=pixels, prompts=prompts, report=report, sampling=sampling,
+        schedule=schedule, stages=stages, task=task, text=text, text_cache=text_cache, text_task=text_task,
+        training=training, unet=unet,
     )  # fmt: skip
     for name in set(registry._REGISTRY) - before:
         del registry._REGISTRY[name]

@@ -10,7 +10,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..config import add_config_args, describe_fields, parse_overrides, resolve
+from ..config import (
+    ConfigError,
+    add_config_args,
+    describe_fields,
+    flatten,
+    load_file,
+    parse_overrides,
+    replace,
+    resolve,
+    split_flags,
+)
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -57,3 +67,26 @@ def config_overrides(tokens: list[str]) -> dict[str, str]:
     if "data" in overrides:
         overrides["data.root"] = overrides.pop("data")
     return overrides
+
+
+def words_and_flags(args: argparse.Namespace, cls: type) -> tuple[list[str], dict[str, str]]:
+    """A task command's bare words (runs, images) and its ``--key value`` overrides of ``cls``."""
+    words, flags = split_flags(args.overrides, cls)
+    return words, config_overrides([f"--{k}={v}" for k, v in flags.items()])
+
+
+def resolve_over(base: object, config_file: str | None, flags: dict[str, str]) -> object:
+    """``base`` (defaults, or a run's own settings) < --config file < flags."""
+    if config_file:
+        base = replace(base, **flatten(load_file(config_file)))
+    return replace(base, **flags)
+
+
+def run_dir_word(words: list[str], command: str, example: str) -> Path:
+    """The one run directory a command (``seg eval``, ``det eval``) takes as its word; a clear error otherwise."""
+    if len(words) != 1:
+        raise ConfigError(f"{command} takes one run directory, e.g. hybridvision {command} {example}")
+    run_dir = Path(words[0])
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as {example}")
+    return run_dir

@@ -14,11 +14,18 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict
-from pathlib import Path
 
-from ..config import ConfigError, dump_yaml, flatten, load_file, replace, split_flags
+from ..config import ConfigError, dump_yaml
 from ..seg.config import PredictConfig, SegEvalConfig, SegTrainConfig
-from .common import add_typed_config, config_overrides, console, resolve_run_config, table
+from .common import (
+    add_typed_config,
+    console,
+    resolve_over,
+    resolve_run_config,
+    run_dir_word,
+    table,
+    words_and_flags,
+)
 
 ACCEPTS_OVERRIDES = True
 
@@ -41,20 +48,8 @@ def run(args: argparse.Namespace) -> int:
     return {"train": _train, "eval": _eval, "predict": _predict}[args.seg_command](args)
 
 
-def _words_and_flags(args: argparse.Namespace, cls: type) -> tuple[list[str], dict[str, str]]:
-    words, flags = split_flags(args.overrides, cls)
-    return words, config_overrides([f"--{k}={v}" for k, v in flags.items()])
-
-
-def _resolve(base: object, config_file: str | None, flags: dict[str, str]) -> object:
-    """``base`` (defaults, or a run's own settings) < --config file < flags."""
-    if config_file:
-        base = replace(base, **flatten(load_file(config_file)))
-    return replace(base, **flags)
-
-
 def _train(args: argparse.Namespace) -> int:
-    words, flags = _words_and_flags(args, SegTrainConfig)
+    words, flags = words_and_flags(args, SegTrainConfig)
     if words:
         raise ConfigError(f"unexpected argument {words[0]!r}; seg train takes --key value options only")
     cfg = resolve_run_config(SegTrainConfig, args.config, flags)
@@ -79,13 +74,9 @@ def _eval(args: argparse.Namespace) -> int:
     from ..fileio import save_json
     from ..seg.evaluate import eval_defaults, evaluate_run
 
-    words, flags = _words_and_flags(args, SegEvalConfig)
-    if len(words) != 1:
-        raise ConfigError("seg eval takes one run directory, e.g. hybridvision seg eval runs/000-upernet_ascan_nano")
-    run_dir = Path(words[0])
-    if not run_dir.exists():
-        raise FileNotFoundError(f"{run_dir} does not exist; pass a run directory such as runs/000-upernet_ascan_nano")
-    cfg = _resolve(eval_defaults(run_dir), args.config, flags)
+    words, flags = words_and_flags(args, SegEvalConfig)
+    run_dir = run_dir_word(words, "seg eval", "runs/000-upernet_ascan_nano")
+    cfg = resolve_over(eval_defaults(run_dir), args.config, flags)
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
@@ -112,11 +103,11 @@ def _class_table(results: dict) -> object:
 def _predict(args: argparse.Namespace) -> int:
     from ..seg.predict import predict_files, predict_scenes
 
-    words, flags = _words_and_flags(args, PredictConfig)
+    words, flags = words_and_flags(args, PredictConfig)
     run_dir = flags.pop("run", "")
     if not run_dir:
         raise ConfigError("seg predict needs --run RUN: the segmentation run whose weights predict")
-    cfg = _resolve(PredictConfig(), args.config, flags)
+    cfg = resolve_over(PredictConfig(), args.config, flags)
     if args.dry_run:
         print(dump_yaml(cfg), end="")
         return 0

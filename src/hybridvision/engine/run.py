@@ -112,6 +112,11 @@ def init_source(path: str) -> Path:
     return p
 
 
+def weights_dir(run: Path) -> Path:
+    """Where a run's weights are: ``final/``, else its newest good checkpoint; a saved folder is itself."""
+    return init_source(str(run)) if (run / "config.yaml").is_file() else run
+
+
 # ---- Building the pieces
 
 

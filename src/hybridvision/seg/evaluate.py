@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoint import EMA_WEIGHTS_NAME, CheckpointError
 from ..config import from_dict, resolve
-from ..engine import init_source
+from ..engine import weights_dir
 from ..engine.distributed import Dist, pick_device
 from .augment import SegAugment
 from .config import SegAugConfig, SegEvalConfig, SegTrainConfig
@@ -34,11 +34,6 @@ def eval_defaults(run: Path) -> SegEvalConfig:
     if saved is None:
         return SegEvalConfig()
     return SegEvalConfig(data=saved.data, infer=saved.infer, batch_size=saved.eval_batch_size)
-
-
-def weights_dir(run: Path) -> Path:
-    """Where a run's weights are: ``final/``, else its newest good checkpoint; a saved folder is itself."""
-    return init_source(str(run)) if (run / "config.yaml").is_file() else run
 
 
 def saved_model(run: Path, *, use_ema: bool = True) -> tuple[SegModel, dict[str, Any]]:
