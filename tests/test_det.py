@@ -229,3 +229,22 @@ def test_det_train_dry_run_and_bad_values(capsys):
     assert "model: coatnet_test" in out and "fpn_channels: 32" in out
     assert main(["det", "train", "--dry-run", "--detector.anchor_sizes", "8,16"]) == 2
     assert "anchor_sizes needs one size per FPN output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["efficientmod_s", "ascan_t", "coatnet_0"])
+def test_the_papers_coco_recipes_resolve(backbone, capsys):
+    """configs/det: Mask R-CNN 1x (12 epochs, lr x 0.1 at 8 and 11, 500 warm-up steps from 0.001 x lr, AdamW
+    2e-4 / 0.05, batch 16, no clipping) on COCO at 1333x800."""
+    import yaml
+
+    from hybridvision.cli.main import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "det" / f"coco_maskrcnn_1x_{backbone}.yaml"
+    assert main(["det", "train", "--dry-run", "--config", str(config)]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    o = cfg["optim"]
+    assert cfg["model"] == backbone and cfg["epochs"] == 12 and cfg["batch_size"] == 16
+    assert (o["schedule"], o["step_epochs"], o["step_gamma"]) == ("step", [8.0, 11.0], 0.1)
+    assert (o["lr"], o["weight_decay"], o["warmup_steps"], o["clip_grad"]) == (2e-4, 0.05, 500, 0.0)
+    assert o["warmup_lr"] == pytest.approx(0.001 * o["lr"])
+    assert (cfg["detector"]["min_size"], cfg["detector"]["max_size"], cfg["data"]["dataset"]) == (800, 1333, "coco")

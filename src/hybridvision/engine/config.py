@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-SCHEDULES = ("cosine", "poly", "constant")
+SCHEDULES = ("cosine", "poly", "constant", "step")
 
 # What ``--resume`` may change: how a run is carried out and reported, not what it trains. Any other difference
 # between the saved config.yaml and the resumed one is an error that names the keys (tasks may add to this).
@@ -30,8 +30,10 @@ class OptimConfig:
     warmup_lr: float = 1e-5
     warmup_epochs: float = 0.5
     warmup_steps: int = 0  # > 0: warm up over this many optimizer steps instead of ``warmup_epochs``
-    schedule: str = "cosine"  # decay after warm-up: "cosine", "poly" (mmseg's PolyLR) or "constant"
+    schedule: str = "cosine"  # decay after warm-up: "cosine", "poly" (mmseg's PolyLR), "constant" or "step"
     poly_power: float = 1.0  # exponent of the "poly" decay
+    step_epochs: tuple[float, ...] = ()  # "step": epochs at which lr is multiplied by step_gamma (mmdet 1x: 8, 11)
+    step_gamma: float = 0.1  # "step": the factor at each of step_epochs
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -108,6 +110,11 @@ def check_optim(o: OptimConfig) -> None:
         check(getattr(o, name) >= 0, f"optim.{name} must be >= 0, got {getattr(o, name)}")
     check(o.accum_steps >= 1, f"optim.accum_steps must be >= 1, got {o.accum_steps}")
     check(o.poly_power > 0, f"optim.poly_power must be > 0, got {o.poly_power}")
+    check(0 < o.step_gamma <= 1, f"optim.step_gamma must be in (0, 1], got {o.step_gamma}")
+    check(
+        all(a < b for a, b in zip((0, *o.step_epochs), o.step_epochs)),
+        f"optim.step_epochs must rise strictly above 0, got {o.step_epochs}",
+    )
     check(
         len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
         f"optim.betas must be two values in [0, 1), got {o.betas}",
