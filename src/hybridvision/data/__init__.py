@@ -9,7 +9,7 @@ from .idx import (
     load_idx_split,
     read_idx,
 )
-from .images import IMAGE_SUFFIXES, decode_image, fit_size, list_folder
+from .images import IMAGE_SUFFIXES, decode_image, fit_size, image_files, list_folder
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -20,6 +20,7 @@ __all__ = [
     "DataError",
     "decode_image",
     "fit_size",
+    "image_files",
     "list_folder",
     "load_idx_split",
     "read_idx",

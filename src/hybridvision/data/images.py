@@ -46,6 +46,21 @@ def list_folder(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     return items, classes
 
 
+def image_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The images named, or found (sorted, recursively) in the folders named."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist; pass image files or folders of images")
+    if not out:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return out
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 

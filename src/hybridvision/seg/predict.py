@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import IMAGE_SUFFIXES
+from ..data import image_files
 from ..data.scenes import IGNORE
 from ..fileio import atomic_write
 from .ade import read_image
@@ -84,21 +84,6 @@ def panel(image: np.ndarray, pred: np.ndarray, classes: Sequence[str], alpha: fl
 def save_panel(img, path: Path) -> Path:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
-
-
-def image_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The images named, or found (sorted, recursively) in the folders named."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p} does not exist; pass image files or folders of images")
-    if not out:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    return out
 
 
 class Predictor:
