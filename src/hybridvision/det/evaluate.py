@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import from_dict
+from ..data import DataError
 from ..engine.distributed import Dist, barrier, concat_across, pick_device
 from ..engine.order import eval_batches
 from ..engine.rundir import SavedModel, open_model, run_config
@@ -72,7 +73,7 @@ def load_splits(cfg: DetDataConfig, train: bool = True) -> tuple[CocoSplit | Non
     train_split = load_split(cfg.root, cfg.train_split, cfg.channels, cfg.train_subset) if train else None
     eval_split = load_split(cfg.root, cfg.eval_split, cfg.channels, cfg.eval_subset)
     if train_split is not None and train_split.category_ids != eval_split.category_ids:
-        raise ValueError(f"{cfg.train_split} and {cfg.eval_split} have different categories; they must share them")
+        raise DataError(f"{cfg.train_split} and {cfg.eval_split} have different categories; they must share them")
     return train_split, eval_split
 
 
