@@ -7,8 +7,7 @@
 #   MODELS=coatnet_nano_rw_224 IMG_SIZE=64 OUT_DIR=/tmp/t benchmarks/run_timm_cpu.sh --quick   # smoke test
 #
 # Needs timm (the `compare` extra, installed with -c constraints.txt). The CPU torch cannot load torchvision's
-# CUDA extension, so every measuring process imports tests/_tv_compat.py first (test set-up code, never the
-# library's). Ours is timed in its inference form (BatchNorm folded; FUSED=0 times it unfused, like timm's).
+# CUDA extension; every measuring process completes it (hybridvision.vision_ops) before importing timm. Ours is timed in its inference form (BatchNorm folded; FUSED=0 times it unfused, like timm's).
 # Run it on a quiet machine: on a shared 2-core machine 2-thread timings swing 3-10x; ratios from one run hold
 # better than absolute numbers. Expect about an hour for both models and both layouts. Extra arguments go to
 # `hybridvision bench`.
@@ -20,14 +19,13 @@ MODELS="${MODELS:-coatnet_nano_rw_224 coatnet_0_rw_224}"
 OUT_DIR="${OUT_DIR:-results/speed}"
 FUSED="$( [ "${FUSED:-1}" = 1 ] && echo --fused || echo --no-fused )"
 SIZE=(); [ -n "${IMG_SIZE:-}" ] && SIZE=(--img-size "$IMG_SIZE")
-export PYTHONPATH="$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT_DIR"
 
 for layout in nchw nhwc; do
   flag=$( [ "$layout" = nhwc ] && echo --channels-last || echo --no-channels-last )
   status=0
   # shellcheck disable=SC2086  # MODELS holds several names
-  "$PY" -m hybridvision bench $MODELS --against timm --import _tv_compat --device cpu --precision fp32 \
+  "$PY" -m hybridvision bench $MODELS --against timm --device cpu --precision fp32 \
     "$flag" "$FUSED" ${SIZE[@]+"${SIZE[@]}"} --batch-sizes "${BATCH_SIZES:-1,16}" --repeats "${REPEATS:-3}" \
     --warmup-iters 50 --warmup-s 2 --iters 200 --min-s 1 --max-s "${MAX_S:-30}" \
     --csv "$OUT_DIR/cpu-vs-timm-$layout.csv" --json "$OUT_DIR/cpu-vs-timm-$layout.json" "$@" || status=$?

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up hybridvision on a fresh machine: .venv with the pinned CPU torch (no CUDA wheels; torchvision only as
-# timm's pinned dependency, for the tests), the project and its tools, Debian's Fashion-MNIST data set and WordNet.
+# Set up hybridvision on a fresh machine: .venv with the pinned CPU torch (no CUDA wheels; torchvision pinned, for
+# detection and timm), the project and its tools, Debian's Fashion-MNIST data set and WordNet.
 # Safe to run again: it only checks then.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "
 .venv/bin/python -c "import torch" 2>/dev/null || pip_install torch==2.13.0
 pip_install -c constraints.txt -e '.[dev]'
 .venv/bin/python -c "import hybridvision, torch; assert torch.__version__ == '2.13.0+cpu', torch.__version__"
-# timm and segmentation-models-pytorch (the `compare` extra) pull torchvision; the constraints keep it from
+# The `det` extra, timm and segmentation-models-pytorch bring torchvision; the constraints keep it from
 # bringing a CUDA torch along. Fail loudly if any CUDA runtime package slipped in anyway.
 if .venv/bin/python -m pip list 2>/dev/null | grep -qi '^nvidia'; then
   echo "error: CUDA packages (nvidia-*) were installed; reinstall with -c constraints.txt" >&2

@@ -45,10 +45,10 @@ def randomize_batchnorms():
 
 @pytest.fixture(scope="session")
 def timm():
-    """The real timm, importable through the test-only torchvision shim; skips when it is not installed."""
-    import _tv_compat
+    """The real timm (torchvision completed by ``hybridvision.vision_ops`` where needed); skips when not installed."""
+    from hybridvision.bench.jobs import import_timm
 
-    module, reason = _tv_compat.import_timm()
+    module, reason = import_timm()
     if module is None:
-        pytest.skip(f"timm is not importable even with the torchvision shim ({reason}); install '.[compare]'")
+        pytest.skip(f"timm is not importable ({reason}); install '.[compare]'")
     return module

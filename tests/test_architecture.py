@@ -30,17 +30,19 @@ FLOORS: dict[str, int] = {
     "export": 2,
     "data": 2,
     "timm": 2,
+    "vision_ops": 2,
     "engine": 3,
     "classify": 4,
     "bench": 4,
     "seg": 4,
     "diffusion": 4,
+    "det": 4,
     "apps": 5,
     "study": 5,
     "cli": 6,
     "__main__": 6,
 }
-TASKS = ("classify", "bench", "seg", "diffusion")
+TASKS = ("classify", "bench", "seg", "diffusion", "det")
 # Inside models/: blocks never reach up to the contract or a family; the contract never to a family.
 MODEL_FLOORS = {"blocks": 0, "contract": 1}
 

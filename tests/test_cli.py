@@ -44,7 +44,7 @@ def test_summary_measures(tmp_path, capsys):
 
 
 def test_task_commands_word_their_results_alike():
-    from hybridvision.cli import diffusion, seg, train
+    from hybridvision.cli import det, diffusion, seg, train
 
     facts = {"epochs": 3, "train_s": 12.3, "train_img_s": 456.7}
     assert train.describe({"top1": 71.2, "ema_top1": 72.05, **facts}) == (
@@ -56,4 +56,7 @@ def test_task_commands_word_their_results_alike():
     scored = {"cond_acc": 80.0, "fid": 3.21, "ema_cond_acc": 81.0, "ema_fid": 3.0, **facts}
     assert diffusion.describe(scored).startswith("conditional accuracy 80.0%, FID 3.21 (EMA 81.0%, 3.00) after 3")
     assert diffusion.describe({"val_loss": 0.1, **facts}).startswith("validation loss 0.1000 after 3 epochs")
-    assert train.describe(facts) == seg.describe(facts) == ""  # never evaluated: no line
+    assert det.describe({"box_ap": 41.2, "mask_ap": 38.05, **facts}) == (
+        "box AP 41.20%, mask AP 38.05% after 3 epochs, 12 s training, 457 img/s"
+    )
+    assert train.describe(facts) == seg.describe(facts) == det.describe(facts) == ""  # never evaluated: no line

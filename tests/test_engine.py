@@ -10,6 +10,7 @@ import torch
 from run_helpers import TOY_TASK, assert_same, kill_after_checkpoint, spawn, torchrun, weights
 from toy_task import ToyConfig, ToyTask
 
+from hybridvision.config import ConfigError
 from hybridvision.engine import OptimConfig, run
 from hybridvision.engine.logs import read_csv
 from hybridvision.engine.rundir import RunDir
@@ -79,6 +80,18 @@ def test_schedules_warm_up_then_decay(schedule):
     assert sched.lr(100) == pytest.approx(end)
     mid = lr_at(0.55, 0.1, cfg)
     assert mid == pytest.approx({"cosine": 0.55, "poly": 0.1 + 0.9 * 0.5**0.9, "constant": 1.0}[schedule])
+
+
+def test_step_schedule_is_mmdets_1x():
+    """Warm-up, then lr x 0.1 at epochs 8 and 11 of 12 (10 steps an epoch), as mmdet's step policy."""
+    cfg = OptimConfig(lr=2e-4, warmup_lr=2e-7, warmup_steps=5, schedule="step", step_epochs=(8, 11))
+    sched = Schedule(cfg, total_steps=120, steps_per_epoch=10)
+    assert sched.lr(0) == pytest.approx(2e-7) and sched.lr(5) == pytest.approx(2e-4)
+    assert [sched.lr(s) for s in (79, 80, 109, 110, 119)] == pytest.approx([2e-4, 2e-5, 2e-5, 2e-6, 2e-6])
+    from hybridvision.engine.config import check_optim
+
+    with pytest.raises(ConfigError, match="step_epochs must rise"):
+        check_optim(OptimConfig(schedule="step", step_epochs=(11, 8)))
 
 
 def test_a_task_without_its_methods_says_which(tmp_path):

@@ -193,7 +193,7 @@ def test_saved_files_follow_the_umask(data, tmp_path):
         (("--device", "gpu"), "device must be auto, cpu, cuda or cuda:N"),
         (("--data.channels", "0"), "data.channels must be >= 1"),
         (("--optim.lr", "0"), "optim.lr must be > 0"),
-        (("--optim.schedule", "step"), "optim.schedule must be one of cosine, poly, constant"),
+        (("--optim.schedule", "linear"), "optim.schedule must be one of cosine, poly, constant, step"),
     ],
 )
 def test_bad_numbers_fail_when_the_config_is_built(flags, message, capsys):

@@ -242,8 +242,9 @@ def test_miou_is_accumulated_over_the_whole_set_and_skips_absent_classes():
 
 
 def test_miou_matches_torchmetrics():
-    tv_compat = pytest.importorskip("_tv_compat")  # torchmetrics imports torchvision; the CPU torch needs the shim
-    tv_compat.import_torchvision()
+    from hybridvision.vision_ops import import_torchvision
+
+    import_torchvision()  # torchmetrics imports torchvision: completed where its C extension cannot load
     metrics = pytest.importorskip("torchmetrics.classification")
     preds, truth = segmentation_data(seed=1)
     jaccard = metrics.MulticlassJaccardIndex(num_classes=5, average="none", ignore_index=255)

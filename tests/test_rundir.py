@@ -5,6 +5,7 @@ predicted from or sampled from in a fresh interpreter that never imports the tra
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -40,7 +41,7 @@ TRAINING = (
     *("hybridvision.classify.task", "hybridvision.classify.augment", "hybridvision.classify.randaugment"),
     *("hybridvision.seg.task", "hybridvision.seg.augment", "hybridvision.seg.geometry"),
     *("hybridvision.diffusion.task", "hybridvision.diffusion.text_task", "hybridvision.diffusion.training"),
-    "hybridvision.diffusion.carry_over",
+    *("hybridvision.diffusion.carry_over", "hybridvision.det.task"),
 )
 # A fresh interpreter: run each command, then report the exit codes and the training modules it imported.
 READER = """
@@ -207,6 +208,24 @@ def diffusion_run(dm, data, classifier, runs) -> Path:
     )
 
 
+@pytest.fixture(scope="module")
+def detection_run(tmp_path_factory, runs) -> Path:
+    """Mask R-CNN on a test backbone over the tiny COCO folder of tests/test_det.py (three images)."""
+    if not all(importlib.util.find_spec(m) for m in ("torchvision", "pycocotools")):
+        pytest.skip("the det extra (torchvision, pycocotools) is not installed")
+    from test_det import make_coco
+
+    root = make_coco(tmp_path_factory.mktemp("coco"))
+    argv = [
+        *("--model", "ascan_test", "--data.dataset", "coco", "--data.root", str(root), "--data.channels", "3"),
+        *("--data.mean", "0.5,0.5,0.5", "--data.std", "0.25,0.25,0.25", "--batch_size", "2", "--amp", "off"),
+        *("--detector.fpn_channels", "16", "--detector.rpn_top_n", "50,20", "--detector.box_samples", "16"),
+        *("--out_dir", str(runs), "--run_name", "detect", "--progress", "false", "--tensorboard", "false"),
+        *("--threads", "1", *UNTIL_STOPPED),
+    ]
+    return stop_after_first_checkpoint(argv, ("-m", "hybridvision", "det", "train"), runs / "detect")
+
+
 def test_classification_evaluates_a_stopped_run_without_training_code(classification_run):
     info = json.loads(RunDir(classification_run).model_file.read_text())
     assert info["task"] == "classification" and info["model"] == "coatnet_test" and info["in_chans"] == 1
@@ -224,6 +243,22 @@ def test_segmentation_evaluates_and_predicts_a_stopped_run_without_training_code
         ["seg", "predict", "--scenes", "1", "--run", str(segmentation_run), "--out", str(out)],
     )
     assert [p.name for p in out.iterdir()] == ["scene_000.png"]
+
+
+def test_detection_evaluates_and_predicts_a_stopped_run_without_training_code(detection_run, tmp_path):
+    info = json.loads(RunDir(detection_run).model_file.read_text())
+    assert info["task"] == "detection" and info["model"] == "maskrcnn_ascan_test" and info["in_chans"] == 3
+    assert info["classes"] == ["background", "three", "seven"] and info["category_ids"] == [3, 7]
+    model = info["overrides"]  # all inference needs: backbone, sizes, anchors, normalisation
+    assert model["backbone"] == "ascan_test" and model["detector"]["fpn_channels"] == 16 and model["mean"] == [0.5] * 3
+    out, image = tmp_path / "overlays", Path(RunDir(detection_run).config_dict()["data"]["root"], "val2017", "rgb.png")
+    read_in_fresh_interpreter(
+        ["det", "eval", str(detection_run), "--batch_size", "2"],
+        ["det", "predict", str(image), "--run", str(detection_run), "--out", str(out)],
+    )
+    scores = json.loads((detection_run / "det_eval_val2017.json").read_text())["results"]["model"]
+    assert 0 <= scores["box"]["ap"] <= 100 and set(scores["mask"]["per_class"]) == {"three", "seven"}
+    assert [p.name for p in out.iterdir()] == ["rgb_det.png"]
 
 
 def test_class_diffusion_evaluates_and_generates_from_a_stopped_run_without_training_code(
@@ -282,6 +317,19 @@ def test_a_run_of_another_task_is_named_as_such(classification_run, segmentation
     ]:
         assert one_line_error(capsys, argv) == f"error: {message}\n", argv
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_detection_run_and_another_task_s_are_told_apart(detection_run, segmentation_run, tmp_path, capsys):
+    from PIL import Image
+
+    det, seg, image = str(detection_run), str(segmentation_run), tmp_path / "photo.png"
+    Image.new("RGB", (32, 32)).save(image)
+    for argv, message in [
+        (["det", "eval", seg], f"{seg} is a segmentation run, not a detection run"),
+        (["det", "predict", str(image), "--run", seg], f"{seg} is a segmentation run, not a detection run"),
+        (["seg", "eval", det], f"{det} is a detection run, not a segmentation run"),
+    ]:
+        assert one_line_error(capsys, argv) == f"error: {message}\n", argv
 
 
 def test_runs_from_before_model_json_still_load(classification_run, segmentation_run, diffusion_run, tmp_path, capsys):

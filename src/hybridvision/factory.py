@@ -87,6 +87,27 @@ def create_model(
     return FeatureExtractor(model, out_indices) if features_only else model
 
 
+def task_backbone(config: Any, **options: Any) -> nn.Module:
+    """The backbone a task model's config names, without a classifier: its ``backbone`` and ``backbone_kwargs``
+    with the contract fields ``in_chans``, ``img_size``, ``drop_path_rate``; ``options``: more ``create_model``
+    arguments (``features_only``, ``out_indices``)."""
+    c = config
+    contract = dict(in_chans=c.in_chans, img_size=c.img_size, drop_path_rate=c.drop_path_rate)
+    return create_model(c.backbone, num_classes=0, **contract, **options, **c.backbone_kwargs)
+
+
+def backbone_settings(train: Any) -> dict[str, Any]:
+    """A task model's backbone fields from its training config (``model``, ``model_kwargs``, ``img_size``,
+    ``drop_path_rate`` and ``data.channels``)."""
+    return dict(
+        backbone=train.model,
+        backbone_kwargs=dict(train.model_kwargs),
+        in_chans=train.data.channels,
+        img_size=train.img_size,
+        drop_path_rate=train.drop_path_rate,
+    )
+
+
 def _fuse_like(model: nn.Module, weights: str | Path, use_ema: bool) -> None:
     """Fuse a fresh model into the structure of a fused save, so its weights load.
 

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .registry import get_entry
+
 
 def _sdpa_cpu_flops(query, key, value, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return sdpa_flop_count(query, key, value)
@@ -63,16 +65,40 @@ def _per_module(counter: FlopCounterMode, model: nn.Module) -> dict[str, int]:
     return out
 
 
+# Tasks whose models do work that depends on what the image holds (a detector's proposals and detections): a
+# fixed forward does not count them, so only their parameters are.
+INPUT_DEPENDENT = ("detection",)
+
+
+def counts_macs(name: str) -> bool:
+    """Whether ``model_cost`` counts the MACs of a registered model (not of a detector)."""
+    return get_entry(name).task not in INPUT_DEPENDENT
+
+
+def model_params(name: str, **overrides: Any) -> int:
+    """Parameters of a registered model (any task), built on the meta device."""
+    return count_params(_on_meta(name, overrides))
+
+
 def model_cost(name: str, img_size: int | None = None, batch: int = 1, **overrides: Any) -> ModelCost:
     """Params and MACs of a registered model, built on the meta device (no memory, no init time)."""
-    from .factory import create_model
-
+    if not counts_macs(name):
+        raise ValueError(
+            f"{name} is a {get_entry(name).task} model: its MACs depend on the image and the proposals it keeps, "
+            f"so they are not counted (`hybridvision models {name}` gives its parameters)"
+        )
     kwargs = dict(overrides)
     if img_size is not None:
         kwargs["img_size"] = img_size
-    with torch.device("meta"):
-        model = create_model(name, **kwargs)
+    model = _on_meta(name, kwargs)
     h, w = model.config.img_hw
     shape = (batch, model.config.in_chans, h, w)
     macs, per_module = count_macs(model, shape)
     return ModelCost(count_params(model), macs, shape, per_module)
+
+
+def _on_meta(name: str, overrides: dict[str, Any]) -> nn.Module:
+    from .factory import create_model
+
+    with torch.device("meta"):
+        return create_model(name, **overrides)

@@ -14,8 +14,8 @@ What timm users get, the timm way:
   ``timm.create_model("local-dir:<save_pretrained folder>", pretrained=True)`` work too.
 - ``timm.models.get_pretrained_cfg(name)`` and ``model.pretrained_cfg``: input size, mean/std, crop, ...
 
-timm is an optional dependency; this module needs it (and a torchvision that imports) and is never imported by
-the rest of hybridvision.
+timm is an optional dependency; this module needs it (and torchvision, which ``vision_ops`` completes where its C
+extension cannot load) and is never imported by the rest of hybridvision.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ import torch
 from torch import nn
 
 try:
+    from .vision_ops import import_torchvision
+
+    import_torchvision()  # timm imports torchvision: completed first where its C extension is missing
     from timm.models import is_model, register_model
     from timm.models._features import FeatureGetterNet  # not re-exported by timm.models
-except Exception as e:  # ImportError, or torchvision's RuntimeError where its C extension cannot load
+except Exception as e:  # ImportError, or another error a broken timm or torchvision raises
     raise ImportError(
-        f"hybridvision.timm needs timm and a torchvision that imports ({type(e).__name__}: {e}). Install them "
-        "with `pip install -c constraints.txt 'hybridvision[compare]'`; docs/timm.md says what to do where "
-        "torchvision's C extension cannot load."
+        f"hybridvision.timm needs timm and torchvision ({type(e).__name__}: {e}). Install them "
+        "with `pip install -c constraints.txt 'hybridvision[compare]'`."
     ) from e
 
 from . import factory as hub

@@ -27,8 +27,11 @@ class Job:
 
 
 def import_timm() -> tuple[ModuleType | None, str]:
-    """(timm, '') or (None, why not)."""
+    """(timm, '') or (None, why not); torchvision is completed first where its C extension is missing."""
     try:
+        from ..vision_ops import import_torchvision
+
+        import_torchvision()
         import timm
     except Exception as e:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError on CPU-only machines
         return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"

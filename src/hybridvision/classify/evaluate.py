@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..engine.distributed import Dist, pick_device, sum_across
 from ..engine.order import eval_batches
-from ..engine.rundir import RunDir, open_model
+from ..engine.rundir import RunDir, open_model, run_config
 from .config import EvalConfig, TrainConfig
 from .data import Split, load_split
 from .preprocess import Normalize
@@ -26,7 +26,7 @@ TASK = "classification"  # what model.json records of a classification run
 
 def saved_train_config(run: Path) -> TrainConfig | None:
     """The run's own training config (None for a saved model); a run of another task is refused."""
-    return RunDir(run).read_config(TrainConfig, TASK) if RunDir(run).is_run() else None
+    return run_config(run, TrainConfig, TASK)
 
 
 def eval_defaults(run: Path) -> EvalConfig:

@@ -1,5 +1,6 @@
 """Helpers shared by commands: console output and number formatting, and the one path every task command takes
-from its words and flags to a config (``command_flags``, ``resolved``) and on to a run (``train_command``)."""
+from its words and flags to a config (``command_flags``, ``resolved``) and on to a run (``train_command``), a
+run's evaluation (``eval_command``, ``save_results``) or its predictions (``predict_command``)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,18 @@ def add_typed_config(parser: argparse.ArgumentParser, cls: type) -> None:
     add_config_args(parser)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "config keys (set with --key value):\n" + "\n".join(describe_fields(cls))
+
+
+def add_subcommands(
+    parser: argparse.ArgumentParser, dest: str, subcommands: dict[str, tuple[type, str]], examples: str
+) -> None:
+    """``<task> train | eval | ...``: a subcommand per entry of ``subcommands`` (name -> (config class, help)), each
+    listing its config's keys; ``examples`` (the command module's docstring) closes ``--help``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = examples
+    sub = parser.add_subparsers(dest=dest, metavar="{" + ",".join(subcommands) + "}", required=True)
+    for name, (cls, help_text) in subcommands.items():
+        add_typed_config(sub.add_parser(name, help=help_text, description=help_text), cls)
 
 
 def resolve_run_config(cls: type, config_file: str | None, overrides: dict[str, Any]) -> Any:
@@ -143,6 +156,37 @@ def score_line(summary: dict, key: str, label: str) -> str:
 def training_facts(summary: dict) -> str:
     """The end of every task's result line: how long the run trained and how fast."""
     return f"after {summary['epochs']} epochs, {summary['train_s']:.0f} s training, {summary['train_img_s']:.0f} img/s"
+
+
+def eval_command(
+    args: argparse.Namespace, cls: type, command: str, example: str, defaults: Callable[[Path], Any]
+) -> tuple[Path, Any | None]:
+    """The run ``<task> eval RUN`` reads (its one word) and the evaluation config: ``defaults(run)`` (the run's own
+    data) < ``--config`` file < flags; None as the config once ``--dry-run`` has printed it."""
+    words, flags = command_flags(args, cls)
+    if len(words) != 1:
+        raise ConfigError(f"{command} takes one run directory, e.g. hybridvision {command} {example}")
+    run_dir = existing_run(words[0], example)
+    return run_dir, resolved(args, defaults(run_dir), flags)
+
+
+def predict_command(args: argparse.Namespace, cls: type, command: str, task: str) -> tuple[list[str], str, Any]:
+    """(the images named, the run ``--run`` names, the config or None once ``--dry-run`` printed it) of
+    ``<task> predict``; a missing ``--run`` is one line saying what to pass."""
+    words, flags = command_flags(args, cls)
+    run_dir = flags.pop("run", "")
+    if not run_dir:
+        raise ConfigError(f"{command} needs --run RUN: the {task} run whose weights predict")
+    return words, run_dir, resolved(args, cls, flags)
+
+
+def save_results(results: dict, out: str | Path, run_dir: Path, split: str, **facts: Any) -> None:
+    """An evaluation's JSON: the run, the split, ``facts`` (how it inferred), the environment and the numbers."""
+    from ..env import environment
+    from ..fileio import save_json
+
+    meta = {"run": str(run_dir), "split": split, **facts, "environment": environment()}
+    save_json({**meta, "results": results}, out)
 
 
 def existing_run(path: str, example: str) -> Path:

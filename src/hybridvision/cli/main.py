@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
     "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),
     "seg": ("hybridvision.cli.seg", "semantic segmentation (UperNet on any backbone): train, eval, predict"),
+    "det": ("hybridvision.cli.det", "detection and instance segmentation (Mask R-CNN on any backbone)"),
     "plot-run": ("hybridvision.cli.plot_run", "draw a run's loss and accuracy curves to PNG"),
     "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),
     "study": ("hybridvision.cli.study", "a grid of training runs (points x seeds) -> accuracy/cost table and plot"),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..macs import model_cost
-from ..registry import get_entry, list_models
+from ..macs import counts_macs, model_cost, model_params
+from ..registry import get_config, get_entry, list_models
 from .common import console, giga, millions, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pattern", nargs="?", default="*", help="glob over model names (default: all)")
     parser.add_argument("--family", help="only this family")
-    parser.add_argument("--task", help="only models for this task: classification, segmentation or generation")
+    parser.add_argument(
+        "--task", help="only models for this task: classification, segmentation, detection or generation"
+    )
     parser.add_argument("--no-cost", action="store_true", help="skip the params/MACs columns (faster)")
 
 
@@ -41,5 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cost_columns(name: str) -> list[str]:
+    if not counts_macs(name):  # a detector: its MACs depend on the image's content
+        return [millions(model_params(name)), "-", f"{get_config(name).img_hw[0]}"]
     cost = model_cost(name)
     return [millions(cost.params), giga(cost.macs), f"{cost.input_shape[-2]}"]

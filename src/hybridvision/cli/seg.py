@@ -18,11 +18,11 @@ from dataclasses import asdict
 from ..config import ConfigError
 from ..seg.config import PredictConfig, SegEvalConfig, SegTrainConfig
 from .common import (
-    add_typed_config,
-    command_flags,
+    add_subcommands,
     console,
-    existing_run,
-    resolved,
+    eval_command,
+    predict_command,
+    save_results,
     score_line,
     table,
     train_command,
@@ -39,11 +39,7 @@ SUBCOMMANDS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__
-    sub = parser.add_subparsers(dest="seg_command", metavar="{train,eval,predict}", required=True)
-    for name, (cls, help_text) in SUBCOMMANDS.items():
-        add_typed_config(sub.add_parser(name, help=help_text, description=help_text), cls)
+    add_subcommands(parser, "seg_command", SUBCOMMANDS, __doc__)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,23 +59,16 @@ def describe(summary: dict) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..env import environment
-    from ..fileio import save_json
     from ..seg.evaluate import eval_defaults, evaluate_run
 
-    words, flags = command_flags(args, SegEvalConfig)
-    if len(words) != 1:
-        raise ConfigError("seg eval takes one run directory, e.g. hybridvision seg eval runs/000-upernet_ascan_nano")
-    run_dir = existing_run(words[0], "runs/000-upernet_ascan_nano")
-    cfg = resolved(args, eval_defaults(run_dir), flags)
+    run_dir, cfg = eval_command(args, SegEvalConfig, "seg eval", "runs/000-upernet_ascan_nano", eval_defaults)
     if cfg is None:
         return 0
     results = evaluate_run(run_dir, cfg)
     console.print(_class_table(results))
     rows = [[k, _pct(v["miou"]), _pct(v["aacc"]), _pct(v["macc"])] for k, v in results.items()]
     console.print(table(f"{run_dir} on {cfg.data.eval_split}", ["weights", "mIoU %", "aAcc %", "mAcc %"], rows))
-    meta = {"run": str(run_dir), "split": cfg.data.eval_split, "infer": asdict(cfg.infer), "environment": environment()}
-    save_json({**meta, "results": results}, cfg.out or run_dir / "seg_eval.json")
+    save_results(results, cfg.out or run_dir / "seg_eval.json", run_dir, cfg.data.eval_split, infer=asdict(cfg.infer))
     return 0
 
 
@@ -97,11 +86,7 @@ def _class_table(results: dict) -> object:
 def _predict(args: argparse.Namespace) -> int:
     from ..seg.predict import predict_files, predict_scenes
 
-    words, flags = command_flags(args, PredictConfig)
-    run_dir = flags.pop("run", "")
-    if not run_dir:
-        raise ConfigError("seg predict needs --run RUN: the segmentation run whose weights predict")
-    cfg = resolved(args, PredictConfig, flags)
+    words, run_dir, cfg = predict_command(args, PredictConfig, "seg predict", "segmentation")
     if cfg is None:
         return 0
     if bool(words) == bool(cfg.scenes):

@@ -9,7 +9,16 @@ from .idx import (
     load_idx_split,
     read_idx,
 )
-from .images import IMAGE_SUFFIXES, ImageError, decode_image, fit_size, list_folder, open_image, read_image
+from .images import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    decode_image,
+    fit_size,
+    image_files,
+    list_folder,
+    open_image,
+    read_image,
+)
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -21,6 +30,7 @@ __all__ = [
     "ImageError",
     "decode_image",
     "fit_size",
+    "image_files",
     "list_folder",
     "load_idx_split",
     "open_image",

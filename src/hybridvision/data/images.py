@@ -48,6 +48,25 @@ def list_folder(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     return items, classes
 
 
+def image_files(paths: Sequence[str | Path], skip: Path | None = None) -> list[Path]:
+    """The images named, or found (sorted, recursively) in the folders named; each once, in order given.
+
+    Files under ``skip`` (the output folder, when it lies inside an input folder) are not inputs.
+    """
+    out: dict[Path, None] = {}
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out |= dict.fromkeys(f for f in found if skip is None or not f.absolute().is_relative_to(skip.absolute()))
+        elif p.is_file():
+            out[p] = None
+        else:
+            raise FileNotFoundError(f"{p} does not exist; pass image files or folders of images")
+    if not out:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
+    return list(out)
+
+
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 

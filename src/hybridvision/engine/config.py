@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ..config import at_least, check, one_of, parse_device
 
-SCHEDULES = ("cosine", "poly", "constant")
+SCHEDULES = ("cosine", "poly", "constant", "step")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 ADAMW_IMPLS = ("auto", "fused", "foreach", "loop")
 
@@ -26,15 +26,18 @@ RESUMABLE = frozenset(
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with a warm-up then cosine or polynomial decay; no weight decay on norms, biases, position tables."""
+    """AdamW with a warm-up then cosine, polynomial or step decay; no weight decay on norms, biases, position
+    tables."""
 
     lr: float = 2e-3  # peak learning rate at ``batch_size`` (not rescaled)
     min_lr: float = 1e-5
     warmup_lr: float = 1e-5
     warmup_epochs: float = 0.5
     warmup_steps: int = 0  # > 0: warm up over this many optimizer steps instead of ``warmup_epochs``
-    schedule: str = "cosine"  # decay after warm-up: "cosine", "poly" (mmseg's PolyLR) or "constant"
+    schedule: str = "cosine"  # decay after warm-up: "cosine", "poly" (mmseg's PolyLR), "constant" or "step"
     poly_power: float = 1.0  # exponent of the "poly" decay
+    step_epochs: tuple[float, ...] = ()  # "step": epochs at which lr is multiplied by step_gamma (mmdet 1x: 8, 11)
+    step_gamma: float = 0.1  # "step": the factor at each of step_epochs
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -107,6 +110,11 @@ def check_optim(optim: OptimConfig) -> None:
         check(getattr(optim, name) >= 0, f"optim.{name} must be >= 0, got {getattr(optim, name)}")
     check(optim.accum_steps >= 1, f"optim.accum_steps must be >= 1, got {optim.accum_steps}")
     check(optim.poly_power > 0, f"optim.poly_power must be > 0, got {optim.poly_power}")
+    check(0 < optim.step_gamma <= 1, f"optim.step_gamma must be in (0, 1], got {optim.step_gamma}")
+    check(
+        all(a < b for a, b in zip((0, *optim.step_epochs), optim.step_epochs)),
+        f"optim.step_epochs must rise strictly above 0, got {optim.step_epochs}",
+    )
     check(
         len(optim.betas) == 2 and all(0 <= b < 1 for b in optim.betas),
         f"optim.betas must be two values in [0, 1), got {optim.betas}",

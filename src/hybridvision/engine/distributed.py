@@ -133,11 +133,17 @@ def max_across(value: float, job: Dist) -> float:
 
 def union_across(items: set, job: Dist) -> set:
     """The union of every process's set (e.g. unreadable files each one met)."""
+    return set(concat_across(sorted(items), job))
+
+
+def concat_across(items: list, job: Dist) -> list:
+    """Every process's list, concatenated in rank order (e.g. each one's detections); this process's alone when
+    there is one."""
     if not job.active:
-        return set(items)
+        return list(items)
     gathered: list = [None] * job.world
-    dist.all_gather_object(gathered, sorted(items))
-    return set().union(*gathered)
+    dist.all_gather_object(gathered, list(items))
+    return [x for part in gathered for x in part]
 
 
 def sync_buffers(model: nn.Module, job: Dist) -> None:

@@ -278,6 +278,12 @@ def open_model(path: str | Path, *, task: str = "", legacy: Legacy | None = None
     )
 
 
+def run_config(path: str | Path, cls: type, task: str) -> Any:
+    """A run's own training config as ``cls`` (None for a saved model's folder); a run of another task is refused."""
+    run = RunDir(path)
+    return run.read_config(cls, task) if run.is_run() else None
+
+
 def init_source(path: str) -> Path:
     """Weights to start from (``--init-from``): a run's ``final/``, else its newest good checkpoint, else the path.
 

@@ -1,4 +1,5 @@
-"""Named task models: UperNet on every backbone (``upernet_<backbone>``) and the diffusion denoisers.
+"""Named task models: UperNet and Mask R-CNN on every backbone (``upernet_<backbone>``, ``maskrcnn_<backbone>``)
+and the diffusion denoisers.
 
 Their tables are data, like the families' own: each name gets its class's import path and its config's fields
 as plain values, so ``list_models``, ``hybridvision models`` and ``create_model`` see them as soon as
@@ -9,6 +10,11 @@ Segmentation heads: mmseg's UperNet (512 channels, auxiliary 256) on ImageNet-si
 ADE20K's 150 classes; the small-data recipe's head on the ``*_nano`` backbones at 64x64 Fashion-MNIST scenes
 (``configs/seg/fmnist_scenes_*.yaml``); a tiny head on test variants.
 
+Detectors: torchvision's Mask R-CNN with the paper's COCO 1x settings (``configs/det``: RGB, 80 classes, images
+resized to 800x1333, FPN 256, anchors 32-512, 2000/1000 proposals, 512 sampled RoIs) on ImageNet-size backbones;
+the 64x64 grey scenes' detector (10 classes, anchors 8-128) on the ``*_nano`` backbones; a tiny one on test
+variants.
+
 Denoisers (AsCAN App. A.6-A.7): the class-conditional model has widths 160/320/640, context width 768 and about
 400M parameters; the text-to-image one 320/640/1280 with 5/10/20 heads of 64. Block counts per level are not in
 the prose (only drawn in Fig. 2b): ours are chosen to land on the 400M and follow the paper's rules (C before T,
@@ -17,9 +23,11 @@ more T at low resolution, SDXL-like depth). ``docs/models/ascan_unet.md`` has th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..registry import family, get_entry, list_models
+from .contract import IMAGENET_MEAN, IMAGENET_STD
 
 # ---- Segmentation: upernet_<backbone>
 
@@ -54,23 +62,70 @@ def register_segmentors() -> list[str]:
 
     Run once on import for the built-in backbones; a plug-in that registers a backbone later calls it again.
     """
+    return _on_every_backbone(SEG_PREFIX, _segmentor, segmentor_settings, "UperNet")
+
+
+def _on_every_backbone(
+    prefix: str, registrar: Callable[..., None], settings: Callable[[str], dict[str, Any]], head: str
+) -> list[str]:
+    """Register ``<prefix><backbone>`` (``head`` on it) for every backbone that has none yet; the names added."""
     added = []
     for backbone in list_models(task="classification"):  # the backbones (not other task models)
-        name = SEG_PREFIX + backbone
+        name = prefix + backbone
         if name in list_models(name):
             continue
-        _segmentor(
-            name,
-            segmentor_settings(backbone),
-            f"UperNet on {backbone}",
-            test=get_entry(backbone).test,
-            backbone=backbone,
-        )
+        test = get_entry(backbone).test
+        registrar(name, settings(backbone), f"{head} on {backbone}", test=test, backbone=backbone)
         added.append(name)
     return added
 
 
 register_segmentors()
+
+# ---- Detection: maskrcnn_<backbone>
+
+DETECTOR = "hybridvision.det.model:DetModel"
+DETECTOR_CONFIG = "hybridvision.det.model:DetModelConfig"
+DET_PREFIX = "maskrcnn_"
+
+# The paper's COCO Mask R-CNN 1x (configs/det/coco_maskrcnn_1x_*.yaml): RGB, 80 classes + background.
+COCO_DETECTOR: dict[str, Any] = dict(
+    in_chans=3,
+    num_classes=81,
+    img_size=800,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    detector=dict(
+        fpn_channels=256,
+        anchor_sizes=(32, 64, 128, 256, 512),
+        min_size=800,
+        max_size=1333,
+        rpn_top_n=(2000, 1000),
+        box_samples=512,
+    ),
+)
+# The scenes' detector is DetModelConfig's default (64x64 grey, 10 classes + background, anchors 8-128).
+TEST_DETECTOR: dict[str, Any] = dict(detector=dict(fpn_channels=16, rpn_top_n=(50, 20), box_samples=16, detections=20))
+
+_detector = family("maskrcnn", DETECTOR, task="detection", config_type=DETECTOR_CONFIG)
+
+
+def detector_settings(backbone: str) -> dict[str, Any]:
+    """The registered detection config of a backbone, as data (the backbone's stochastic depth kept)."""
+    entry = get_entry(backbone)
+    settings: dict[str, Any] = dict(backbone=backbone, drop_path_rate=entry.config.drop_path_rate)
+    if entry.test:
+        return settings | TEST_DETECTOR
+    return settings if backbone in SMALL_BACKBONES else settings | COCO_DETECTOR
+
+
+def register_detectors() -> list[str]:
+    """Register ``maskrcnn_<name>`` for every registered backbone not yet covered; returns the names added (a
+    plug-in that registers a backbone later calls it again)."""
+    return _on_every_backbone(DET_PREFIX, _detector, detector_settings, "Mask R-CNN")
+
+
+register_detectors()
 
 # ---- Diffusion: the denoisers
 

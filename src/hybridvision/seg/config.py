@@ -15,6 +15,7 @@ from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR
 from ..data.scenes import SceneConfig
 from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
+from ..factory import backbone_settings
 from ..models.contract import check_img_size
 from ..registry import get_config, get_entry
 from .model import HeadConfig, SegModelConfig
@@ -160,16 +161,7 @@ def segmentor_name(backbone: str) -> str:
 def segmentation_model(cfg: SegTrainConfig, num_classes: int) -> SegModelConfig:
     """The segmentation model a training config describes."""
     head = cfg.head if cfg.aux_weight > 0 else replace(cfg.head, aux_channels=0)
-    return SegModelConfig(
-        backbone=cfg.model,
-        backbone_kwargs=dict(cfg.model_kwargs),
-        head=head,
-        num_classes=num_classes,
-        in_chans=cfg.data.channels,
-        img_size=cfg.img_size,
-        drop_rate=cfg.drop_rate,
-        drop_path_rate=cfg.drop_path_rate,
-    )
+    return SegModelConfig(**backbone_settings(cfg), head=head, num_classes=num_classes, drop_rate=cfg.drop_rate)
 
 
 @dataclass(frozen=True)

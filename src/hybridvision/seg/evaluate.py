@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from ..config import from_dict, to_dict
 from ..engine.distributed import Dist, pick_device, sum_across
 from ..engine.order import eval_batches
-from ..engine.rundir import RunDir, SavedModel, open_model
+from ..engine.rundir import RunDir, SavedModel, open_model, run_config
 from .config import InferConfig, SegEvalConfig, SegTrainConfig, segmentation_model, segmentor_name
 from .data import FolderSplit, SceneSplit, dataset_classes, load_split
 from .infer import SegInput, predict
@@ -33,7 +33,7 @@ Split = SceneSplit | FolderSplit
 
 def saved_train_config(run: Path) -> SegTrainConfig | None:
     """The run's own training config (None for a saved folder); a run of another task is refused."""
-    return RunDir(run).read_config(SegTrainConfig, TASK) if RunDir(run).is_run() else None
+    return run_config(run, SegTrainConfig, TASK)
 
 
 def eval_defaults(run: Path) -> SegEvalConfig:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import CheckpointError, adapt_state_dict, read_state_dict
 from ..config import check, one_of
-from ..factory import create_model
+from ..factory import task_backbone
 from ..models.blocks import ConvNormAct
 from ..models.contract import ModelConfig
 from ..registry import get_config, get_entry
@@ -115,14 +115,7 @@ class SegModel(nn.Module):
     def __init__(self, config: SegModelConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.backbone = create_model(
-            c.backbone,
-            num_classes=0,
-            in_chans=c.in_chans,
-            img_size=c.img_size,
-            drop_path_rate=c.drop_path_rate,
-            **c.backbone_kwargs,
-        )
+        self.backbone = task_backbone(c)
         self.levels = resolve_levels(c.backbone, c.head.feature_levels, len(self.backbone.feature_info))
         self.backbone.prune_intermediate_layers(list(self.levels), prune_norm=True)
         dims = [self.backbone.feature_info[i]["num_chs"] for i in self.levels]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import IMAGE_SUFFIXES, DataError, ImageError, read_image
+from ..data import DataError, ImageError, image_files, read_image
 from ..data.scenes import IGNORE
 from ..env import memory_error
 from ..fileio import atomic_write
@@ -107,25 +107,6 @@ def shrink(image: np.ndarray, limit: int, path: Path) -> np.ndarray:
 def save_panel(img, path: Path) -> Path:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
-
-
-def image_files(paths: Sequence[str | Path], skip: Path | None = None) -> list[Path]:
-    """The images named, or found (sorted, recursively) in the folders named; each once, in order given.
-
-    Files under ``skip`` (the output folder, when it lies inside an input folder) are not inputs.
-    """
-    out: dict[Path, None] = {}
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-            out |= dict.fromkeys(f for f in found if skip is None or not f.absolute().is_relative_to(skip.absolute()))
-        elif p.is_file():
-            out[p] = None
-        else:
-            raise FileNotFoundError(f"{p} does not exist; pass image files or folders of images")
-    if not out:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, paths))}")
-    return list(out)
 
 
 def overlay_names(files: Sequence[Path]) -> list[Path]:
