@@ -14,7 +14,8 @@ from test_diffusion_fid import save_classifier
 
 from hybridvision.cli.main import main
 from hybridvision.config import parse_overrides, resolve
-from hybridvision.engine.logs import EVAL_CSV, read_csv
+from hybridvision.engine.logs import read_csv
+from hybridvision.engine.rundir import RunDir
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "diffusion").glob("*.yaml"))
 
@@ -76,7 +77,7 @@ def test_run_evaluates_writes_grids_and_generates(dm, data, classifier, tmp_path
     result = dm.training.train(config(dm, *args(data, tmp_path, classifier, "--run_name", "r")))
     s, run = result.summary, result.run_dir
     assert s["metric"] == "cond_acc" and s["fid"] > 0 and s["val_loss"] > 0
-    last = read_csv(run / EVAL_CSV)[-1]  # the summary reports the final evaluation: 20 samples, so k of 20 right
+    last = read_csv(run / RunDir.EVAL_LOG)[-1]  # the summary reports the final evaluation: 20 samples, so k of 20 right
     assert s["ema_cond_acc"] == last["ema_cond_acc"] and s["cond_acc"] == last["cond_acc"]
     assert (s["ema_cond_acc"] * 20 / 100).is_integer() and (s["cond_acc"] * 20 / 100).is_integer()
     assert s["fid_dim"] == 64 and s["fid_samples"] == 20 and s["noise"]["offset_noise"] == 0.05
