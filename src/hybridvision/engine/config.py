@@ -81,7 +81,7 @@ class RunConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1" ...
     distributed: str = "ddp"  # under torchrun: "ddp" or "fsdp" (sharded, for models that do not fit)
     threads: int = 0  # torch intra-op threads (0 = torch's default)
-    keep_freed_memory: bool = True  # glibc reuses freed activations instead of unmapping them (CPU: ~1.5x img/s)
+    keep_freed_memory: bool = True  # glibc reuses freed activations instead of unmapping them (CPU: faster)
     log_every: int = 20  # optimizer steps between progress/CSV rows
     eval_every: int = 2  # epochs between evaluations (the last epoch is always evaluated)
     ckpt_every: int = 0  # optimizer steps between checkpoints (0 = every epoch)

@@ -82,8 +82,8 @@ def keep_freed_memory() -> bool:
 
     CPU training allocates and frees megabyte-sized activations every step. By default glibc serves each from a
     fresh ``mmap`` and unmaps it on free, so every step pays page faults and zeroing again for all of them;
-    with the heap kept, the same pages are reused. Measured on 2 cores, interleaved in one process: 1.46-1.53x
-    training img/s for a 1.6M-parameter CoAtNet at 32x32, batch 128 (``benchmarks/train_speed.py``).
+    with the heap kept, the same pages are reused, which raises training img/s markedly on small models (measured
+    by ``benchmarks/train_speed.py``: results/speed/cpu-train-speed.json).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -55,11 +55,11 @@ def run_dir_for(task: Task, job: dist.Dist) -> RunDir:
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """bf16/fp16 autocast dtype, or None. "auto": bf16 where the hardware runs it fast, else fp32.
 
-    CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where a bf16
-    training step measured 1.45x the fp32 one (ascan_nano, batch 128). Without AMX fp32 stays: CPUs without
-    bf16 instructions emulate bf16 matmuls, many times slower than fp32; on AMD Zen 4 (avx512_bf16, no AMX) a
-    short probe measured bf16 training 1.1-1.2x faster than fp32, too little to change the numerics of every
-    default run without an accuracy comparison (ask for it with ``amp: bf16``).
+    CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where bf16 training
+    runs clearly faster than fp32. Without AMX fp32 stays: CPUs without bf16 instructions emulate bf16 matmuls,
+    many times slower than fp32, and on CPUs with avx512_bf16 but no AMX the gain is too small to change the
+    numerics of every default run without an accuracy comparison (ask for it with ``amp: bf16``; measured:
+    results/speed/cpu-train-speed.json).
     """
     if amp == "auto":
         if device.type == "cuda":
