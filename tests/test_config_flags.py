@@ -80,9 +80,10 @@ def test_signed_lists_reach_every_task_config_through_the_cli(capsys):
     assert yaml.safe_load(capsys.readouterr().out)["data"]["mean"] == [-0.5]
     # Negative values that a config then refuses: the message shows the sign was read.
     assert main(["seg", "train", "--dry-run", "--infer.ratios", "0.5,-1"]) == 2
-    assert "infer.ratios must be positive, got (0.5, -1.0)" in capsys.readouterr().err
+    assert "infer.ratios must be positive and finite, got (0.5, -1.0)" in capsys.readouterr().err
     assert main(["diffusion", "train", "--dry-run", "--sample.ramp", "1.1,-3.6"]) == 2
-    assert "sample.ramp must be (first, last) >= 0, got (1.1, -3.6)" in capsys.readouterr().err
+    assert "sample.ramp's scales must be finite and >= 0" in (err := capsys.readouterr().err)
+    assert "got (1.1, -3.6)" in err
     assert main(["train", "--dry-run", "--optim.lr", "nan"]) == 2
     assert "optim.lr: expected a finite number, got 'nan'" in capsys.readouterr().err
 
