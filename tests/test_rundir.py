@@ -19,6 +19,7 @@ import test_diffusion_text_train
 import test_diffusion_train
 import test_diffusion_unet
 import test_seg_train
+import yaml
 from run_helpers import HYBRIDVISION_TRAIN, spawn
 from synthetic_data import write_fmnist_like, write_image_folder
 from test_diffusion_text import t5_dir  # noqa: F401  (the tiny T5 encoder fixture)
@@ -209,6 +210,21 @@ def diffusion_run(dm, data, classifier, runs) -> Path:
 
 
 @pytest.fixture(scope="module")
+def text_diffusion_run(dm, data, classifier, t5_dir, runs) -> Path:  # noqa: F811
+    argv = test_diffusion_text_train.text_args(
+        data, runs, classifier, t5_dir, "--run_name", "t2i", "--eval_samples", "0"
+    )
+    return stop_after_first_checkpoint(
+        [*argv, *UNTIL_STOPPED], ("-m", "hybridvision", "diffusion", "train"), runs / "t2i"
+    )
+
+
+def sampling(out: Path) -> list[str]:
+    """`hybridvision generate` flags: one quick sample per row, written to ``out``."""
+    return ["--n", "1", "--steps", "2", "--sampler", "euler", "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
 def detection_run(tmp_path_factory, runs) -> Path:
     """Mask R-CNN on a test backbone over the tiny COCO folder of tests/test_det.py (three images)."""
     if not all(importlib.util.find_spec(m) for m in ("torchvision", "pycocotools")):
@@ -266,37 +282,24 @@ def test_class_diffusion_evaluates_and_generates_from_a_stopped_run_without_trai
 ):
     info = json.loads(RunDir(diffusion_run).model_file.read_text())
     assert info["task"] == "diffusion" and info["in_chans"] == 1 and info["noise"]["beta_end"] == 0.02
-    evaluate = ["diffusion", "eval", str(diffusion_run), "--n", "20", "--classifier", str(classifier)]
+    read_in_fresh_interpreter(diffusion_eval(diffusion_run, data, classifier, tmp_path / "eval.json"))
+    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 20
+    read_in_fresh_interpreter(["generate", str(diffusion_run), *sampling(tmp_path / "g.png")])
+    assert (tmp_path / "g.png").is_file()
+
+
+def diffusion_eval(run: Path, data: Path, classifier: Path, out: Path) -> list[str]:
+    """A quick `hybridvision diffusion eval` of ``run``: 20 samples in 2 DDIM steps, no grid, the JSON at ``out``."""
+    evaluate = ["diffusion", "eval", str(run), "--n", "20", "--classifier", str(classifier)]
     evaluate += ["--data.root", str(data), "--sample.steps", "2", "--sample.sampler", "ddim", "--grid_per_class", "0"]
-    evaluate += ["--batch_size", "20", "--threads", "1", "--out", str(tmp_path / "eval.json")]
-    grid = [
-        "generate",
-        str(diffusion_run),
-        "--n",
-        "1",
-        "--steps",
-        "2",
-        "--sampler",
-        "euler",
-        "--out",
-        str(tmp_path / "g.png"),
-    ]
-    read_in_fresh_interpreter(evaluate, grid)
-    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 20 and (tmp_path / "g.png").is_file()
+    return [*evaluate, "--batch_size", "20", "--threads", "1", "--out", str(out)]
 
 
-def test_text_diffusion_samples_a_stopped_run_without_training_code(dm, data, classifier, t5_dir, runs, tmp_path):  # noqa: F811
-    argv = test_diffusion_text_train.text_args(
-        data, runs, classifier, t5_dir, "--run_name", "t2i", "--eval_samples", "0"
-    )
-    folder = stop_after_first_checkpoint(
-        [*argv, *UNTIL_STOPPED], ("-m", "hybridvision", "diffusion", "train"), runs / "t2i"
-    )
-    text = json.loads(RunDir(folder).model_file.read_text())["text"]
+def test_text_diffusion_samples_a_stopped_run_without_training_code(text_diffusion_run, t5_dir, tmp_path):  # noqa: F811
+    text = json.loads(RunDir(text_diffusion_run).model_file.read_text())["text"]
     assert text["encoder"] == str(t5_dir) and text["dim"] == 16  # the encoder and its width, for inference
     out = tmp_path / "g.png"
-    common = ["--n", "1", "--steps", "2", "--sampler", "euler", "--out", str(out)]
-    read_in_fresh_interpreter(["generate", str(folder), "--prompt", "a photo of a bag", *common])
+    read_in_fresh_interpreter(["generate", str(text_diffusion_run), "--prompt", "a photo of a bag", *sampling(out)])
     assert out.is_file()
 
 
@@ -332,16 +335,39 @@ def test_a_detection_run_and_another_task_s_are_told_apart(detection_run, segmen
         assert one_line_error(capsys, argv) == f"error: {message}\n", argv
 
 
-def test_runs_from_before_model_json_still_load(classification_run, segmentation_run, diffusion_run, tmp_path, capsys):
-    old = {}
-    for name, folder in (("cls", classification_run), ("seg", segmentation_run), ("gen", diffusion_run)):
-        old[name] = tmp_path / name
-        shutil.copytree(folder, old[name])
-        (old[name] / RunDir.MODEL).unlink()  # what an unfinished run of an older version holds
-    assert main(["eval", str(old["cls"]), "--data.eval_subset", "32"]) == 0  # rebuilt from its config.yaml
-    assert main(["seg", "eval", str(old["seg"])]) == 0
-    err = one_line_error(capsys, ["generate", str(old["gen"]), "--out", str(tmp_path / "g.png")])
-    assert "no model.json and no final weights" in err and f"--resume {old['gen']}" in err
+def old_copy(folder: Path, dest: Path) -> Path:
+    """A copy of an unfinished run as older versions left it: no model.json."""
+    shutil.copytree(folder, dest)
+    (dest / RunDir.MODEL).unlink()
+    return dest
+
+
+def test_runs_from_before_model_json_still_load(classification_run, segmentation_run, tmp_path):
+    assert main(["eval", str(old_copy(classification_run, tmp_path / "cls")), "--data.eval_subset", "32"]) == 0
+    assert main(["seg", "eval", str(old_copy(segmentation_run, tmp_path / "seg"))]) == 0  # from config.yaml
+
+
+def test_diffusion_runs_from_before_model_json_are_rebuilt_from_config_and_weight_shapes(
+    diffusion_run, text_diffusion_run, data, classifier, tmp_path, capsys
+):
+    from hybridvision.diffusion.old_runs import describe_old_run
+
+    gen, t2i = old_copy(diffusion_run, tmp_path / "gen"), old_copy(text_diffusion_run, tmp_path / "t2i")
+    for old, new in ((gen, diffusion_run), (t2i, text_diffusion_run)):  # the description the run wrote, exactly
+        rebuilt = json.loads(json.dumps(describe_old_run(RunDir(old))))
+        assert rebuilt == json.loads(RunDir(new).model_file.read_text()), old
+    read_in_fresh_interpreter(
+        ["generate", str(gen), *sampling(tmp_path / "g.png")],
+        ["generate", str(t2i), "--prompt", "a photo of a bag", *sampling(tmp_path / "t.png")],
+        diffusion_eval(gen, data, classifier, tmp_path / "eval.json"),
+    )
+    assert (tmp_path / "g.png").is_file() and (tmp_path / "t.png").is_file()
+    assert json.loads((tmp_path / "eval.json").read_text())["n"] == 20
+    # A latent run's pixel channels are in neither its config nor its weights: it is resumed once.
+    config = RunDir(gen).config_dict()
+    (gen / RunDir.CONFIG).write_text(yaml.safe_dump(config | {"latent": {**config["latent"], "vae": "/no/vae"}}))
+    err = one_line_error(capsys, ["generate", str(gen), "--out", str(tmp_path / "l.png")])
+    assert "no model.json and no final weights" in err and f"--resume {gen}" in err
 
 
 def test_a_finished_run_from_before_model_json_loads_and_is_told_by_its_weights_description(fmnist, tmp_path, capsys):

@@ -142,6 +142,12 @@ def pretrained_cfg(name: str) -> dict[str, Any]:
     return default_cfg(entry.config, entry.card, architecture=name, first_conv=first_conv)
 
 
+def config_overrides(name: str, config: Any) -> dict[str, Any]:
+    """The fields of ``config`` that differ from ``name``'s registered config: what rebuilds it by name."""
+    base, mine = dataclasses.asdict(get_entry(name).config), dataclasses.asdict(config)
+    return {k: v for k, v in mine.items() if base.get(k) != v}
+
+
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
     """What ``save_pretrained`` writes next to the weights: enough to rebuild the model, ours or timm's way."""
     name = getattr(model, "model_name", "")
@@ -150,9 +156,7 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     stages = getattr(model, "stages", None)
     if stages is not None and len(stages) != len(model.config.layout):
         raise ValueError(f"{name} was pruned (prune_intermediate_layers / features_only); save it before pruning")
-    base = dataclasses.asdict(get_entry(name).config)
-    cfg = dataclasses.asdict(model.config)
-    changed = {k: v for k, v in cfg.items() if base.get(k) != v}
+    changed = config_overrides(name, model.config)
     saved = {"model": name, "overrides": changed, "fused": getattr(model, "fused", False)}
     if not hasattr(model, "pretrained_cfg"):  # a denoiser, not a classifier: no timm fields
         return saved

@@ -7,6 +7,7 @@ Defaults: ``ascan_unet_fmnist`` on Fashion-MNIST at 32x32 in pixel space. Every 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import at_least, check, in_unit, one_of, parse_device
@@ -21,6 +22,8 @@ from .text.prompts import PROMPT_SPLITS, TRAIN_NAME_SETS
 TEXT_FORMS = ("tokens", "sentence")  # a prompt as its word pieces, or as one token: its sentence vector
 
 CONDITIONINGS = ("class", "text")
+
+TASK = "diffusion"  # what model.json records of a diffusion run
 
 
 @dataclass(frozen=True)
@@ -164,3 +167,20 @@ class DiffusionEvalConfig:
         at_least(self, 1, "n", "batch_size")
         at_least(self, 0, "seed", "grid_per_class", "threads")
         parse_device(self.device)
+
+
+def cache_dir(cfg: DiffusionTrainConfig, kind: str) -> Path:
+    """Where the run's ``kind`` ("text" or "latent") cache lives: the configured folder or <out_dir>/<kind>_cache."""
+    return Path(getattr(cfg, kind).cache_dir or Path(cfg.out_dir) / f"{kind}_cache")
+
+
+def text_info(cfg: DiffusionTrainConfig) -> dict[str, Any]:
+    """What a saved text model records of its conditioning: the encoder and its cache, and the training names."""
+    text = cfg.text
+    return {
+        "encoder": text.encoder,
+        "max_length": text.max_length,
+        "cache_dir": str(cache_dir(cfg, "text")),
+        "train_names": text.train_names,
+        "form": text.form,
+    }

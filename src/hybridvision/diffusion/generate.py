@@ -21,16 +21,16 @@ from ..checkpoint import CheckpointError
 from ..config import from_dict
 from ..engine.distributed import pick_device
 from ..engine.rundir import open_model
+from .config import TASK
 from .grid import make_grid, save_grid
 from .latent import Vae, decode_latents
+from .old_runs import describe_old_run
 from .pixels import to_uint8
 from .sampling.condition import Condition, TextCondition, sentence_form
 from .sampling.samplers import SampleConfig, initial_noise, sample
 from .sampling.schedule import NoiseConfig
 from .text.cache import EmbeddingCache
 from .text.prompts import PromptError, PromptSet, fmnist_prompts
-
-TASK = "diffusion"  # what model.json records of a diffusion run
 
 
 @dataclass
@@ -56,8 +56,9 @@ class Denoiser:
 
 def load_denoiser(path: str | Path, *, use_ema: bool = True, device: str = "cpu") -> Denoiser:
     """The model of a training run (final weights, else the newest good checkpoint) or of a saved ``final/``
-    folder, in eval mode on ``device``; what sampling needs comes from its description (``model.json``)."""
-    saved = open_model(path, task=TASK)
+    folder, in eval mode on ``device``; what sampling needs comes from its description (``model.json``; an
+    unfinished run from before it: rebuilt from its config and weights, ``old_runs``)."""
+    saved = open_model(path, task=TASK, legacy=describe_old_run)
     info = saved.info
     if "noise" not in info:
         raise CheckpointError(f"{path}: its model description has no noise schedule: is it a diffusion model?")

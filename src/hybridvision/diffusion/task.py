@@ -17,10 +17,8 @@ beside it as "fid"). A sample grid (one row per class) goes to RUN/samples/ ever
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,10 +30,9 @@ from ..data import FASHION_MNIST_CLASSES
 from ..engine import Runtime, Task, init_source
 from ..engine.distributed import sum_across
 from ..engine.order import eval_batches
-from ..factory import create_model
-from ..registry import get_entry
+from ..factory import config_overrides, create_model
 from .carry_over import carry_over
-from .config import DiffusionTrainConfig
+from .config import DiffusionTrainConfig, cache_dir
 from .eval.judge import load_classifier
 from .eval.score import load_images, reference_for, score_samples
 from .grid import class_rows, make_grid, save_grid
@@ -45,11 +42,6 @@ from .sampling.condition import Condition
 from .sampling.schedule import TrainingNoise
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir(cfg: DiffusionTrainConfig, kind: str) -> Path:
-    """Where the run's ``kind`` ("text" or "latent") cache lives: the configured folder or <out_dir>/<kind>_cache."""
-    return Path(getattr(cfg, kind).cache_dir or Path(cfg.out_dir) / f"{kind}_cache")
 
 
 class ClassDiffusion(Task):
@@ -228,7 +220,6 @@ class ClassDiffusion(Task):
 
     def model_config(self, model: nn.Module) -> dict[str, Any]:
         name = model.model_name
-        base, mine = dataclasses.asdict(get_entry(name).config), dataclasses.asdict(model.config)
-        overrides = {k: v for k, v in mine.items() if base.get(k) != v}
-        saved = {"model": name, "overrides": overrides, "classes": self.classes, "noise": to_dict(self.cfg.noise)}
+        saved = {"model": name, "overrides": config_overrides(name, model.config), "classes": self.classes}
+        saved["noise"] = to_dict(self.cfg.noise)
         return saved | self.space_info()

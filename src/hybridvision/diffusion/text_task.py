@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from ..engine import Runtime
-from .config import DiffusionTrainConfig
+from .config import cache_dir, text_info
 from .sampling.condition import TextCondition, sentence_form
-from .task import ClassDiffusion, cache_dir
+from .task import ClassDiffusion
 from .text.agreement import encoder_agreement
 from .text.cache import EmbeddingCache
 from .text.prompts import fmnist_prompts
@@ -52,18 +52,6 @@ def drop_tokens(mask: Tensor, keep: Tensor, p: float, gen: torch.Generator) -> T
     out[:, 0] = False
     out &= keep.cpu()[:, None]
     return mask & ~out.to(mask.device)
-
-
-def text_info(cfg: DiffusionTrainConfig) -> dict[str, Any]:
-    """What a saved text model records of its conditioning: the encoder and its cache, and the training names."""
-    text = cfg.text
-    return {
-        "encoder": text.encoder,
-        "max_length": text.max_length,
-        "cache_dir": str(cache_dir(cfg, "text")),
-        "train_names": text.train_names,
-        "form": text.form,
-    }
 
 
 def trim(states: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
