@@ -112,7 +112,7 @@ class TrainConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
-        check_img_size(self.img_size, get_config(self.model, **self.model_kwargs).stride, self.model)
+        check_img_size(self.img_size, get_config(self.model).stride, self.model)  # the registered stride
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(
             len(self.data.mean) == len(self.data.std) == self.data.channels,

@@ -77,7 +77,7 @@ class DetTrainConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         get_entry(self.model)  # an unknown backbone fails here, with the closest names
-        check_img_size(self.img_size, get_config(self.model, **self.model_kwargs).stride, self.model)
+        check_img_size(self.img_size, get_config(self.model).stride, self.model)  # the registered stride
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         one_of("roi_align", self.roi_align, ROI_ALIGN_MODES)
 
