@@ -128,6 +128,7 @@ class Case:
     check: Callable[[Path], None] = lambda tmp: None
     lines: int = 1  # stderr lines of an error
     onnx: bool = False  # needs onnx and onnxruntime
+    replaces: tuple[str, ...] = ()  # files below tmp the command is asked to replace (their checksums may change)
     id: str = field(default="")
 
 
@@ -263,6 +264,129 @@ CASES = [
 ]
 
 
+def blank(path: Path) -> Path:
+    from PIL import Image
+
+    return save(path, Image.new("L", (2, 2), 9))
+
+
+def overlay_of_before(*names: str) -> Callable[[Path], object]:
+    """The image kinds, and a file in ``tmp/out`` under each name, as an earlier run would have left it."""
+
+    def setup(tmp: Path) -> None:
+        inputs(tmp)
+        for name in names:
+            blank(tmp / "out" / name)
+
+    return setup
+
+
+def old_run(name: str) -> Callable[[Path], object]:
+    """A copy of a world run without model.json, as versions before it wrote their runs."""
+
+    def setup(tmp: Path) -> None:
+        import shutil
+
+        shutil.copytree(WORLD[name], tmp / "old")
+        (tmp / "old" / "model.json").unlink()
+
+    return setup
+
+
+WORLD: dict[str, Path] = {}  # the module's runs, for setups (filled by the table's test)
+
+CASES += [
+    # train: numbers at 0, negative, inf, NaN; sizes below the stride; missing and wrong paths; other tasks' runs
+    Case("train --dry-run --epochs 0", r"epochs must be >= 1, got 0", id="train-epochs-0"),
+    Case("train --dry-run --batch_size -4", r"batch_size must be >= 1, got -4", id="train-batch-neg"),
+    Case("train --dry-run --optim.lr inf", r"optim.lr: expected a finite number, got 'inf'", id="train-lr-inf"),
+    Case("train --dry-run --optim.lr nan", r"optim.lr: expected a finite number, got 'nan'", id="train-lr-nan"),
+    Case("train --dry-run --optim.lr=0", r"optim.lr must be > 0, got 0", id="train-lr-0"),
+    Case("train --dry-run --budget_minutes -1", r"budget_minutes must be >= 0", id="train-budget-neg"),
+    Case("train --dry-run --img_size 8", r"img_size 8 is not a positive multiple of 16.*ascan_nano", id="train-size-8"),
+    Case("train --dry-run --img_size 40", r"img_size 40 .*Nearest valid sizes: 32 or 48", id="train-size-40"),
+    Case("train --dry-run --config {tmp}", r"config file '.*' does not exist", id="train-config-dir"),
+    Case("train --dry-run --config {tmp}/no.yaml", r"config file '.*no\.yaml' does not exist", id="train-config-none"),
+    Case("train --dry-run --resume {tmp}/no", r"--resume .*no/config\.yaml does not exist", id="resume-none"),
+    # eval: a missing run, a folder or file that is no run, a run of another task, a run from an older version
+    Case("eval {tmp}/no", r"no does not exist; pass a run directory", id="eval-missing"),
+    Case("eval {tmp}", r"is neither a run folder \(config.yaml, model.json\) nor a saved model", id="eval-dir"),
+    Case("eval {seg}", r"seg is a segmentation run, not a classification run", id="eval-seg-run"),
+    Case("eval {diff}", r"diff is a diffusion run, not a classification run", id="eval-diff-run"),
+    # diffusion train / eval
+    Case("diffusion train --dry-run --img_size 0", r"img_size must be >= 8, got 0", id="diff-size-0"),
+    Case("diffusion train --dry-run --sample.steps 0", r"sample.steps must be >= 1, got 0", id="diff-steps-0"),
+    Case("diffusion train --dry-run --eval_samples -1", r"eval_samples must be >= 0, got -1", id="diff-samples-neg"),
+    Case("diffusion train --dry-run --optim.lr inf", r"optim.lr: expected a finite number", id="diff-lr-inf"),
+    Case("diffusion eval {tmp}/no", r"no does not exist; pass a run directory", id="diff-eval-missing"),
+    Case("diffusion eval {seg}", r"seg is a segmentation run, not a diffusion run", id="diff-eval-seg-run"),
+    # det train / eval / scenes
+    Case("det train --dry-run --img_size 8", r"img_size 8 is not a positive multiple of 16", id="det-size-8"),
+    Case("det train --dry-run --batch_size 0", r"batch_size must be >= 1, got 0", id="det-batch-0"),
+    Case("det train --dry-run --optim.lr nan", r"optim.lr: expected a finite number, got 'nan'", id="det-lr-nan"),
+    Case("det train --dry-run --detector.fpn_channels 0", r"fpn_channels must be >= 1, got 0", id="det-fpn-0"),
+    Case("det eval {tmp}/no", r"no does not exist; pass a run directory", id="det-eval-missing"),
+    Case("det eval {seg}", r"seg is a segmentation run, not a detection run", id="det-eval-seg-run"),
+    Case("det eval {diff}", r"diff is a diffusion run, not a detection run", id="det-eval-diff-run"),
+    Case("det scenes extra", r"unexpected argument 'extra'; det scenes takes --key value", id="det-scenes-word"),
+    # det predict: missing inputs, --out a file, another task's run, overlays already written
+    Case("det predict {tmp}/no.png --run {seg}", r"no\.png does not exist; pass image files", id="det-predict-missing"),
+    Case("det predict --run {seg}", r"det predict takes image files or folders", id="det-predict-nothing"),
+    Case(
+        "det predict {tmp}/in --run {seg} --out {tmp}/in/tiny.png",
+        r"--out .*tiny\.png is a file; give a folder",
+        setup=inputs,
+        id="det-predict-out-file",
+    ),
+    Case(
+        "det predict {tmp}/in --run {seg} --out {tmp}/out",
+        r"seg is a segmentation run, not a detection run",
+        setup=inputs,
+        id="det-predict-seg-run",
+    ),
+    Case(
+        "det predict {tmp}/in --run {seg} --out {tmp}/out",
+        r"out/tiny_det\.png exists already; pass --overwrite true to replace, or choose another --out",
+        setup=overlay_of_before("tiny_det.png"),
+        id="det-predict-exists",
+    ),
+    # seg predict: overlays of an earlier run are kept unless --overwrite true; a run from an older version
+    Case(
+        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
+        r"out/b/photo_seg\.png exists already \(and 1 more\); pass --overwrite true",
+        setup=overlay_of_before("b/photo_seg.png", "tiny_seg.png"),
+        id="seg-predict-exists",
+    ),
+    Case(
+        "seg predict {tmp}/in --run {seg} --out {tmp}/out --overwrite true",
+        setup=overlay_of_before("b/photo_seg.png", "tiny_seg.png"),
+        check=written(*KINDS),
+        replaces=("out/b/photo_seg.png", "out/tiny_seg.png"),
+        id="seg-predict-overwrite",
+    ),
+    Case(
+        "seg predict --scenes 2 --run {seg} --out {tmp}/out",
+        r"out/scene_001\.png exists already; pass --overwrite true",
+        setup=lambda tmp: blank(tmp / "out" / "scene_001.png"),
+        id="seg-scenes-exists",
+    ),
+    Case(
+        "seg predict {tmp}/in/tiny.png --run {tmp}/old --out {tmp}/out",
+        setup=lambda tmp: (inputs(tmp), old_run("seg")(tmp)),
+        check=written("tiny_seg.png"),
+        id="seg-predict-old-run",
+    ),
+    # seg eval
+    Case("seg eval {tmp}/no", r"no does not exist; pass a run directory", id="seg-eval-missing"),
+    Case("seg eval {tmp}", r"is neither a run folder", id="seg-eval-dir"),
+    Case("seg eval {diff}", r"diff is a diffusion run, not a segmentation run", id="seg-eval-diff-run"),
+    # models, plot-run
+    Case("models --family nosuch", r"no model matches pattern '\*', family 'nosuch'; families: ascan, ", id="fam"),
+    Case("models zz* --task detection --no-cost", r"no model matches pattern 'zz\*', task 'detection'", id="task"),
+    Case("plot-run {tmp}/no", r"no is not a directory; pass a run directory", id="plot-run-missing"),
+]
+
+
 def checksums(*roots: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
 
@@ -273,6 +397,7 @@ def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch):
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
     monkeypatch.chdir(tmp_path)  # relative names in messages are the tmp folder's
+    WORLD.update(world)
     monkeypatch.setattr("hybridvision.seg.predict.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
     case.setup(tmp_path)
     before = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
@@ -288,7 +413,10 @@ def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch):
         assert code == 0, err
     case.check(tmp_path)
     after = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
-    assert {p: after.get(p) for p in before} == before, "a file that existed before was changed or removed"
+    kept = {p: h for p, h in before.items() if p not in {tmp_path / r for r in case.replaces}}
+    assert {p: after.get(p) for p in kept} == kept, "a file that existed before was changed or removed"
+    for name in case.replaces:
+        assert after.get(tmp_path / name) not in (None, before[tmp_path / name]), f"{name} was not replaced"
 
 
 # ---- Images: every kind read as it is meant (defect 3), broken ones named (defect 14)
@@ -510,3 +638,15 @@ def test_dry_run_says_which_runs_the_real_run_would_refuse(world, tmp_path, caps
     assert err.splitlines() == ["error: study tiny: 1 run(s) would be refused (listed above)"]
     assert main(changed) == 2  # the real run refuses the same run
     assert "a-s0 was trained with other settings (max_steps: 2 -> 3)" in capsys.readouterr().err
+
+
+def test_detection_reads_sixteen_bit_images_scaled(tmp_path):
+    from PIL import Image
+
+    from hybridvision.det.data import read_image as det_read_image  # the COCO loader's and det predict's reader
+
+    values = np.array([[0, 257, 32768], [65535, 1000, 50000]], dtype=np.uint16)
+    image = det_read_image(save(tmp_path / "le.png", Image.fromarray(values)), 3)
+    assert image.shape == (3, 2, 3) and torch.equal(image[1], torch.from_numpy(np.round(values / 257).astype(np.uint8)))
+    with pytest.warns(UserWarning, match=r"skipping unreadable image: .*cut\.png cannot be read"):
+        assert det_read_image(truncated(tmp_path / "cut.png"), 1) is None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +72,19 @@ def check_writable(path: str | Path, what: str) -> None:
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{what} {path} cannot be created ({parent} is not a writable directory)")
+
+
+def check_folder(path: str | Path, what: str, purpose: str) -> Path:
+    """``path`` as a Path, when it is a folder or can become one; NotADirectoryError (one line) when it is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} is a file; give a folder {purpose}")
+    return path
+
+
+def refuse_existing(paths: Sequence[Path], option: str) -> None:
+    """Raise FileExistsError (one line, naming the first file and ``option``) when any of ``paths`` exists already:
+    before the work, so an earlier run's outputs are only replaced when asked for."""
+    if found := [p for p in paths if p.exists()]:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise FileExistsError(f"{found[0]} exists already{more}; pass {option} to replace, or choose another --out")

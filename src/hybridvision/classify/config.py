@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR, FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..engine.config import RESUMABLE, OptimConfig, RunConfig
-from ..registry import get_entry
+from ..models.contract import check_img_size
+from ..registry import get_config, get_entry
 
 RANDAUG_OPS = (
     "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "identity", "autocontrast", "equalize", "invert",
@@ -111,7 +112,7 @@ class TrainConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         get_entry(self.model)  # an unknown name fails here, with the closest names, before anything runs
-        check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
+        check_img_size(self.img_size, get_config(self.model).stride, self.model)  # the registered stride
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(
             len(self.data.mean) == len(self.data.std) == self.data.channels,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ConfigError
 from ..macs import counts_macs, model_cost, model_params
 from ..registry import get_config, get_entry, list_models
 from .common import console, giga, millions, table
@@ -21,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, family=args.family, task=args.task)
     if not names:
-        console.print(f"no model matches {args.pattern!r}")
-        return 1
+        raise ConfigError(_no_match(args))
     rows, uncosted = [], 0
     for name in names:
         entry = get_entry(name)
@@ -40,6 +40,14 @@ def run(args: argparse.Namespace) -> int:
         hint = "`hybridvision models --task segmentation` (or generation, or by name)"
         console.print(f"{uncosted} task models not costed: {hint}")
     return 0
+
+
+def _no_match(args: argparse.Namespace) -> str:
+    """One line: the filters that matched nothing, and the families and tasks there are."""
+    asked = [f"{k} {v!r}" for k, v in (("pattern", args.pattern), ("family", args.family), ("task", args.task)) if v]
+    entries = [get_entry(n) for n in list_models()]
+    families, tasks = sorted({e.family for e in entries}), sorted({e.task for e in entries})
+    return f"no model matches {', '.join(asked)}; families: {', '.join(families)}; tasks: {', '.join(tasks)}"
 
 
 def _cost_columns(name: str) -> list[str]:

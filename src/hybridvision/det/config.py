@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 from ..config import at_least, check, in_unit, one_of, parse_device
 from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
 from ..factory import backbone_settings
-from ..registry import get_entry
+from ..models.contract import check_img_size
+from ..registry import get_config, get_entry
 from ..vision_ops import ROI_ALIGN_MODES
 from .model import DetectorConfig, DetModelConfig
 from .scenes import ScenesConfig
@@ -76,7 +77,7 @@ class DetTrainConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         get_entry(self.model)  # an unknown backbone fails here, with the closest names
-        at_least(self, 8, "img_size")
+        check_img_size(self.img_size, get_config(self.model).stride, self.model)  # the registered stride
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         one_of("roi_align", self.roi_align, ROI_ALIGN_MODES)
 
@@ -122,6 +123,7 @@ class DetPredictConfig:
     score: float = 0.5  # detections drawn: score at least this
     alpha: float = 0.45  # opacity of the masks over the image
     roi_align: str = "eager"  # where torchvision's extension is missing: its Python RoIAlign "eager" or "compiled"
+    overwrite: bool = False  # replace overlays already in --out (false: refuse, naming the first)
 
     def __post_init__(self) -> None:
         one_of("weights", self.weights, ("model", "ema"))

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import DataError
+from ..data import DataError, ImageError
+from ..data import read_image as shared_read_image
 
 Batch = tuple[list[Tensor], list[dict[str, Any]], list[str]]
 
@@ -165,13 +166,11 @@ def count_degenerate(coco: Any, image_ids: Sequence[int]) -> int:
 
 
 def read_image(path: Path, channels: int) -> Tensor | None:
-    """uint8 (C, H, W) at the file's own size, grey (C = 1) or RGB (C = 3); None (with a warning) when unreadable."""
-    from PIL import Image, UnidentifiedImageError
-
+    """uint8 (C, H, W) at the file's own size, grey (C = 1) or RGB (C = 3), any kind ``data.read_image`` reads
+    (16-bit grey scaled, not clipped); None (with a warning naming the file) when unreadable."""
     try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
+        arr = shared_read_image(path, channels)
+    except ImageError as e:
+        warnings.warn(f"skipping unreadable image: {e}", stacklevel=2)
         return None
-    return torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], channels).copy()).permute(2, 0, 1)  # HWC -> CHW
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)

@@ -13,7 +13,7 @@ import torch
 
 from ..data import image_files
 from ..engine.distributed import pick_device
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_folder, refuse_existing
 from ..vision_ops import set_roi_align
 from .config import DetPredictConfig
 from .data import read_image
@@ -65,21 +65,24 @@ def overlay(image: np.ndarray, det: dict, classes: Sequence[str], cfg: DetPredic
 def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: DetPredictConfig) -> list[Path]:
     """An overlay PNG per image in ``cfg.out``; returns the files written."""
     files = image_files(paths)  # a wrong path fails before the model loads
+    out = check_folder(cfg.out, "--out", "for the overlays")
+    names = output_names(files)
+    if not cfg.overwrite:
+        refuse_existing([out / n for n in names], "--overwrite true")
     model, info = saved_model(Path(run), use_ema=cfg.weights == "ema")
     set_roi_align(cfg.roi_align)
     device = pick_device(cfg.device)
     model = model.to(device).eval()
     channels, classes = model.config.in_chans, info.get("classes") or []
     written = []
-    for path, name in zip(files, output_names(files)):
+    for path, name in zip(files, names):
         image = read_image(path, channels)
         if image is None:
             continue
         with torch.no_grad():
             det = {k: v.cpu() for k, v in model([image.to(device).float() / 255])[0].items()}
-        names = classes or [str(i) for i in range(model.config.num_classes)]
-        img = overlay(image.permute(1, 2, 0).numpy(), det, names, cfg)  # (C, H, W) -> (H, W, C)
-        out = Path(cfg.out) / name
-        atomic_write(out, lambda tmp, img=img: img.save(tmp, format="PNG"))
-        written.append(out)
+        labels = classes or [str(i) for i in range(model.config.num_classes)]
+        img = overlay(image.permute(1, 2, 0).numpy(), det, labels, cfg)  # (C, H, W) -> (H, W, C)
+        atomic_write(out / name, lambda tmp, img=img: img.save(tmp, format="PNG"))
+        written.append(out / name)
     return written

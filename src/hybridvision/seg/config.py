@@ -190,6 +190,7 @@ class PredictConfig:
     device: str = "auto"
     alpha: float = 0.5  # opacity of the class colours over the image
     scenes: int = 0  # > 0: draw this many evaluation scenes with their ground truth instead of image files
+    overwrite: bool = False  # replace overlays already in --out (false: refuse, naming the first)
     infer: InferConfig = field(default_factory=InferConfig)
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..data import DataError, ImageError, image_files, read_image
 from ..data.scenes import IGNORE
 from ..env import memory_error
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_folder, refuse_existing
 from .config import PredictConfig
 from .data import load_split
 from .evaluate import saved_model, saved_train_config
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # Images with more pixels than this (or than 4x the training crop's, if more) are fitted into it before prediction:
 # whole-image inference grows with the square of the pixel count in attention stages (4000x4000 would ask ~16 TB).
 MAX_PIXELS = 1024 * 1024
+OVERWRITE = "--overwrite true"  # the option that lets overlays of an earlier run be replaced
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width
 
@@ -168,6 +169,8 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
     inputs = {Path(os.path.abspath(f)) for f in files}
     if overwritten := [t for t in targets if Path(os.path.abspath(t)) in inputs]:
         raise FileExistsError(f"the overlay {overwritten[0]} would replace an input image; choose another --out")
+    if not cfg.overwrite:
+        refuse_existing(targets, OVERWRITE)
     p = Predictor(run, cfg)
     written, failed = [], []
     for path, target in zip(files, targets):
@@ -182,10 +185,7 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
 
 def out_folder(cfg: PredictConfig) -> Path:
     """``cfg.out``, checked before any work: a folder, or a path where one can be made."""
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file; give a folder for the overlays")
-    return out
+    return check_folder(cfg.out, "--out", "for the overlays")
 
 
 class PredictError(DataError):
@@ -216,6 +216,8 @@ def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
     p = Predictor(run, cfg)
     split = load_split(p.train_cfg.data, train=False)
     count = min(cfg.scenes, len(split))
+    if not cfg.overwrite:
+        refuse_existing([out / f"scene_{i:03d}.png" for i in range(count)], OVERWRITE)
     images, masks, sizes, _ = next(split.batches([list(range(count))]))
     written = []
     for i, (h, w) in enumerate(sizes.tolist()):
