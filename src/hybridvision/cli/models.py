@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     cols = ["model", "task", "family", "description"] + ([] if args.no_cost else ["params", "MACs", "img"])
     console.print(table(f"{len(names)} models", cols, rows))
     if uncosted:
-        hint = "`hybridvision models --task segmentation` (or generation, or by name)"
+        hint = "`hybridvision models --task segmentation` (or detection, generation, or by name)"
         console.print(f"{uncosted} task models not costed: {hint}")
     return 0
 

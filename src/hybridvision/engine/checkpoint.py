@@ -202,6 +202,11 @@ def save_final(directory: Path, config: dict, weights: dict[str, Tensor], ema: d
     replace_dir(tmp, directory)
 
 
+def problems(directories: list[Path]) -> str:
+    """What is wrong with each of ``directories`` (checkpoints), as "step_...: why; ..." for an error message."""
+    return "; ".join(f"{d.name}: {verify(d)}" for d in directories)
+
+
 def latest_good(run_dir: Path) -> Path | None:
     """The newest checkpoint that matches its manifest; broken ones are reported and passed over."""
     for directory in checkpoint_dirs(run_dir):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..checkpoint import CheckpointError
 from ..config import ConfigError, flatten, to_dict
-from .checkpoint import TrainState, checkpoint_dirs, latest_good, load_checkpoint, verify
+from .checkpoint import TrainState, checkpoint_dirs, latest_good, load_checkpoint, problems
 from .config import RunConfig
 from .rundir import RunDir
 
@@ -74,9 +74,8 @@ def resume_point(cfg: RunConfig, run: RunDir) -> TrainState | None:
         return load_checkpoint(good)
     found = checkpoint_dirs(run_dir)
     if found:
-        problems = "; ".join(f"{d.name}: {verify(d)}" for d in found)
         raise CheckpointError(
-            f"--resume {cfg.resume}: {run_dir} has checkpoints but none is usable ({problems}). "
+            f"--resume {cfg.resume}: {run_dir} has checkpoints but none is usable ({problems(found)}). "
             f"Start the run again under another --run_name, or delete {run_dir}/checkpoints to restart it from step 0"
         )
     if cfg.resume != "auto":

@@ -37,7 +37,7 @@ from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, CheckpointError
 from ..config import ConfigError, dump_yaml, resolve
 from ..factory import create_model
 from ..fileio import atomic_write, save_json, save_text
-from .checkpoint import CKPT_DIR, checkpoint_dirs, latest_good, verify
+from .checkpoint import CKPT_DIR, checkpoint_dirs, latest_good, problems
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,9 @@ class RunDir:
             return good
         broken = checkpoint_dirs(self.path)
         if broken:
-            problems = "; ".join(f"{d.name}: {verify(d)}" for d in broken)
-            raise CheckpointError(f"{self.path} has no final weights and its checkpoints are unusable ({problems})")
+            raise CheckpointError(
+                f"{self.path} has no final weights and its checkpoints are unusable ({problems(broken)})"
+            )
         raise CheckpointError(
             f"{self.path} has no weights yet (no final/ and no checkpoint): it stopped before its first checkpoint"
         )
