@@ -115,6 +115,28 @@ def test_a_malformed_config_file_is_one_line_naming_where_and_the_fix(tmp_path, 
     assert not (tmp_path / "pwned").exists()  # the tag was never constructed
 
 
+def test_a_run_whose_saved_config_is_malformed_is_one_line_on_resume(tmp_path, capsys):
+    text, where = MALFORMED["unclosed.yaml"]
+    saved = tmp_path / "runs" / "r" / "config.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(text)
+    argv = [
+        "train",
+        "--out_dir",
+        str(tmp_path / "runs"),
+        "--run_name",
+        "r",
+        "--resume",
+        "auto",
+        "--budget_minutes",
+        "0",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {saved}, ") and where in err and err.count("\n") == 1, err
+    assert saved.read_text() == text  # nothing written over it
+
+
 def test_malformed_mapping_flags_and_tags_exit_cleanly_in_a_fresh_process(tmp_path):
     (tmp_path / "tag.yaml").write_text(MALFORMED["tag.yaml"][0])
     commands = [

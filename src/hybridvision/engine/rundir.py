@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from torch import nn
 
 from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, CheckpointError
-from ..config import ConfigError, dump_yaml, resolve
+from ..config import ConfigError, dump_yaml, read_yaml, resolve
 from ..factory import create_model
 from ..fileio import atomic_write, save_json, save_text
 from .checkpoint import CKPT_DIR, checkpoint_dirs, latest_good, problems
@@ -145,10 +144,10 @@ class RunDir:
             raise ConfigError(f"{self.path} is not a {task or cls.__name__} run: its {self.CONFIG} says {e}") from None
 
     def config_dict(self) -> dict[str, Any]:
-        """The saved config as plain YAML data ({} without one)."""
+        """The saved config as plain YAML data ({} without one); a file that does not parse is one ConfigError line."""
         if not self.config_file.is_file():
             return {}
-        return yaml.safe_load(self.config_file.read_text()) or {}
+        return read_yaml(self.config_file.read_text(), str(self.config_file)) or {}
 
     def write_config(self, cfg: Any) -> None:
         save_text(dump_yaml(cfg), self.config_file)
