@@ -25,6 +25,8 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from .config import one_of
+
 MISSING_OP = "torchvision::nms does not exist"  # the error torchvision raises where its extension did not load
 SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
@@ -61,10 +63,9 @@ def completed() -> bool:
 
 def set_roi_align(mode: str) -> None:
     """Where the extension is missing, run torchvision's Python RoIAlign ``"compiled"`` (torchvision's choice:
-    ``torch.compile`` on first use, about 15 s per new shape family on 2 cores, and a C++ compiler needed) or
+    ``torch.compile`` on first use, seconds per new shape family on a CPU, and a C++ compiler needed) or
     ``"eager"`` (the same function uncompiled). A torchvision with its extension is not touched."""
-    if mode not in ROI_ALIGN_MODES:
-        raise ValueError(f"roi_align must be one of {', '.join(ROI_ALIGN_MODES)}, got {mode!r}")
+    one_of("roi_align", mode, ROI_ALIGN_MODES)
     tv = import_torchvision()
     if tv.extension._has_ops():
         return
