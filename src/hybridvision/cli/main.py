@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("hybridvision.cli.plot", "throughput vs MACs (or accuracy) figure from bench results"),
     "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
     "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),
-    "seg": ("hybridvision.cli.seg", "semantic segmentation (UperNet on any backbone): train, eval, predict"),
+    "seg": ("hybridvision.cli.seg", "semantic segmentation (UperNet or Semantic FPN on any backbone)"),
     "det": ("hybridvision.cli.det", "detection and instance segmentation (Mask R-CNN on any backbone)"),
     "plot-run": ("hybridvision.cli.plot_run", "draw a run's loss and accuracy curves to PNG"),
     "demo": ("hybridvision.cli.demo", "train, evaluate and benchmark ascan_nano on Fashion-MNIST; write a report"),

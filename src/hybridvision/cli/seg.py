@@ -1,4 +1,4 @@
-"""``hybridvision seg train | eval | predict``: semantic segmentation with UperNet on any backbone.
+"""``hybridvision seg train | eval | predict``: semantic segmentation with UperNet or Semantic FPN on any backbone.
 
 hybridvision seg train                                   # ascan_nano + UperNet on Fashion-MNIST scenes, 30 min
 hybridvision seg train --config configs/seg/ade20k_upernet_ascan_t.yaml --data.root /data/ADEChallengeData2016

@@ -1,4 +1,4 @@
-"""Semantic segmentation: UperNet (+ auxiliary FCN head) on any hybridvision backbone, as a task of the engine.
+"""Semantic segmentation: UperNet or Semantic FPN (+ auxiliary FCN head) on any backbone, as a task of the engine.
 
 - ``SegModel(SegModelConfig(backbone="ascan_t", num_classes=150))``: the model (``seg.model``, ``seg.heads``);
 - ``train(SegTrainConfig(...))``: a training run (``seg.task``); defaults train ascan_nano on Fashion-MNIST scenes;

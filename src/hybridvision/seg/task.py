@@ -34,7 +34,7 @@ def seg_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 
 class Segmentation(Task):
-    """Semantic segmentation: UperNet (+ auxiliary FCN head) on any backbone, evaluated by mIoU (%)."""
+    """Semantic segmentation: UperNet or Semantic FPN (+ auxiliary FCN head) on any backbone, evaluated by mIoU (%)."""
 
     metric = "miou"
     kind = TASK
