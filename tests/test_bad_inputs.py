@@ -47,7 +47,16 @@ def world(dm, tmp_path_factory) -> dict[str, Path]:
     assert main(["diffusion", "train", *common, *diffusion]) == 0
     seg = ["--model", "ascan_test", "--img_size", "32", "--batch_size", "8", "--eval_batch_size", "8"]
     seg += ["--head.channels", "16", "--head.aux_channels", "8", "--head.pool_scales", "1,2", "--run_name", "seg"]
-    seg += ["--data.train_subset", "8", "--data.eval_subset", "8", "--data.scenes.canvas", "48"]
+    seg += [
+        "--data.train_subset",
+        "8",
+        "--data.eval_subset",
+        "8",
+        "--data.scenes.canvas",
+        "48",
+        "--data.scenes.holdout",
+        "16",
+    ]
     assert main(["seg", "train", *common, *seg]) == 0
     return {"data": data, "clf": clf, "seg": root / "runs" / "seg", "diff": root / "runs" / "diff"}
 

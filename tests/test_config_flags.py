@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -210,3 +211,14 @@ def test_auto_is_for_runs_not_benchmarks():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available; use --device cpu"):
             pick_device("cuda:0")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted(p for task in ("train", "seg", "det", "diffusion") for p in (ROOT / "configs" / task).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_committed_recipe_states_where_its_settings_were_chosen(path):
+    """A reader must know whether a recipe's numbers carry a selection on the split they are reported on."""
+    stated = yaml.safe_load(path.read_text()).get("selected_on", "")
+    assert stated and stated.split()[0] in ("val", "paper", "test", "held-out", "validation"), stated

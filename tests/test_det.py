@@ -98,7 +98,7 @@ def coco_root(tmp_path_factory) -> Path:
 def scenes_root(tmp_path_factory) -> Path:
     if not HAS_FMNIST:
         pytest.skip("Fashion-MNIST is not installed")
-    cfg = ScenesConfig(val_scenes=40, scenes=SceneConfig(train_scenes=40, eval_scenes=40))
+    cfg = ScenesConfig(scenes=SceneConfig(train_scenes=40, eval_scenes=40, val_scenes=40))
     return write_scenes(tmp_path_factory.mktemp("scenes"), cfg)
 
 
@@ -157,9 +157,9 @@ def test_no_detections_score_0(coco_root):
 def test_scenes_are_instances_with_held_out_validation_items(scenes_root):
     from pycocotools import mask as mask_utils
 
-    cfg = ScenesConfig(val_scenes=40, scenes=SceneConfig(train_scenes=40, eval_scenes=40))
+    cfg = ScenesConfig(scenes=SceneConfig(train_scenes=40, eval_scenes=40, val_scenes=40))
     items = split_items(cfg)
-    train_items, val_items = items["train2017"][0], items["val2017"][0]
+    train_items, val_items = items["train2017"].images, items["val2017"].images
     assert len(val_items) == 5000 and len(train_items) == 55000
     flat = lambda x: {bytes(i.numpy()) for i in x}  # noqa: E731 - items by content
     assert not flat(val_items[:500]) & flat(train_items)  # held-out items are not in the training pool

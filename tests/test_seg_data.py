@@ -19,7 +19,9 @@ from hybridvision.seg.data import load_split
 from hybridvision.seg.infer import predict, window_starts
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCENES = SceneConfig(canvas=48, scale=(0.8, 1.5), threshold=100, train_scenes=40, eval_scenes=12)
+SCENES = SceneConfig(
+    canvas=48, scale=(0.8, 1.5), threshold=100, train_scenes=40, eval_scenes=12, val_scenes=12, holdout=64
+)
 
 
 def scene_data(root: Path, **kw) -> SegDataConfig:
@@ -43,6 +45,32 @@ def test_scenes_are_deterministic_and_labelled_by_ink(tmp_path):
     assert int(masks.max()) < len(SCENE_CLASSES) == 11
     test = first_batch(load_split(cfg, train=False), 8)
     assert not torch.equal(test[0], images) and len(load_split(cfg, train=False)) == 12
+
+
+def test_validation_scenes_draw_only_held_out_training_items(tmp_path):
+    """train / val / test scenes: val from ``holdout`` training items that no training scene ever draws, test from
+    the test items; the same hold-out for every task that asks (seeded), another with another seed."""
+    cfg = scene_data(tmp_path)
+    all_train, _ = load_idx_split(cfg.root, "train")
+    test_items, _ = load_idx_split(cfg.root, "t10k")
+    split = {name: scenes.scene_items(cfg.root, name, SCENES) for name in ("train", "val", "test")}
+    assert len(split["val"].images) == 64 and len(split["train"].images) == len(all_train) - 64
+    flat = {k: {bytes(x.numpy()) for x in v.images} for k, v in split.items()}
+    assert not flat["train"] & flat["val"] and flat["train"] | flat["val"] == {bytes(x.numpy()) for x in all_train}
+    assert torch.equal(split["test"].images, test_items)
+    assert len({v.stream for v in split.values()}) == 3 and split["val"].scenes == 12
+    again = scenes.scene_items(cfg.root, "val", SCENES)
+    other = scenes.scene_items(cfg.root, "val", dataclasses.replace(SCENES, seed=1))
+    assert torch.equal(again.images, split["val"].images) and not torch.equal(other.images, split["val"].images)
+    assert torch.equal(scenes.scene_items(cfg.root, "t10k", SCENES).images, test_items)  # older configs' name
+    val, test = (
+        first_batch(load_split(scene_data(tmp_path, eval_split=s), train=False), 4)[0] for s in ("val", "test")
+    )
+    assert not torch.equal(val, test)
+    with pytest.raises(DataError, match="no split 'valid'; use one of train, val, test"):
+        scenes.scene_items(cfg.root, "valid", SCENES)
+    with pytest.raises(DataError, match=r"holdout \(300\) must be fewer than the 256 training items"):
+        scenes.scene_items(cfg.root, "train", dataclasses.replace(SCENES, holdout=300))
 
 
 def test_scene_edges_can_be_ignored(tmp_path):

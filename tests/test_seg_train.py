@@ -31,6 +31,7 @@ def tiny_flags(root: Path, out: Path) -> dict[str, str]:
         "head.channels": "16", "head.aux_channels": "8", "head.pool_scales": "1,2",
         "data.root": str(write_fmnist_like(root)), "data.train_subset": "8", "data.eval_subset": "8",
         "data.scenes.canvas": "48", "data.scenes.scale": "0.8,1.5", "data.scenes.threshold": "100",
+        "data.scenes.holdout": "64",
         "aug.ratio": "1,1", "aug.hflip": "0", "aug.photometric": "false", "aug.cat_max_ratio": "1",
     }  # fmt: skip
 

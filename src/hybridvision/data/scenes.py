@@ -3,10 +3,12 @@
 Each scene is a square canvas with a few items placed on it (item, size and position drawn from a seed); items
 are drawn in order, so a later item covers an earlier one where its ink is. A pixel's label is the class of
 the item whose ink (above ``threshold``) it shows, background (0) elsewhere; optionally the one-pixel ring
-each side of every label edge is ignored (255). Training scenes take their items from the training split,
-evaluation scenes from the test split. Nothing is written to disk: a scene is rendered from a small table of
-its parameters, drawn once per split, whenever a batch asks for it (every item of a batch resampled
-by two batched matmuls).
+each side of every label edge is ignored (255). Three splits, as the detection scenes have them (one
+definition, ``scene_items``): ``train`` scenes take their items from the training items less ``holdout`` of them
+(drawn with ``seed``), ``val`` scenes from those held-out items only, ``test`` scenes from the test items; so
+settings can be chosen on ``val`` and the test split scored once. Nothing is written to disk: a scene is
+rendered from a small table of its parameters, drawn once per split, whenever a batch asks for it (every item
+of a batch resampled by two batched matmuls).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import check
-from .idx import FASHION_MNIST_CLASSES
+from ..config import at_least, check
+from .idx import FASHION_MNIST_CLASSES, DataError, load_idx_split
 
 IGNORE = 255
 SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)
+SCENE_SPLITS = {"train": 0, "val": 2, "test": 1}  # split -> the stream that seeds its scene table
+LEGACY_SPLITS = {"t10k": "test"}  # the idx prefix older configs name the test split by
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,11 @@ class SceneConfig:
     scale: tuple[float, float] = (0.7, 1.6)  # item side / 28 pixels (min, max)
     threshold: int = 40  # ink (0..255) above which a pixel belongs to its item
     edge_ignore: bool = False  # label the one-pixel ring each side of every label edge 255 (ignored)
-    train_scenes: int = 60000  # scenes in the training split (made from the 60k training items)
-    eval_scenes: int = 2000  # scenes in the evaluation split (made from the 10k test items)
-    seed: int = 0  # the scene tables' seed (training and evaluation tables differ)
+    train_scenes: int = 60000  # scenes in the training split (made from the training items less the held-out ones)
+    eval_scenes: int = 2000  # scenes in the test split (made from the 10k test items)
+    val_scenes: int = 2000  # scenes in the validation split (made from the held-out training items)
+    holdout: int = 5000  # training items kept for the validation scenes only, never drawn into training scenes
+    seed: int = 0  # the scene tables' and the hold-out's seed (every split's table differs)
 
     def __post_init__(self) -> None:
         lo, hi = self.items
@@ -46,7 +52,7 @@ class SceneConfig:
             f"({self.canvas}), got {self.scale}",
         )
         check(0 <= self.threshold < 255, f"data.scenes.threshold must be in [0, 255), got {self.threshold}")
-        check(min(self.train_scenes, self.eval_scenes) >= 1, "data.scenes.train_scenes and eval_scenes must be >= 1")
+        at_least(self, 1, "train_scenes", "eval_scenes", "val_scenes", "holdout", prefix="data.scenes.")
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,42 @@ def scene_table(cfg: SceneConfig, count: int, num_items: int, stream: int) -> Sc
     side = 28 * (cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * torch.rand(count, hi, generator=g))
     top_left = torch.rand(count, hi, 2, generator=g) * (cfg.canvas - side)[..., None]  # boxes inside the canvas
     return SceneTable(items, slots < n_items, side, top_left)
+
+
+@dataclass(frozen=True)
+class SplitItems:
+    """The Fashion-MNIST items one split of scenes draws from, and how many scenes it has."""
+
+    images: Tensor  # (N, 1, 28, 28) uint8
+    labels: Tensor  # (N,)
+    scenes: int  # scenes in the split
+    stream: int  # seeds the split's scene table
+
+
+def scene_split_name(split: str) -> str:
+    """``split`` as one of ``SCENE_SPLITS`` ("t10k", the test items' idx prefix, names the test split)."""
+    name = LEGACY_SPLITS.get(split, split)
+    if name not in SCENE_SPLITS:
+        raise DataError(f"the scenes have no split {split!r}; use one of {', '.join(SCENE_SPLITS)}")
+    return name
+
+
+def scene_items(root: str, split: str, cfg: SceneConfig) -> SplitItems:
+    """The items of scenes split ``split`` (``train``, ``val`` or ``test``) from the idx files under ``root``."""
+    name = scene_split_name(split)
+    if name == "test":
+        images, labels = load_idx_split(root, "t10k")
+        return SplitItems(images, labels, cfg.eval_scenes, SCENE_SPLITS[name])
+    images, labels = load_idx_split(root, "train")
+    if cfg.holdout >= len(images):
+        raise DataError(
+            f"data.scenes.holdout ({cfg.holdout}) must be fewer than the {len(images)} training items under {root}; "
+            "lower it"
+        )
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed))
+    keep = (perm[: cfg.holdout] if name == "val" else perm[cfg.holdout :]).sort().values
+    count = cfg.val_scenes if name == "val" else cfg.train_scenes
+    return SplitItems(images[keep], labels[keep], count, SCENE_SPLITS[name])
 
 
 def _interp_matrix(side: Tensor, start: Tensor, canvas: int, size: int = 28) -> Tensor:

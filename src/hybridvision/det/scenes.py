@@ -6,9 +6,10 @@ with less than ``CROWD_SHARE`` of its ink visible is a crowd region (left out of
 evaluation's matching); an item with nothing visible is no annotation. Categories are the ten Fashion-MNIST
 classes, ids 1..10.
 
-Splits: ``train2017`` from the training items less ``holdout`` of them (seeded), ``val2017`` from those held-out
-items only (never drawn into a training scene), ``test2017`` from the test items. Each annotation file is written
-last and atomically, so an interrupted write leaves no split that looks complete.
+Splits (``data.scenes.scene_items``, segmentation's too): ``train2017`` from the training items less
+``scenes.holdout`` of them (seeded), ``val2017`` from those held-out items only (never drawn into a training
+scene), ``test2017`` from the test items. Each annotation file is written last and atomically, so an interrupted
+write leaves no split that looks complete.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import at_least, to_dict
-from ..data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataError, load_idx_split
-from ..data.scenes import SceneConfig, item_ink, owners, render, scene_table, visible_share
+from ..config import to_dict
+from ..data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, DataError
+from ..data.scenes import SceneConfig, SplitItems, item_ink, owners, render, scene_items, scene_table, visible_share
 from ..fileio import save_json
 from .data import annotation_file
 
@@ -36,27 +37,18 @@ class ScenesConfig:
     """How the detection scenes are made (the shared generator's settings, and the splits' sizes)."""
 
     fmnist_root: str = FASHION_MNIST_DIR  # the Fashion-MNIST idx files
-    holdout: int = 5000  # training items kept for the validation scenes only (seeded by scenes.seed)
-    val_scenes: int = 1000  # scenes in val2017 (train2017 has scenes.train_scenes, test2017 scenes.eval_scenes)
-    scenes: SceneConfig = field(default_factory=lambda: SceneConfig(train_scenes=20000, eval_scenes=2000))
-
-    def __post_init__(self) -> None:
-        at_least(self, 1, "holdout", "val_scenes", prefix="data.scenes.")
+    # the shared generator; its hold-out (training items kept for val2017 only) is segmentation's validation split
+    scenes: SceneConfig = field(
+        default_factory=lambda: SceneConfig(train_scenes=20000, eval_scenes=2000, val_scenes=1000)
+    )
 
 
-def split_items(cfg: ScenesConfig) -> dict[str, tuple[Tensor, Tensor, int, int]]:
-    """split -> (items (N, 1, 28, 28), labels (N,), scene count, table stream)."""
-    items, labels = load_idx_split(cfg.fmnist_root, "train")
-    test_items, test_labels = load_idx_split(cfg.fmnist_root, "t10k")
-    if not 0 < cfg.holdout < len(items):
-        raise DataError(f"holdout must be in (0, {len(items)}), got {cfg.holdout}")
-    perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(cfg.scenes.seed))
-    held, rest = perm[: cfg.holdout].sort().values, perm[cfg.holdout :].sort().values
-    return {
-        "train2017": (items[rest], labels[rest], cfg.scenes.train_scenes, 0),
-        "val2017": (items[held], labels[held], cfg.val_scenes, 2),
-        "test2017": (test_items, test_labels, cfg.scenes.eval_scenes, 1),
-    }
+COCO_SPLITS = {"train2017": "train", "val2017": "val", "test2017": "test"}  # COCO folder split -> scenes split
+
+
+def split_items(cfg: ScenesConfig) -> dict[str, SplitItems]:
+    """COCO split name -> the items it draws from, its scene count and table stream (``data.scenes``' splits)."""
+    return {coco: scene_items(cfg.fmnist_root, split, cfg.scenes) for coco, split in COCO_SPLITS.items()}
 
 
 def write_scenes(root: str | Path, cfg: ScenesConfig) -> Path:
@@ -67,9 +59,9 @@ def write_scenes(root: str | Path, cfg: ScenesConfig) -> Path:
     if recorded.is_file() and json.loads(recorded.read_text()) != wanted:
         raise DataError(f"{root} holds scenes made with other settings ({recorded}); choose another --data.root")
     save_json(wanted, recorded)
-    for split, (items, labels, count, stream) in split_items(cfg).items():
+    for split, got in split_items(cfg).items():
         if not annotation_file(root, split).is_file():
-            write_split(root, split, cfg.scenes, items, labels, count, stream)
+            write_split(root, split, cfg.scenes, got.images, got.labels, got.scenes, got.stream)
     return root
 
 

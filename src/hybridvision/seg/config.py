@@ -37,8 +37,8 @@ class SegDataConfig:
 
     dataset: str = "fmnist_scenes"  # "fmnist_scenes" (made from Fashion-MNIST) or "ade20k" (ADE20K's folder layout)
     root: str = FASHION_MNIST_DIR  # scenes: the idx files; ade20k: the folder with images/ and annotations/
-    train_split: str = "train"  # scenes: idx prefix of the items ("train"); ade20k: "training"
-    eval_split: str = "t10k"  # scenes: "t10k"; ade20k: "validation"
+    train_split: str = "train"  # scenes: "train" (training items less the held-out ones); ade20k: "training"
+    eval_split: str = "val"  # scenes: "val" (choose settings) or "test" (score once); ade20k: "validation"
     channels: int = 1  # image channels fed to the model
     mean: tuple[float, ...] = (0.186,)  # per channel on [0, 1] (measured on the evaluation scenes)
     std: tuple[float, ...] = (0.305,)

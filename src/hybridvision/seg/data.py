@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data import load_idx_split
-from ..data.scenes import SCENE_CLASSES, SceneTable, render, scene_table
+from ..data.scenes import SCENE_CLASSES, SceneTable, render, scene_items, scene_table
 from .ade import PairBatches, class_names, list_pairs
 from .config import SegDataConfig
 
@@ -71,10 +70,9 @@ def load_split(cfg: SegDataConfig, train: bool) -> SceneSplit | FolderSplit:
     split = cfg.train_split if train else cfg.eval_split
     subset = cfg.train_subset if train else cfg.eval_subset
     if cfg.dataset == "fmnist_scenes":
-        items, labels = load_idx_split(cfg.root, split)
-        count = cfg.scenes.train_scenes if train else cfg.scenes.eval_scenes
-        table = scene_table(cfg.scenes, min(count, subset or count), len(items), stream=0 if train else 1)
-        return SceneSplit(cfg, table, items, labels)
+        got = scene_items(cfg.root, split, cfg.scenes)
+        table = scene_table(cfg.scenes, min(got.scenes, subset or got.scenes), len(got.images), got.stream)
+        return SceneSplit(cfg, table, got.images, got.labels)
     pairs = list_pairs(cfg.root, split)
     pairs = pairs[:subset] if subset else pairs
     classes = dataset_classes(cfg)
