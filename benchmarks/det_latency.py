@@ -2,6 +2,8 @@
 
     python benchmarks/det_latency.py                  # -> results/speed/det-cpu-fp32-800x1333.json
     python benchmarks/det_latency.py --rounds 1 --out /tmp/det.json --models maskrcnn_efficientmod_s   # smoke
+    python benchmarks/det_latency.py --runs runs/det/det_fmnist_ascan_nano,... --size 64,64 --channels 1 \
+        --out results/speed/det_fmnist_speed.json    # trained detectors on one Fashion-MNIST test scene
 
 ``maskrcnn_efficientmod_s``, ``maskrcnn_ascan_t`` and ``maskrcnn_coatnet_0`` (the COCO 1x settings of
 ``configs/det/``: images resized to 800 on the short side, at most 1333) with random weights, since no trained
@@ -21,6 +23,7 @@ import statistics
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved
@@ -37,14 +40,18 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated registered detectors")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--runs", default="", help="comma-separated trained detection runs (instead of --models)")
+    p.add_argument("--size", default="800,1333", help="the image's H,W")
+    p.add_argument("--channels", type=int, default=3, help="the image's channels")
     p.add_argument("--out", default=OUT)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import_torchvision()
     set_roi_align("eager")
     torch.manual_seed(0)
-    image = torch.rand(3, 800, 1333, generator=torch.Generator().manual_seed(0))  # (C, H, W) on [0, 1]
-    models = {name: hv.create_model(name).eval() for name in args.models.split(",")}
+    h, w = (int(v) for v in args.size.split(","))
+    image = _image(args, h, w)
+    models = _runs(args.runs) if args.runs else {name: hv.create_model(name).eval() for name in args.models.split(",")}
     timings = interleaved(
         {name: inference(model, [image]) for name, model in models.items()},
         1,
@@ -56,7 +63,7 @@ def main() -> None:
     )
     rows = []
     for name, model in models.items():
-        with torch.inference_mode():
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             detections = len(model([image])[0]["boxes"])
         p50 = [t.p50_ms for t in timings[name]]
         rows.append(
@@ -67,11 +74,13 @@ def main() -> None:
                 "latency_p50_ms_min": round(min(p50), 1),
                 "latency_p50_ms_max": round(max(p50), 1),
                 "detections": detections,
+                "gmacs": round(counter.get_total_flops() / 2e9, 3),  # what ran on this image, mask head included
             }
         )
         print(rows[-1])
     record = {
-        "what": "Mask R-CNN latency, one 800x1333 image, batch 1, fp32, eval, random weights",
+        "what": f"Mask R-CNN latency, one {h}x{w} image, batch 1, fp32, eval, "
+        + ("trained weights (EMA where kept)" if args.runs else "random weights"),
         "rounds": args.rounds,
         "threads": args.threads,
         "kernels": kernels(),
@@ -81,6 +90,31 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_json(record, args.out)
     print(f"wrote {args.out}")
+
+
+def _image(args: argparse.Namespace, h: int, w: int) -> torch.Tensor:
+    """Random pixels for random weights; for trained runs, a scene of their own test split (so they detect)."""
+    if not args.runs:
+        return torch.rand(args.channels, h, w, generator=torch.Generator().manual_seed(0))  # (C, H, W) on [0, 1]
+    from hybridvision.data import FASHION_MNIST_DIR
+    from hybridvision.data.scenes import SceneConfig, render, scene_items, scene_table
+
+    cfg = SceneConfig(canvas=h)
+    got = scene_items(FASHION_MNIST_DIR, "test", cfg)
+    table = scene_table(cfg, 1, len(got.images), got.stream)
+    pixels, _ = render(cfg, table, got.images, got.labels, torch.tensor([0]))  # (1, 1, H, W) uint8
+    return pixels[0].float().div(255).expand(args.channels, -1, -1)  # (1, H, W) -> (C, H, W)
+
+
+def _runs(runs: str) -> dict[str, torch.nn.Module]:
+    """Trained detection runs by detector name (their EMA weights where kept, as det eval's default)."""
+    from hybridvision.det.evaluate import saved_model
+
+    out = {}
+    for run in runs.split(","):
+        model, info = saved_model(Path(run))
+        out[info["model"]] = model.eval()
+    return out
 
 
 if __name__ == "__main__":

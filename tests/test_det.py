@@ -51,7 +51,7 @@ def make_coco(root: Path) -> Path:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split in ("train2017", "val2017"):
+    for split in ("train2017", "val2017", "test2017"):
         (root / split).mkdir(parents=True)
         Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(root / split / "rgb.png")
         Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(root / split / "grey.png")
@@ -84,7 +84,7 @@ def make_coco(root: Path) -> Path:
         "categories": [{"id": 3, "name": "three"}, {"id": 7, "name": "seven"}],
     }
     (root / "annotations").mkdir()
-    for split in ("train2017", "val2017"):
+    for split in ("train2017", "val2017", "test2017"):
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
     return root
 
@@ -220,6 +220,24 @@ def test_two_steps_on_a_tiny_coco_folder_then_eval_and_predict(coco_root, tmp_pa
     capsys.readouterr()
     assert main(["det", "predict", str(same_stem), "--run", str(run_dir), "--out", str(tmp_path / "cli")]) == 0
     assert "wrote 1 overlay(s)" in capsys.readouterr().out and (tmp_path / "cli" / "rgb_det.png").is_file()
+    _report_scores_the_test_split_once(run_dir, tmp_path / "results", scores)
+
+
+def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dict) -> None:
+    """The committed record: test2017 scored once (same images as val2017 here, so the same AP), the table."""
+    from hybridvision.det.report import export_run, results_table, score_test
+
+    export_run(
+        run_dir, out, recipe=str(Path(__file__).resolve().parents[1] / "configs/det/coco_maskrcnn_1x_ascan_t.yaml")
+    )
+    test = score_test(run_dir, out)
+    assert test["split"] == "test" and test["coco_split"] == "test2017" and test["model"] == "ascan_test"
+    assert test["box_ap"] == val_scores["model"]["box"]["ap"] and test["mask_ap"] == val_scores["model"]["mask"]["ap"]
+    assert test["total_train_s"] > 0 and json.loads((out / "test.json").read_text())["box_ap"] == test["box_ap"]
+    with pytest.raises(FileExistsError, match="scored once per recipe; delete it to score again"):
+        score_test(run_dir, out)
+    table = results_table([out])
+    assert "| maskrcnn_ascan_test | " in table and f"| {test['box_ap']:.2f} | {test['mask_ap']:.2f} |" in table
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
