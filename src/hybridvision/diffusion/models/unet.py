@@ -168,8 +168,9 @@ class AsCANUNet(ModelMixin, ConfigMixin):
         if labels.dim() != 1 or labels.dtype.is_floating_point:
             raise InputError(f"class_labels must be a (B,) integer tensor, got {labels.dtype} {tuple(labels.shape)}")
         # Checked in eager mode on the CPU, and on an accelerator outside training (a device sync per call, which a
-        # training step on the data set's labels need not pay).
-        checked = not torch.compiler.is_compiling() and (labels.device.type == "cpu" or not self.training)
+        # training step on the data set's labels need not pay); never on the meta device (cost counting).
+        device = labels.device.type
+        checked = not torch.compiler.is_compiling() and (device == "cpu" or (device != "meta" and not self.training))
         bad = labels[(labels < 0) | (labels > n)] if checked else labels[:0]
         if len(bad):
             raise InputError(
@@ -238,6 +239,8 @@ class AsCANUNet(ModelMixin, ConfigMixin):
         """
         self.check_sample(sample)
         B = sample.shape[0]
+        if encoder_hidden_states is not None:  # an encoder's float32 tokens meet a model moved to another dtype
+            encoder_hidden_states = encoder_hidden_states.to(sample.dtype)
         emb = self.time_embed(self._timesteps(timestep, B, sample.device))  # (B, E)
         mask = encoder_attention_mask.bool() if encoder_attention_mask is not None else None  # (B, L)
         context = self._context(B, sample.device, encoder_hidden_states, class_labels, mask)  # (B, L, D)
