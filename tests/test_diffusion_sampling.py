@@ -20,9 +20,9 @@ class Counting(nn.Module):
         super().__init__()
         self.calls: list[int] = []
 
-    def forward(self, x, t, class_labels=None):
+    def forward(self, x, t, class_labels=None, return_dict=True):  # diffusers' call: (eps,) without return_dict
         self.calls.append(len(x))
-        return 0.1 * x + 0.01 * class_labels.float()[:, None, None, None] + 1e-4 * float(t)
+        return (0.1 * x + 0.01 * class_labels.float()[:, None, None, None] + 1e-4 * float(t),)
 
 
 def test_every_scheduler_shares_the_schedule(dm):
@@ -69,9 +69,9 @@ def test_cfg_scale_one_is_the_conditional_prediction_and_batches_cond_with_uncon
     model = tiny(dm)
     perturb(model)
     x, t, y = torch.randn(3, 1, 16, 16), torch.tensor(400), torch.tensor([1, 5, 9])
-    cond = model(x, t, class_labels=y)
+    cond = model(x, t, class_labels=y).sample
     assert torch.equal(dm.sampling.guided_eps(model, x, t, y, 1.0), cond)
-    uncond = model(x, t, class_labels=torch.full_like(y, model.null_class))
+    uncond = model(x, t, class_labels=torch.full_like(y, model.null_class)).sample
     guided = dm.sampling.guided_eps(model, x, t, y, 3.0)
     torch.testing.assert_close(guided, uncond + 3.0 * (cond - uncond), atol=1e-5, rtol=1e-5)
 
@@ -95,13 +95,13 @@ class Oracle(nn.Module):
         super().__init__()
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod).double().sqrt()
 
-    def forward(self, x, t, class_labels=None):
+    def forward(self, x, t, class_labels=None, return_dict=True):  # diffusers' call: (eps,) without return_dict
         lo = int(float(t))  # Euler and Heun ask at fractional timesteps: sigma is interpolated linearly in t
         hi = min(lo + 1, len(self.sigmas) - 1)
         sigma = torch.lerp(self.sigmas[lo], self.sigmas[hi], float(t) - lo)
         abar = 1 / (1 + sigma**2)
         c = (class_labels.double() / 10 - 0.5)[:, None, None, None]
-        return ((x - abar.sqrt() * c) / (1 - abar).sqrt()).float()
+        return (((x - abar.sqrt() * c) / (1 - abar).sqrt()).float(),)
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "euler", "heun"])

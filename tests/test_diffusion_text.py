@@ -349,22 +349,22 @@ def test_text_unet_adapter_mask_and_errors(dm):
     model = tiny(dm, "ascan_unet_t2i_test")
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 500])
     ctx, mask = torch.randn(2, 3, 16), torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
-    assert torch.equal(model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask), torch.zeros_like(x))
+    assert torch.equal(model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).sample, torch.zeros_like(x))
     # Untrained, the adapter's blocks are identities: it only layer-normalises the encoder's tokens.
     torch.testing.assert_close(model.text_adapter(ctx, mask), torch.nn.functional.layer_norm(ctx, (16,), eps=1e-6))
     assert model.class_embed is None and len(model.text_adapter.blocks) == 2
     perturb(model)
-    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask)
+    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).sample
     changed = ctx.clone()
     changed[~mask] = 50.0
-    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask), out)
-    assert model(x).shape == x.shape  # no prompt: one zero token (what info and bench count)
+    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask).sample, out)
+    assert model(x).sample.shape == x.shape  # no prompt: one zero token (what info and bench count)
     with pytest.raises(InputError, match="text-conditioned.*not class_labels"):
         model(x, t, class_labels=torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="context must be one of"):
         dm.unet.AsCANUNetConfig(dims=(8,), down=("C",), context="label")
     model.train()
-    model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).square().mean().backward()
+    model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).sample.square().mean().backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None]
 
 
@@ -385,8 +385,10 @@ def test_text_guidance_batches_the_null_prompt(dm):
     cond = dm.condition.TextCondition(states, mask, null_states, null_mask)
     both = cond.inputs(guided=True)
     assert both["encoder_hidden_states"].shape == (4, 4, 16) and both["encoder_attention_mask"][2:].sum() == 4
-    c = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask)
-    u = model(x, t, encoder_hidden_states=null_states.expand(2, -1, -1), encoder_attention_mask=null_mask.expand(2, -1))
+    c = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+    u = model(
+        x, t, encoder_hidden_states=null_states.expand(2, -1, -1), encoder_attention_mask=null_mask.expand(2, -1)
+    ).sample
     assert torch.equal(dm.sampling.guided_eps(model, x, t, cond, 1.0), c)
     torch.testing.assert_close(dm.sampling.guided_eps(model, x, t, cond, 3.0), u + 3.0 * (c - u), atol=1e-5, rtol=0)
 
@@ -405,10 +407,10 @@ def test_pooled_prompt_enters_the_time_embedding_from_zero(dm):
     torch.testing.assert_close(pooled_tokens(states, mask), torch.nn.functional.normalize(want, dim=-1) * 4)
     perturb(model)
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([20, 700])
-    out = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask)
+    out = model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
     model.pooled_text.mlp[-1].weight.data.zero_()
     model.pooled_text.mlp[-1].bias.data.zero_()
-    assert not torch.allclose(model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask), out)
+    assert not torch.allclose(model(x, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample, out)
     with pytest.raises(ValueError, match="pooled_text needs context='text'"):
         dm.unet.AsCANUNetConfig(dims=(8,), down=("C",), pooled_text=True)
 

@@ -72,15 +72,15 @@ def test_output_shape_at_several_sizes(dm, name, hw):
     model = tiny(dm, name)
     perturb(model)
     x = torch.randn(2, 1, *hw)
-    y = model(x, torch.tensor([10, 900]), class_labels=torch.tensor([3, 10]))
+    y = model(x, torch.tensor([10, 900]), class_labels=torch.tensor([3, 10])).sample
     assert y.shape == x.shape and torch.isfinite(y).all()
-    assert model(x, 500.5).shape == x.shape  # float timesteps (Euler, Heun) and the null label
+    assert model(x, 500.5).sample.shape == x.shape  # float timesteps (Euler, Heun) and the null label
 
 
 def test_zero_initialised_output_and_residual_branches(dm):
     model = tiny(dm)
     x, t = torch.randn(3, 1, 16, 16), torch.tensor([1, 400, 999])
-    assert torch.equal(model(x, t, class_labels=torch.tensor([0, 5, 9])), torch.zeros_like(x))
+    assert torch.equal(model(x, t, class_labels=torch.tensor([0, 5, 9])).sample, torch.zeros_like(x))
     # Every block starts as its shortcut: the residual branches end in zeros.
     for stage in (*model.down, model.mid, *model.up):
         for block in stage.blocks:
@@ -93,10 +93,10 @@ def test_return_dict_and_timestep_forms(dm):
     model = tiny(dm)
     perturb(model)
     x, y = torch.randn(2, 1, 16, 16), torch.tensor([1, 2])
-    ref = model(x, torch.tensor([7, 7]), class_labels=y)
-    torch.testing.assert_close(model(x, 7, class_labels=y), ref)
+    ref = model(x, torch.tensor([7, 7]), class_labels=y).sample
+    torch.testing.assert_close(model(x, 7, class_labels=y).sample, ref)
     torch.testing.assert_close(model(x, torch.tensor(7.0), class_labels=y, return_dict=True).sample, ref)
-    assert not torch.allclose(model(x, 8, class_labels=y), ref)
+    assert not torch.allclose(model(x, 8, class_labels=y).sample, ref)
 
 
 def test_class_labels_become_context_tokens_and_none_is_the_null_label(dm):
@@ -104,11 +104,15 @@ def test_class_labels_become_context_tokens_and_none_is_the_null_label(dm):
     perturb(model)
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([100, 100])
     null = torch.full((2,), model.null_class)
-    torch.testing.assert_close(model(x, t), model(x, t, class_labels=null))
+    torch.testing.assert_close(model(x, t).sample, model(x, t, class_labels=null).sample)
     ctx = model.class_context(torch.tensor([4, 4]))
     assert ctx.shape == (2, model.config.class_tokens, model.config.context_dim)
-    torch.testing.assert_close(model(x, t, encoder_hidden_states=ctx), model(x, t, class_labels=torch.tensor([4, 4])))
-    assert not torch.allclose(model(x, t, class_labels=torch.tensor([4, 4])), model(x, t, class_labels=null))
+    torch.testing.assert_close(
+        model(x, t, encoder_hidden_states=ctx).sample, model(x, t, class_labels=torch.tensor([4, 4])).sample
+    )
+    assert not torch.allclose(
+        model(x, t, class_labels=torch.tensor([4, 4])).sample, model(x, t, class_labels=null).sample
+    )
 
 
 def test_context_mask_hides_padding(dm):
@@ -117,10 +121,10 @@ def test_context_mask_hides_padding(dm):
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([50, 50])
     ctx = torch.randn(2, 3, model.config.context_dim)
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask)
+    out = model(x, t, encoder_hidden_states=ctx, encoder_attention_mask=mask).sample
     changed = ctx.clone()
     changed[mask == 0] = 50.0
-    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask), out)
+    torch.testing.assert_close(model(x, t, encoder_hidden_states=changed, encoder_attention_mask=mask).sample, out)
 
 
 def test_bad_inputs_raise_clear_errors(dm):
@@ -148,7 +152,7 @@ def test_backward_reaches_every_parameter(dm):
     perturb(model)
     model(
         torch.randn(2, 1, 16, 16), torch.tensor([3, 30]), class_labels=torch.tensor([1, 10])
-    ).square().mean().backward()
+    ).sample.square().mean().backward()
     # The class table gets gradients only in the rows used; every other parameter gets one.
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing

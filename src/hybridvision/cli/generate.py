@@ -5,6 +5,10 @@ hybridvision generate runs/000-ascan_unet_fmnist --class sneaker --class bag --c
 hybridvision generate runs/000-ascan_unet_fmnist --n 10 --out all.png     # every class, one row each
 hybridvision generate runs/t2i_stage2 --prompt "a photo of a sneaker" --n 16 --out grid.png
 hybridvision generate runs/t2i_stage2 --prompts-file prompts.txt --n 8    # one prompt per line, one row each
+hybridvision generate runs/000-ascan_unet_fmnist --save-pipeline pipe/    # a diffusers pipeline folder, no grid
+
+Sampling runs through the run's ``AsCANPipeline`` (a diffusers ``DiffusionPipeline``); ``--save-pipeline`` writes
+that pipeline (EMA weights unless --weights model, the --sampler's scheduler) for ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import math
 from pathlib import Path
 
 from ..data.images import image_format
-from ..fileio import check_writable
+from ..fileio import check_folder, check_writable
 from .common import console
 
 MEMORY_HINT = "sample on the CPU (--device cpu), or a smaller model; --n only sets how many images in total"
@@ -51,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("grid.png"), help="image to write: .png (default: grid.png), .jpg, .webp, .bmp"
     )
+    parser.add_argument(
+        "--save-pipeline",
+        type=Path,
+        metavar="DIR",
+        help="write the run as a diffusers pipeline folder (AsCANPipeline.from_pretrained) instead of a grid",
+    )
 
 
 def prompts_of(args: argparse.Namespace) -> list[str] | None:
@@ -68,8 +78,15 @@ def prompts_of(args: argparse.Namespace) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..diffusion.generate import generate_grid
+    from ..diffusion.generate import generate_grid, save_pipeline
     from ..diffusion.sampling.samplers import SampleConfig
+
+    if args.save_pipeline is not None:
+        check_folder(args.save_pipeline, "--save-pipeline", "to write the pipeline in")
+        SampleConfig(sampler=args.sampler)  # an unknown sampler is refused before the run is read
+        folder = save_pipeline(args.run, args.save_pipeline, sampler=args.sampler, use_ema=args.weights == "ema")
+        console.print(f"wrote {folder} (AsCANPipeline, {args.weights} weights, {args.sampler} scheduler)")
+        return 0
 
     for flag, value in (("--n", args.n), ("--steps", args.steps)):
         if value < 1:

@@ -84,6 +84,12 @@ def diffusers() -> ModuleType:
     return guarded_import("diffusers", "diffusion sampling, VAEs and the baseline UNet", INSTALL_HINT)
 
 
+def diffusers_module(name: str) -> ModuleType:
+    """A module of diffusers by its dotted name under the package (``"utils.torch_utils"``), behind the guard."""
+    diffusers()
+    return importlib.import_module(f"diffusers.{name}")
+
+
 def transformers() -> ModuleType:
     """The ``transformers`` package (text encoders: MiniLM's BERT, T5, CLIP)."""
     return guarded_import("transformers", "text encoders", TEXT_HINT)

@@ -4,7 +4,8 @@ A run directory (final weights, else the newest good checkpoint) is read through
 ``final/`` folder through its ``config.json``: both record the model, its overrides, the class names, the noise
 schedule the weights were trained with and, when they apply, the text encoder and the VAE. A class model samples
 classes (``generate``); a text model samples prompts (``generate_prompts``): they are encoded by the run's frozen
-encoder (through its embedding cache), and the empty prompt "" is the null of guidance.
+encoder (through its embedding cache), and the empty prompt "" is the null of guidance. Sampling runs through the
+run's ``AsCANPipeline`` (``pipeline_of``), the one diffusers users load from a saved folder (``save_pipeline``).
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from .config import TASK
 from .grid import make_grid, save_grid
 from .latent import Vae, decode_latents
 from .old_runs import describe_old_run
-from .pixels import to_uint8
-from .sampling.condition import Condition, TextCondition, sentence_form
-from .sampling.samplers import SampleConfig, initial_noise, sample
-from .sampling.schedule import NoiseConfig
+from .pipeline import AsCANPipeline
+from .pipeline import class_index as pipeline_class_index
+from .pixels import unit_to_uint8
+from .sampling.condition import TextCondition, in_form
+from .sampling.samplers import SampleConfig, guidance_scales, initial_noise
+from .sampling.schedule import NoiseConfig, make_scheduler
 from .text.cache import EmbeddingCache
+from .text.encoders import load_encoder
 from .text.prompts import PromptError, PromptSet, fmnist_prompts
 
 
@@ -82,35 +86,64 @@ def text_cache(text: dict[str, Any]) -> EmbeddingCache:
 
 def class_index(name: str | int, classes: list[str]) -> int:
     """A class given by index or name (case-insensitive); an unknown one raises naming the valid ones."""
-    if isinstance(name, int) or str(name).lstrip("-").isdigit():
-        index = int(name)
-        if 0 <= index < len(classes):
-            return index
-        raise ValueError(f"class {index} is out of range: this model knows classes 0..{len(classes) - 1}")
-    lowered = [c.lower() for c in classes]
-    if str(name).lower() in lowered:
-        return lowered.index(str(name).lower())
-    listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes))
-    raise ValueError(f"unknown class {name!r}; this model knows {listing}")
+    return pipeline_class_index(name, len(classes), classes)
 
 
-# ---- Sampling
+# ---- Sampling, through the pipeline
+
+
+def pipeline_of(denoiser: Denoiser, sampler: str = "heun", *, text_encoder: bool = True) -> AsCANPipeline:
+    """The denoiser as an ``AsCANPipeline``: its UNet, ``sampler`` on the schedule it was trained with, its class
+    names, VAE and (``text_encoder``) text encoder and tokenizer, loaded from their local folders."""
+    text = denoiser.text
+    encoder = load_encoder(text["encoder"], int(text.get("max_length", 0))) if text and text_encoder else None
+    return AsCANPipeline(
+        unet=denoiser.model,
+        scheduler=make_scheduler(sampler, denoiser.noise),
+        text_encoder=encoder.model if encoder else None,
+        tokenizer=encoder.tokenizer if encoder else None,
+        vae=denoiser.vae.model if denoiser.vae else None,
+        id2label=None if text else dict(enumerate(denoiser.classes)),
+        image_channels=int(denoiser.latent.get("channels", 0)),
+        text_max_length=encoder.max_length if encoder else int(text.get("max_length", 0)),
+        text_form=text.get("form", "tokens"),
+    )
+
+
+def load_pipeline(
+    path: str | Path, *, sampler: str = "heun", use_ema: bool = True, device: str = "cpu"
+) -> AsCANPipeline:
+    """A run (or its saved ``final/`` folder) as an ``AsCANPipeline`` on ``device``, EMA weights by default."""
+    return pipeline_of(load_denoiser(path, use_ema=use_ema, device=device), sampler)
+
+
+def save_pipeline(path: str | Path, folder: str | Path, *, sampler: str = "heun", use_ema: bool = True) -> Path:
+    """Write a run's model as a diffusers pipeline folder, which ``AsCANPipeline.from_pretrained(folder)`` and
+    ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` load; the folder is returned."""
+    load_pipeline(path, sampler=sampler, use_ema=use_ema).save_pretrained(folder)
+    return Path(folder)
 
 
 @torch.no_grad()
 def _sample_all(
-    denoiser: Denoiser, condition: Callable[[list[int]], Condition | Tensor], total: int, cfg: SampleConfig, *,
-    seed: int, batch_size: int,
+    denoiser: Denoiser, inputs: Callable[[list[int]], dict[str, Any]], total: int, cfg: SampleConfig, *, seed: int,
+    batch_size: int,
 ) -> Tensor:  # fmt: skip
-    """``total`` samples as uint8 pixels; ``condition(indices)`` conditions each batch."""
-    device = next(denoiser.model.parameters()).device
+    """``total`` samples as uint8 pixels through the pipeline; ``inputs(indices)`` conditions each batch (the
+    pipeline's keywords). Sample i starts from the noise ``initial_noise`` draws for it, in any batching."""
+    pipe = pipeline_of(denoiser, cfg.sampler, text_encoder=False)  # prompts come as embeddings, from the cache
+    pipe.set_progress_bar_config(disable=True)
+    scales = guidance_scales(cfg)
     out = []
     for start in range(0, total, batch_size):
         idx = list(range(start, min(start + batch_size, total)))
-        noise = initial_noise(idx, denoiser.shape, seed).to(device)
-        gen = torch.Generator().manual_seed(seed * 7919 + start)
-        x = sample(denoiser.model, condition(idx), noise, cfg, denoiser.noise, generator=gen)
-        out.append(to_uint8(denoiser.decode(x)).cpu())
+        noise = initial_noise(idx, denoiser.shape, seed)
+        gen = torch.Generator().manual_seed(seed * 7919 + start)  # a stochastic sampler's noise (DDPM)
+        images = pipe(
+            **inputs(idx), num_inference_steps=cfg.steps, guidance_scale=scales, generator=gen, latents=noise,
+            output_type="pt",
+        ).images  # fmt: skip
+        out.append(unit_to_uint8(images).cpu())
     return torch.cat(out)
 
 
@@ -121,7 +154,9 @@ def generate(
     if denoiser.is_text:
         raise ValueError("this model is text-conditioned: ask for prompts (--prompt TEXT), not classes")
     labels = torch.tensor(classes).repeat_interleave(n)
-    return _sample_all(denoiser, lambda idx: labels[idx], len(labels), cfg, seed=seed, batch_size=batch_size)
+    return _sample_all(
+        denoiser, lambda idx: {"class_labels": labels[idx]}, len(labels), cfg, seed=seed, batch_size=batch_size
+    )
 
 
 def generate_prompts(
@@ -135,10 +170,15 @@ def generate_prompts(
     states, mask = prompt_tokens(denoiser, prompts, form)  # the last row: the null prompt
     rows = torch.arange(len(prompts)).repeat_interleave(n)
 
-    def condition(idx: list[int]) -> TextCondition:
-        return TextCondition(states[rows[idx]], mask[rows[idx]], states[-1:], mask[-1:])
+    def inputs(idx: list[int]) -> dict[str, Tensor]:
+        return {
+            "prompt_embeds": states[rows[idx]],
+            "prompt_attention_mask": mask[rows[idx]],
+            "negative_prompt_embeds": states[-1:],
+            "negative_prompt_attention_mask": mask[-1:],
+        }
 
-    return _sample_all(denoiser, condition, len(rows), cfg, seed=seed, batch_size=batch_size)
+    return _sample_all(denoiser, inputs, len(rows), cfg, seed=seed, batch_size=batch_size)
 
 
 def generate_grid(
@@ -172,9 +212,7 @@ def prompt_tokens(denoiser: Denoiser, prompts: list[str], form: str = "") -> tup
     """The prompts' tokens and masks, then the null prompt's (the last row), in ``form`` ("tokens" or "sentence";
     "" = the form the run was evaluated in): (P + 1, L, D), (P + 1, L)."""
     states, mask = text_cache(denoiser.text).lookup([*prompts, ""])
-    if (form or denoiser.text.get("form", "tokens")) == "sentence":  # the null prompt stays as it was trained
-        states, mask = sentence_form(states, mask, torch.arange(len(prompts) + 1) < len(prompts))
-    return states, mask
+    return in_form(states, mask, form or denoiser.text.get("form", "tokens"))
 
 
 def prompt_condition(

@@ -57,8 +57,17 @@ class Vae:
     @torch.no_grad()
     def decode(self, z: Tensor, channels: int = 0) -> Tensor:
         """Scaled latents -> [-1, 1] images with ``channels`` channels (0 = the VAE's)."""
-        x = self.model.decode(z.to(self.device) / self.scale + self.shift).sample.float()  # (B, C, H, W)
-        return x.mean(1, keepdim=True) if channels == 1 and x.shape[1] != 1 else x  # RGB -> grey
+        return vae_decode(self.model, z, channels)
+
+
+def vae_decode(model, z: Tensor, channels: int = 0) -> Tensor:
+    """Scaled latents -> [-1, 1] images through an ``AutoencoderKL`` ``model``, with ``channels`` channels (0 = the
+    VAE's; 1 = the mean of its RGB: grey data). The one decoding of ``Vae`` and the ``AsCANPipeline``."""
+    c = model.config
+    scale, shift = float(c.scaling_factor), float(getattr(c, "shift_factor", None) or 0.0)
+    device = next(model.parameters()).device
+    x = model.decode(z.to(device) / scale + shift).sample.float()  # (B, C, H, W)
+    return x.mean(1, keepdim=True) if channels == 1 and x.shape[1] != 1 else x  # RGB -> grey
 
 
 def images_digest(images: Tensor) -> str:

@@ -14,3 +14,8 @@ def to_uint8(x: Tensor) -> Tensor:
 def from_uint8(images: Tensor) -> Tensor:
     """uint8 pixels -> [-1, 1] floats."""
     return images.float() / 127.5 - 1.0
+
+
+def unit_to_uint8(x: Tensor) -> Tensor:
+    """[0, 1] floats (a diffusers pipeline's "pt" images) -> uint8 pixels (rounded, clipped)."""
+    return (x.float() * 255).round().clamp(0, 255).to(torch.uint8)

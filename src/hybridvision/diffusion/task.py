@@ -153,7 +153,7 @@ class ClassDiffusion(Task):
         noisy, noise, t = self.noise(x0, gen)
         if self.cfg.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
-        return F.mse_loss(model(noisy, t, **inputs).float(), noise.float())
+        return F.mse_loss(model(noisy, t, **inputs, return_dict=False)[0].float(), noise.float())
 
     # ---- Evaluation
 

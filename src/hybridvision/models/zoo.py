@@ -133,7 +133,7 @@ _ascan_unet = family(
     "ascan_unet",
     "hybridvision.diffusion.models.unet:AsCANUNet",
     task="generation",
-    config_type="hybridvision.diffusion.models.unet:AsCANUNetConfig",
+    config_type="hybridvision.diffusion.models.unet_config:AsCANUNetConfig",
 )
 _diffusers_unet = family(
     "diffusers_unet",

@@ -7,6 +7,9 @@ blocks: the self-attention is a ``CrossAttention`` of the tokens to themselves, 
 padding mask (the shared ``Attention`` has none), and the MLP is the shared ``Mlp``. Tokens run as a (B, D, 1, L)
 map, the blocks' layout. Residual branches start at zero, so the untrained adapter passes the encoder's tokens
 through its final LayerNorm (ours: the paper does not say how the tokens are scaled; MiniLM's have norm ~8).
+
+``TextAdapter`` is a diffusers model (``ModelMixin``, ``ConfigMixin``: its four arguments are its config), so it
+saves, loads and moves like one on its own, and inside the UNet it is one more submodule.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...models.blocks import CrossAttention, LayerNorm2d, Mlp, init_transformer, to_map, to_tokens
+from .._diffusers import diffusers, diffusers_module
+
+_diffusers = diffusers()
+register_to_config = diffusers_module("configuration_utils").register_to_config
 
 
 class TokenBlock(nn.Module):
@@ -39,9 +46,10 @@ class TokenBlock(nn.Module):
         return x + to_tokens(out)  # (B, D, 1, L) -> (B, L, D)
 
 
-class TextAdapter(nn.Module):
+class TextAdapter(_diffusers.ModelMixin, _diffusers.ConfigMixin):
     """``depth`` T blocks over the encoder's tokens, then a LayerNorm: (B, L, D) -> (B, L, D)."""
 
+    @register_to_config
     def __init__(self, dim: int, *, depth: int = 2, num_heads: int = 1, mlp_ratio: float = 4.0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(TokenBlock(dim, num_heads=num_heads, mlp_ratio=mlp_ratio) for _ in range(depth))

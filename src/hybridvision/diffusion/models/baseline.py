@@ -1,6 +1,6 @@
 """The baseline denoiser: diffusers' ``UNet2DModel`` with a class embedding, behind the AsCAN UNet's interface.
 
-Same call as ``AsCANUNet`` (``model(sample, timestep, class_labels=...) -> Tensor``, no labels = the null label), so
+Same call as ``AsCANUNet`` (``model(sample, timestep, class_labels=...).sample``, no labels = the null label), so
 one training task, sampler and evaluation serve both, and params/MACs are counted the same way. The label
 embedding is diffusers' ``num_class_embeds`` table (one extra row: the null label), added to the time embedding.
 The default widths are research note generation.md §2.2's (2.79M params); the registered `diffusers_unet_fmnist` is
@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from ...config import check
 from ...models.contract import InputError
-from .._diffusers import diffusers
-from .unet import DenoiserConfig, UNetOutput, check_size
+from .._diffusers import diffusers, diffusers_module
+from .unet_config import DenoiserConfig, check_size
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,12 @@ class DiffusersUNet(nn.Module):
         timestep: Tensor | float | None = None,
         encoder_hidden_states: Tensor | None = None,
         class_labels: Tensor | None = None,
+        return_dict: bool = True,
+        *,
         encoder_attention_mask: Tensor | None = None,
-        return_dict: bool = False,
     ) -> Any:
-        """Predicted noise; ``timestep`` None means t = 0 (cost counting), ``class_labels`` None the null label."""
+        """Predicted noise (``UNet2DOutput``, or ``(sample,)`` with ``return_dict=False``); ``timestep`` None means
+        t = 0 (cost counting), ``class_labels`` None the null label."""
         if encoder_hidden_states is not None or encoder_attention_mask is not None:
             raise InputError("the UNet2DModel baseline is class-conditional: pass class_labels, not a context")
         check_size(sample, self.config.stride)
@@ -86,4 +88,4 @@ class DiffusersUNet(nn.Module):
         t = torch.as_tensor(0 if timestep is None else timestep, device=sample.device)
         labels = torch.full((B,), self.null_class, device=sample.device) if class_labels is None else class_labels
         out = self.unet(sample, t, class_labels=labels.to(sample.device), return_dict=False)[0]
-        return UNetOutput(out) if return_dict else out
+        return diffusers_module("models.unets.unet_2d").UNet2DOutput(sample=out) if return_dict else (out,)

@@ -26,7 +26,8 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(t, self.freq_dim))  # (B,) -> (B, dim)
+        features = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)  # float32 -> the weights'
+        return self.mlp(features)  # (B,) -> (B, dim)
 
 
 class Upsample(nn.Module):

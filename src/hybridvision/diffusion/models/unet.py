@@ -15,19 +15,23 @@ cross-attention), so every block, C blocks too, sees the prompt as a whole, in t
 trained in. Every
 residual branch and the output conv start at zero, so the untrained network predicts exactly zero.
 
-Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states) -> Tensor``; class models take
-``class_labels=`` instead of (or without) ``encoder_hidden_states``.
+A diffusers model: ``ModelMixin`` and ``ConfigMixin`` give it ``save_pretrained`` / ``from_pretrained`` in
+diffusers' format (``config.json`` + ``diffusion_pytorch_model.safetensors``), ``enable_gradient_checkpointing``
+and the dtype/device moves of every diffusers model. Our typed ``AsCANUNetConfig`` stays the source of truth:
+``unet.config`` is it, and diffusers' config (what ``config.json`` holds) is its fields as plain values
+(``typed_config``). Calling convention (diffusers'): ``unet(sample, timestep, encoder_hidden_states=None,
+class_labels=None, return_dict=True)`` returns ``UNet2DOutput`` (``return_dict=False``: the tuple ``(sample,)``);
+class models take ``class_labels=`` instead of (or without) ``encoder_hidden_states``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ...config import at_least, check, one_of
+from ...config import to_dict
 from ...models.blocks import (
     Attention,
     CrossAttention,
@@ -35,112 +39,44 @@ from ...models.blocks import (
     ParallelTransformerBlock,
     Stage,
     build_blocks,
-    check_layout,
     drop_path_rates,
     init_conv_fan_out,
     init_transformer,
     make_norm2d,
 )
-from ...models.contract import InputError, nearest_sizes, pair
+from ...models.contract import InputError
+from .._diffusers import diffusers, diffusers_module
 from .adapter import PooledTextEmbedding, TextAdapter
 from .layers import TimeEmbedding, Upsample
+from .typed_config import init_signature, typed_config
+from .unet_config import CONTEXTS, AsCANUNetConfig, DenoiserConfig, check_size
 
-CONTEXTS = ("class", "text")
+__all__ = ["CONTEXTS", "AsCANUNet", "AsCANUNetConfig", "DenoiserConfig", "UNetOutput", "check_size"]
 
-# ---- Config
-
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    """What every denoiser config has: the fields ``create_model`` sets, and the sizes it accepts."""
-
-    in_chans: int = 4  # sample channels (a VAE latent's, or 1/3 in pixel space)
-    img_size: int | tuple[int, int] = 32  # the size `info` counts at; any multiple of `stride` runs
-    dims: tuple[int, ...] = (160, 320, 640)  # width per level, highest resolution first
-    num_classes: int = 1000  # class labels; the embedding has one more row: the null label
-    drop_path_rate: float = 0.0  # stochastic depth at the deepest block
-
-    @property
-    def img_hw(self) -> tuple[int, int]:
-        return pair(self.img_size)
-
-    @property
-    def stride(self) -> int:
-        """Sizes must be multiples of this: each level after the first halves the map."""
-        return 2 ** (len(self.dims) - 1)
-
-
-@dataclass(frozen=True)
-class AsCANUNetConfig(DenoiserConfig):
-    """One AsCAN UNet. Layouts and heads per level, highest resolution first; level i > 0 starts with stride 2."""
-
-    out_chans: int = 0  # predicted channels; 0 = in_chans (epsilon has the sample's shape)
-    down: tuple[str, ...] = ("CC", "CCT", "CTT")  # blocks per down level, C before T (the classifier's rule)
-    mid: str = "TT"  # blocks of the middle, at the lowest resolution
-    up: tuple[str, ...] = ()  # blocks per up level (highest resolution first); () = the same as `down`
-    head_dim: int = 64  # the paper's T2I heads 5/10/20 at 320/640/1280
-    num_heads: tuple[int, ...] = ()  # heads per level; () = max(1, dim // head_dim)
-    mlp_ratio: float = 4.0
-    expand_ratio: float = 4.0  # FusedMBConv expansion
-    time_dim: int = 0  # time-embedding width; 0 = 4 * dims[0] (DDPM, SDXL)
-    class_tokens: int = 1  # context tokens per class (our choice; the paper does not say)
-    context_dim: int = 768  # cross-attention context width (the paper's class model: 768; text: the encoder's)
-    context: str = "class"  # "class": labels -> learned tokens; "text": a frozen encoder's tokens via the text adapter
-    adapter_depth: int = 2  # text: T blocks adapting the encoder's tokens (the paper: 2)
-    adapter_heads: int = 1  # text: their heads, at the encoder's width `context_dim` (the paper: 1 head of 4096)
-    pooled_text: bool = False  # text: also add the prompt's pooled vector to the time embedding (SDXL; not the paper)
-
-    def __post_init__(self) -> None:
-        levels = len(self.dims)
-        check(
-            levels >= 1 and len(self.down) == levels and len(self.up) in (0, levels),
-            f"dims has {levels} levels, down {len(self.down)} and up {len(self.up)}: give one layout string "
-            "per level (up may be () to mirror down)",
-        )
-        check_layout((*self.down, self.mid, *self.up), "CT")
-        check(
-            not self.num_heads or len(self.num_heads) == levels,
-            f"num_heads needs one entry per level ({levels}), got {self.num_heads}",
-        )
-        at_least(self, 1, "in_chans", "head_dim", "context_dim", "class_tokens")
-        check(self.num_classes >= 0, f"num_classes must be >= 0 (0 = context only), got {self.num_classes}")
-        one_of("context", self.context, CONTEXTS)
-        check(
-            not self.pooled_text or self.context == "text",
-            "pooled_text needs context='text': class models have no prompt to pool",
-        )
-
-    @property
-    def up_layout(self) -> tuple[str, ...]:
-        return self.up or self.down
-
-    @property
-    def emb_dim(self) -> int:
-        return self.time_dim or 4 * self.dims[0]
-
-    def heads(self, level: int) -> int:
-        return self.num_heads[level] if self.num_heads else max(1, self.dims[level] // self.head_dim)
-
-
-def check_size(x: Tensor, stride: int) -> None:
-    """Raise InputError naming the nearest valid sizes when H or W is not a multiple of a UNet's ``stride``."""
-    h, w = x.shape[-2:]
-    if h % stride or w % stride:
-        raise InputError(
-            f"sample size {h}x{w} is not a multiple of {stride}, the stride of this UNet. Nearest valid sizes: "
-            f"height {nearest_sizes(h, stride)}, width {nearest_sizes(w, stride)}; pad the images."
-        )
-
+_diffusers = diffusers()
+# Module-level names: diffusers' pipeline loader finds a component's loading methods by looking them up in the
+# component's module (model_index.json records "hybridvision.diffusion.models.unet").
+ModelMixin, ConfigMixin = _diffusers.ModelMixin, _diffusers.ConfigMixin
+UNetOutput = diffusers_module("models.unets.unet_2d").UNet2DOutput  # diffusers' output of a UNet: ``.sample``
 
 # ---- Model
 
 
-class AsCANUNet(nn.Module):
-    """Epsilon-prediction UNet of C (FusedMBConv) and T (parallel self/cross-attention) blocks."""
+class AsCANUNet(ModelMixin, ConfigMixin):
+    """Epsilon-prediction UNet of C (FusedMBConv) and T (parallel self/cross-attention) blocks.
 
-    def __init__(self, config: AsCANUNetConfig) -> None:
+    Built from an ``AsCANUNetConfig`` (``AsCANUNet(config)``, what the registry does) or from its fields as
+    keywords (``AsCANUNet(dims=(8, 16), ...)``, what diffusers' ``from_config`` does with ``config.json``).
+    """
+
+    _supports_gradient_checkpointing = True
+
+    def __init__(self, config: AsCANUNetConfig | None = None, **fields: Any) -> None:
         super().__init__()
-        self.config = cfg = config
+        cfg = typed_config(AsCANUNetConfig, config, fields)
+        self.register_to_config(**to_dict(cfg))
+        self._typed_config = cfg
+        self.gradient_checkpointing = False  # set by enable_gradient_checkpointing(): recompute each block
         dims, n = cfg.dims, len(cfg.dims)
         rates = iter(drop_path_rates(cfg.drop_path_rate, [len(p) for p in (*cfg.down, cfg.mid, *cfg.up_layout)]))
         self.time_embed = TimeEmbedding(dims[0], cfg.emb_dim)
@@ -158,8 +94,18 @@ class AsCANUNet(nn.Module):
         self._init_weights()
         # Built last, so a class model's modules and their random init are what they were before text existed.
         adapter = dict(depth=cfg.adapter_depth, num_heads=cfg.adapter_heads, mlp_ratio=cfg.mlp_ratio)
-        self.text_adapter = TextAdapter(cfg.context_dim, **adapter) if text else None
+        self.text_adapter = TextAdapter(dim=cfg.context_dim, **adapter) if text else None
         self.pooled_text = PooledTextEmbedding(cfg.context_dim, cfg.emb_dim) if cfg.pooled_text else None
+
+    @property
+    def config(self) -> AsCANUNetConfig:
+        """The typed config (diffusers' plain-value copy, which ``config.json`` holds: ``_internal_dict``)."""
+        return self._typed_config
+
+    def __getattr__(self, name: str) -> Any:
+        # torch's lookup, not diffusers' shim that serves config fields as attributes: fields `down`, `mid`, `up`
+        # share their names with submodules.
+        return nn.Module.__getattr__(self, name)
 
     def _stage(self, layout: str, in_dim: int, level: int, rates: list[float], stride: int) -> Stage:
         cfg, dim, heads = self.config, self.config.dims[level], self.config.heads(level)
@@ -221,9 +167,11 @@ class AsCANUNet(nn.Module):
         n = self.config.num_classes
         if labels.dim() != 1 or labels.dtype.is_floating_point:
             raise InputError(f"class_labels must be a (B,) integer tensor, got {labels.dtype} {tuple(labels.shape)}")
-        # Checked where it costs no device sync (CPU tensors, eager); generate() checks user labels beforehand.
-        eager_cpu = labels.device.type == "cpu" and not torch.compiler.is_compiling()
-        bad = labels[(labels < 0) | (labels > n)] if eager_cpu else labels[:0]
+        # Checked in eager mode on the CPU, and on an accelerator outside training (a device sync per call, which a
+        # training step on the data set's labels need not pay); never on the meta device (cost counting).
+        device = labels.device.type
+        checked = not torch.compiler.is_compiling() and (device == "cpu" or (device != "meta" and not self.training))
+        bad = labels[(labels < 0) | (labels > n)] if checked else labels[:0]
         if len(bad):
             raise InputError(
                 f"class label {int(bad[0])} is out of range: this model knows classes 0..{n - 1}, and {n} is the "
@@ -276,8 +224,9 @@ class AsCANUNet(nn.Module):
         timestep: Tensor | float | None = None,
         encoder_hidden_states: Tensor | None = None,
         class_labels: Tensor | None = None,
+        return_dict: bool = True,
+        *,
         encoder_attention_mask: Tensor | None = None,
-        return_dict: bool = False,
     ) -> Any:
         """Predicted noise for ``sample`` (B, C, H, W) at ``timestep`` (a number or (B,), integer or float).
 
@@ -285,10 +234,13 @@ class AsCANUNet(nn.Module):
         (B, L; 1 = keep), or ``class_labels`` (B,); with neither, the null label (unconditional). A text UNet
         (``context="text"``) runs the encoder's tokens through its text adapter first. A missing
         ``timestep`` means t = 0: ``model(x)`` is then one denoiser evaluation, which is what ``hybridvision
-        info`` and ``bench`` count and time. ``return_dict=True`` wraps the tensor like diffusers (``.sample``).
+        info`` and ``bench`` count and time. Returns ``UNet2DOutput`` (``.sample``), or ``(sample,)`` with
+        ``return_dict=False``, as every diffusers UNet.
         """
         self.check_sample(sample)
         B = sample.shape[0]
+        if encoder_hidden_states is not None:  # an encoder's float32 tokens meet a model moved to another dtype
+            encoder_hidden_states = encoder_hidden_states.to(sample.dtype)
         emb = self.time_embed(self._timesteps(timestep, B, sample.device))  # (B, E)
         mask = encoder_attention_mask.bool() if encoder_attention_mask is not None else None  # (B, L)
         context = self._context(B, sample.device, encoder_hidden_states, class_labels, mask)  # (B, L, D)
@@ -296,23 +248,30 @@ class AsCANUNet(nn.Module):
         if self.pooled_text is not None:  # the prompt as a whole, beside its tokens (no prompt: a zero vector)
             tokens = context.new_zeros(context.shape) if encoder_hidden_states is None else encoder_hidden_states
             emb = emb + self.pooled_text(tokens, mask)  # (B, L, D) -> (B, E)
-        cond = dict(emb=emb, context=context, context_mask=mask)
+        cond = (emb, context, mask)
         x = self.stem(sample)  # (B, C0, H, W)
         skips = []
         for stage in self.down:
-            x = stage(x, **cond)  # level i: (B, Ci, H / 2^i, W / 2^i)
+            x = self._run(stage, x, *cond)  # level i: (B, Ci, H / 2^i, W / 2^i)
             skips.append(x)
-        x = self.mid(x, **cond)
+        x = self._run(self.mid, x, *cond)
         for i in reversed(range(len(self.up))):
-            x = self.up[i](x + skips[i], **cond)  # additive skip, the paper's "add Down features into Up"
+            x = self._run(self.up[i], x + skips[i], *cond)  # additive skip, the paper's "add Down features into Up"
             if i:
                 x = self.upsample[i - 1](x)  # (B, Ci, h, w) -> (B, Ci-1, 2h, 2w)
         out = self.out(x)  # (B, out_chans, H, W)
-        return UNetOutput(out) if return_dict else out
+        return UNetOutput(sample=out) if return_dict else (out,)
+
+    def _run(self, stage: Stage, x: Tensor, emb: Tensor, context: Tensor, mask: Tensor | None) -> Tensor:
+        """One level's blocks; with gradient checkpointing on (and gradients wanted), each block is recomputed in
+        the backward pass through diffusers' ``_gradient_checkpointing_func``, which takes positional inputs."""
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return stage(x, emb=emb, context=context, context_mask=mask)
+        x = stage.downsample(x)
+        for block in stage.blocks:
+            inputs = (x, emb) if isinstance(block, FusedMBConv) else (x, emb, context, mask)
+            x = self._gradient_checkpointing_func(block, *inputs)
+        return x
 
 
-@dataclass
-class UNetOutput:
-    """diffusers' output shape, for sampling code written against ``unet(...).sample``."""
-
-    sample: Tensor
+AsCANUNet.__init__.__signature__ = init_signature(AsCANUNetConfig)  # the fields diffusers' from_config reads

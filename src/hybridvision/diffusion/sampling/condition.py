@@ -60,6 +60,14 @@ def sentence_form(states: Tensor, mask: Tensor, rows: Tensor | None = None) -> t
     return torch.where(rows[:, None, None], one, states), torch.where(rows[:, None], one_mask, real).to(mask.dtype)
 
 
+def in_form(states: Tensor, mask: Tensor, form: str) -> tuple[Tensor, Tensor]:
+    """Prompts' tokens and masks with the null prompt's last, in ``form``: "tokens" as they are, "sentence" every
+    prompt as its sentence vector, the null as it was trained (tokens): (P + 1, L, D), (P + 1, L) -> same."""
+    if form != "sentence":
+        return states, mask
+    return sentence_form(states, mask, torch.arange(len(states)) < len(states) - 1)
+
+
 @dataclass(frozen=True)
 class TextCondition:
     """Prompt tokens (B, L, D) and mask (B, L); the null is the empty prompt's tokens (1, L0, D) and mask (1, L0)."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -71,8 +72,8 @@ def guided_eps(model: nn.Module, x: Tensor, t: Tensor, cond: Condition | Tensor,
     """Epsilon at ``x`` for ``cond`` (or class labels), guided by ``scale`` (one batched cond + uncond forward)."""
     cond = as_condition(model, cond)
     if scale is None or scale == 1.0:
-        return model(x, t, **cond.inputs(guided=False))
-    both = model(torch.cat([x, x]), t, **cond.inputs(guided=True))  # (2B, C, H, W)
+        return model(x, t, **cond.inputs(guided=False), return_dict=False)[0]
+    both = model(torch.cat([x, x]), t, **cond.inputs(guided=True), return_dict=False)[0]  # (2B, C, H, W)
     eps_c, eps_u = both.float().chunk(2)  # 2 x (B, C, H, W)
     return eps_u + scale * (eps_c - eps_u)
 
@@ -105,16 +106,33 @@ def sample(
     """
     scheduler = make_scheduler(cfg.sampler, noise_cfg)
     scheduler.set_timesteps(cfg.steps, device=noise.device)
-    scales = guidance_scales(cfg)
-    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     cond = as_condition(model, cond).to(noise.device)
-    x = noise * scheduler.init_noise_sigma
+    return denoise(model, scheduler, cond, noise * scheduler.init_noise_sigma, guidance_scales(cfg), generator)
+
+
+def denoise(
+    model: nn.Module,
+    scheduler: Any,
+    cond: Condition,
+    x: Tensor,
+    scales: Sequence[float | None],
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    on_step: Callable[[], object] | None = None,
+) -> Tensor:
+    """The scheduler loop: ``x`` (already scaled by ``init_noise_sigma``) denoised through ``scheduler``'s
+    timesteps (set beforehand), guided by ``scales[k - 1]`` at sampler step k (Heun's correction pass belongs to
+    the step it corrects). ``generator`` reaches schedulers that draw noise (DDPM); ``on_step()`` is called after
+    every scheduler step (a progress bar). Any diffusers scheduler works: this is ``sample``'s loop and the
+    ``AsCANPipeline``'s."""
+    step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     k = 0
     for t in scheduler.timesteps:
         if getattr(scheduler, "state_in_first_order", True):  # Heun: its correction pass is the same step
             k += 1
-        eps = guided_eps(model, scheduler.scale_model_input(x, t), t, cond, scales[k - 1])
+        eps = guided_eps(model, scheduler.scale_model_input(x, t), t, cond, scales[min(k, len(scales)) - 1])
         x = scheduler.step(eps.to(x.dtype), t, x, **step_kwargs).prev_sample
+        if on_step is not None:
+            on_step()
     return x
 
 

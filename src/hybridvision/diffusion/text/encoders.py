@@ -57,27 +57,28 @@ class TransformersEncoder:
         self.model = _load_text_model(tf, path).eval().requires_grad_(False)
         config = self.model.config
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
-        self.max_length = _max_length(self.tokenizer, config, max_length)
+        self.max_length = text_max_length(self.tokenizer, config, max_length)
         self.name = name or f"{path.name}-{weights_digest(path)}"
 
-    def count_tokens(self, prompt: str) -> int:
-        return len(self.tokenizer(prompt, truncation=False)["input_ids"])
-
-    @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
-        for p in prompts:
-            if (n := self.count_tokens(p)) > self.max_length:
-                log.warning(
-                    "prompt of %d tokens truncated to %d, the encoder's max length: %.60s...", n, self.max_length, p
-                )
-        tokens = self.tokenizer(
-            list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        mask = tokens["attention_mask"].bool()  # (B, L)
-        mask[:, 0] |= ~mask.any(1)  # a prompt with no tokens at all (some tokenizers, ""): keep one slot
-        out = self.model(input_ids=tokens["input_ids"], attention_mask=mask.long())
-        states = out.last_hidden_state.float()  # (B, L, D)
-        return states.masked_fill(~mask[..., None], 0.0), mask
+        return encode_tokens(self.tokenizer, self.model, prompts, self.max_length)
+
+
+@torch.no_grad()
+def encode_tokens(tokenizer, model, prompts: Sequence[str], max_length: int) -> tuple[Tensor, Tensor]:
+    """Token embeddings (B, L, D) float32, zero at padding, and mask (B, L) bool of ``prompts`` through a
+    ``transformers`` tokenizer and text model, padded on the right to the longest; a prompt longer than
+    ``max_length`` tokens is truncated with a warning. The one encoding of the text task and the ``AsCANPipeline``."""
+    for p in prompts:
+        if (n := len(tokenizer(p, truncation=False)["input_ids"])) > max_length:
+            log.warning("prompt of %d tokens truncated to %d, the encoder's max length: %.60s...", n, max_length, p)
+    device = next(model.parameters()).device
+    tokens = tokenizer(list(prompts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    mask = tokens["attention_mask"].bool().to(device)  # (B, L)
+    mask[:, 0] |= ~mask.any(1)  # a prompt with no tokens at all (some tokenizers, ""): keep one slot
+    out = model(input_ids=tokens["input_ids"].to(device), attention_mask=mask.long())
+    states = out.last_hidden_state.float()  # (B, L, D)
+    return states.masked_fill(~mask[..., None], 0.0), mask
 
 
 def model_folder(spec: str | Path) -> Path:
@@ -102,7 +103,7 @@ def _load_text_model(tf, path: Path):
     return tf.AutoModel.from_pretrained(str(path))
 
 
-def _max_length(tokenizer, config, wanted: int) -> int:
+def text_max_length(tokenizer, config, wanted: int) -> int:
     """The shortest of what is asked, what the tokenizer says and the model's position table."""
     limits = [wanted, getattr(tokenizer, "model_max_length", 0), getattr(config, "max_position_embeddings", 0)]
     limits = [int(x) for x in limits if x and 0 < x < 1_000_000]  # tokenizers without a limit report 1e30
