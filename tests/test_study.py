@@ -277,7 +277,21 @@ def test_matched_params_land_within_tolerance():
     assert all(d % 16 == 0 for d in dims[2:])
 
 
-@pytest.mark.parametrize("name", ["ascan_layouts", "ascan_blocks", "families"])
+NEEDS_MODULATION = pytest.mark.xfail(
+    raises=ConfigError, strict=True, reason="E1 on one stem needs ascan_nano's conv_block 'modulation'"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ascan_layouts",
+        "ascan_blocks",
+        "families",
+        "ascan_blocks_matched",
+        pytest.param("effmod_block", marks=NEEDS_MODULATION),
+    ],
+)
 def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(CONFIGS.parents[1])  # base_recipe paths are relative to the repository root
     study = load_study(CONFIGS / f"{name}.yaml")
