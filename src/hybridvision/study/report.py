@@ -46,7 +46,7 @@ def _pm(mean: float, std: float, n: int) -> str:
 def table_rows(rows: Sequence[dict[str, Any]], batch: int, reference: str) -> tuple[list[str], list[list[str]]]:
     """The markdown/terminal table: one line per point (the verdict names its baseline unless the reference)."""
     cols = ["point", "model", "design", "params", "MMACs", "n", "top-1 %", "EMA top-1 %", "top-1 vs baseline"]
-    cols += ["latency b1 ms", f"img/s b{batch}", "speed vs baseline", "standing"]
+    cols += ["epochs", "train img/s", "latency b1 ms", f"img/s b{batch}", "speed vs baseline", "standing"]
     out = []
     for r in rows:
         vs = _vs(r, reference)
@@ -61,6 +61,8 @@ def table_rows(rows: Sequence[dict[str, Any]], batch: int, reference: str) -> tu
                 _pm(r["top1_mean"], r["top1_std"], r["n"]),
                 _pm(r["ema_top1_mean"], r["ema_top1_std"], len(r["ema_top1"])),
                 vs if r["n"] else "-",
+                _num(r["epochs"], ".2f"),
+                _num(r["train_img_s"], ".0f"),
                 _num(r["latency_ms"], ".2f"),
                 _num(r["throughput_img_s"], ".0f"),
                 "-" if r["verdict"] == "reference" else _num(r["speed_ratio"], ".2f") + "x",
