@@ -120,3 +120,24 @@ def test_the_runner_trains_the_extra_seeds_after_the_first_round(plan, monkeypat
     assert with_extra_seeds(plan, read_finished(plan)).extra == {"ref": (3, 4), "near": (3, 4)}  # unchanged
     run_study(plan)  # everything finished: nothing more is trained
     assert len(trained) == 4
+
+
+def test_rejudge_reads_the_records_and_the_measured_speed_and_trains_and_times_nothing(plan, monkeypatch):
+    """--rejudge: the table again from the records, the speed columns taken from the existing table.json; no
+    table there yet is one clear line naming the command that measures the speed."""
+    from hybridvision.config import ConfigError
+    from hybridvision.study import rejudge
+
+    with pytest.raises(ConfigError, match=r"no table.json in .* aggregate once with --aggregate-only"):
+        rejudge(plan)
+    monkeypatch.setattr(grid, "train", lambda cfg: pytest.fail(f"{cfg.run_name} was trained"))
+    speed = {label: {"latency_ms": 2.0, "throughput_img_s": 50.0 + i} for i, label in enumerate(FIRST)}
+    monkeypatch.setattr(study_pkg, "measure_speed", lambda plan: speed)
+    study_pkg.aggregate(plan)  # the first table, with its speed measurement (faked)
+    first = json.loads((Path(plan.study.results_dir) / "table.json").read_text())
+    monkeypatch.setattr(study_pkg, "measure_speed", lambda plan: pytest.fail("speed measured again"))
+    rejudge(plan)
+    again = json.loads((Path(plan.study.results_dir) / "table.json").read_text())
+    assert [r["throughput_img_s"] for r in again["rows"]] == [50.0, 51.0, 52.0, 53.0]
+    assert again["rows"] == first["rows"] and again["comparisons"] == first["comparisons"]
+    assert again["environment"] == first["environment"]

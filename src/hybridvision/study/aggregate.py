@@ -22,6 +22,7 @@ from .stats import holm, welch
 METRICS = ("top1", "ema_top1")  # accuracies aggregated over seeds (mean, std)
 SPEED_TOLERANCE = 0.10  # throughput ratios within 1 ± this are equal (interleaved timings on a shared CPU)
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")  # of a comparison; "n/a" without two seeds a side
+COMPARED = ("diff", "t", "df", "p", "p_holm", "p_tost", "p_tost_holm", "verdict")  # copied into a point's row
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -91,9 +92,6 @@ def with_seed_rule(study: StudyConfig, comparisons: list[dict[str, Any]], summar
     """Add the seed rule's reading of each comparison (from the first seeds only) to ``comparisons``."""
     for entry, rule in zip(comparisons, seed_rule(study, summaries)):
         entry |= {"first_diff": rule["diff"], "first_pooled_sd": rule["pooled_sd"], "close": rule["close"]}
-
-
-COMPARED = ("diff", "t", "df", "p", "p_holm", "p_tost", "p_tost_holm", "verdict")  # copied into a point's row
 
 
 def point_rows(
