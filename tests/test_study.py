@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import statistics
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from scipy import stats as sp
 from synthetic_data import write_fmnist_like
 
 from hybridvision.cli.main import main
@@ -25,8 +25,19 @@ from hybridvision.cli.study import print_plan
 from hybridvision.config import ConfigError, dump_yaml, to_dict
 from hybridvision.engine.checkpoint import checkpoint_dirs
 from hybridvision.engine.rundir import RunDir
-from hybridvision.study import PointConfig, SpeedConfig, StudyConfig, is_finished, load_study, make_plan, run_study
-from hybridvision.study.aggregate import point_rows, standing, verdict
+from hybridvision.study import (
+    PointConfig,
+    SpeedConfig,
+    StudyConfig,
+    is_finished,
+    load_study,
+    make_plan,
+    read_finished,
+    run_study,
+    with_extra_seeds,
+)
+from hybridvision.study.aggregate import point_rows
+from hybridvision.study.config import ExtraSeedsConfig
 from hybridvision.study.grid import _changes, check_budget, grid_lock
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "study"
@@ -124,11 +135,14 @@ def test_grid_runs_resumes_and_aggregates(data, tmp_path):
             statistics.fmean(summaries[label, s]["train_img_s"] for s in (0, 1))
         )
         assert rows[label]["throughput_img_s"] > 0 and rows[label]["latency_ms"] > 0
-    diff = rows["b"]["top1_mean"] - rows["a"]["top1_mean"]  # the rule, from the per-seed values themselves
-    noise = math.hypot(statistics.stdev(rows["b"]["top1"]), statistics.stdev(rows["a"]["top1"]))
-    expected = "tie" if abs(diff) <= noise else "better" if diff > 0 else "worse"
-    assert rows["a"]["verdict"] == "reference" and rows["b"]["verdict"] == expected
-    assert rows["b"]["vs_baseline"] == pytest.approx(diff) and rows["b"]["noise"] == pytest.approx(noise)
+    diff = rows["b"]["top1_mean"] - rows["a"]["top1_mean"]  # the test, from the per-seed values themselves
+    if statistics.stdev(rows["b"]["top1"]) + statistics.stdev(rows["a"]["top1"]) > 0:
+        p = sp.ttest_ind(rows["b"]["top1"], rows["a"]["top1"], equal_var=False).pvalue  # one comparison: Holm = p
+        assert rows["b"]["p"] == pytest.approx(p) and rows["b"]["p_holm"] == pytest.approx(p)
+        expected = "inconclusive" if p >= 0.05 else "better" if diff > 0 else "worse"  # no margin: never equivalent
+        assert rows["b"]["verdict"] == expected
+    assert rows["a"]["verdict"] == "reference"
+    assert rows["b"]["vs_baseline"] == pytest.approx(diff)
     assert rows["b"]["speed_ratio"] == pytest.approx(rows["b"]["throughput_img_s"] / rows["a"]["throughput_img_s"])
     assert (tmp_path / "tiny" / "accuracy_vs_throughput.png").stat().st_size > 0
     assert "| a | coatnet_test |" in table.read_text()
@@ -242,7 +256,7 @@ def test_an_epoch_budgeted_grid_states_its_run_minutes(data, tmp_path):
 def test_over_budget_grid_is_refused_before_anything_runs(data, tmp_path):
     study = tiny_study(data, tmp_path, recipe={"data": {"root": str(data)}, "budget_minutes": 8}, budget_minutes=20)
     with pytest.raises(
-        ValueError, match=r"about 32 min \(2 points x 2 seeds x \(8 min training .*budget_minutes of 20"
+        ValueError, match=r"about 32 min \(2 points x 2 seeds, each \(8 min training .*budget_minutes of 20"
     ):
         run_study(make_plan(study))
     assert not (tmp_path / "tiny").exists()
@@ -263,7 +277,21 @@ def test_matched_params_land_within_tolerance():
     assert all(d % 16 == 0 for d in dims[2:])
 
 
-@pytest.mark.parametrize("name", ["ascan_layouts", "ascan_blocks", "families"])
+NEEDS_MODULATION = pytest.mark.xfail(
+    raises=ConfigError, strict=True, reason="E1 on one stem needs ascan_nano's conv_block 'modulation'"
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ascan_layouts",
+        "ascan_blocks",
+        "families",
+        "ascan_blocks_matched",
+        pytest.param("effmod_block", marks=NEEDS_MODULATION),
+    ],
+)
 def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(CONFIGS.parents[1])  # base_recipe paths are relative to the repository root
     study = load_study(CONFIGS / f"{name}.yaml")
@@ -272,6 +300,11 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_
     # Epoch-budgeted, fp32 and under 10 minutes a run: a run's accuracy does not depend on the host's speed.
     assert len(study.seeds) >= 2 and plan.recipe.budget_minutes == 0 and plan.recipe.amp == "off"
     assert 0 < study.run_minutes <= 10
+    # The test's margin and the seed rule are stated in every committed study, and the rule's extra seeds (as the
+    # committed records decide them) fit its budget.
+    assert study.equivalence_margin_pp == 0.5 and study.alpha == 0.05
+    assert study.extra_seeds == ExtraSeedsConfig(within_sd=2, seeds=5)
+    check_budget(with_extra_seeds(plan, read_finished(plan)))
     # One recipe for all three studies, so that their shared reference runs are the same runs.
     layouts = make_plan(load_study(CONFIGS / "ascan_layouts.yaml"))
     assert to_dict(plan.recipe) == to_dict(layouts.recipe)
@@ -315,31 +348,6 @@ def test_a_second_process_never_trains_the_same_grid(data, tmp_path):
     assert not lock.exists()
 
 
-@pytest.mark.parametrize(
-    "mean, std, expected",
-    [(91.0, 0.2, "tie"), (91.6, 0.2, "better"), (90.4, 0.2, "worse"), (91.6, 0.6, "tie")],
-)
-def test_a_difference_within_the_combined_seed_spread_is_a_tie(mean, std, expected):
-    assert verdict(mean, std, 3, 91.0, 0.3, 3) == expected  # spread: hypot(std, 0.3)
-    assert verdict(mean, std, 1, 91.0, 0.3, 3) == "n/a"  # one seed has no spread
-
-
-@pytest.mark.parametrize(
-    "accuracy, ratio, expected",
-    [
-        ("better", 1.0, "dominates"),
-        ("tie", 1.2, "dominates"),
-        ("tie", 1.05, "within noise"),
-        ("tie", 0.8, "dominated"),
-        ("worse", 0.95, "dominated"),
-        ("better", 0.8, "trade-off: more accurate, slower"),
-        ("worse", 1.3, "trade-off: faster, less accurate"),
-    ],
-)
-def test_standing_weighs_accuracy_and_speed(accuracy, ratio, expected):
-    assert standing(accuracy, ratio) == expected
-
-
 def test_study_records_are_not_git_ignored():
     """The records under results/study/study_<name>/runs/ are committed; an ignore rule for `runs/` must not hide
     them."""
@@ -354,14 +362,15 @@ def test_study_records_are_not_git_ignored():
 
 @pytest.mark.parametrize(
     "shift, expected",
-    [(1.0, "better"), (-1.0, "worse"), (0.0, "tie"), (0.05, "tie")],
+    [(1.0, "better"), (-1.0, "worse"), (0.0, "equivalent"), (0.05, "equivalent")],
 )
 def test_the_verdict_of_simulated_seeds_with_a_known_difference(data, tmp_path, shift, expected):
     """Five seeds per point drawn around 90% with a spread of 0.1 pp; point b is a's seeds shifted by ``shift`` pp
-    plus their own noise. A shift of 10 spreads is called; none, or half a spread, is a tie."""
+    plus their own noise. A shift of 10 spreads is called; none, or half a spread, is equivalent within the 0.5 pp
+    margin."""
     gen = torch.Generator().manual_seed(0)
     seeds = (0, 1, 2, 3, 4)
-    plan = make_plan(tiny_study(data, tmp_path / "runs", seeds=seeds))
+    plan = make_plan(tiny_study(data, tmp_path / "runs", seeds=seeds, equivalence_margin_pp=0.5))
     base = 90 + 0.1 * torch.randn(len(seeds), generator=gen, dtype=torch.float64)
     other = base + shift + 0.1 * torch.randn(len(seeds), generator=gen, dtype=torch.float64)
 
@@ -371,10 +380,11 @@ def test_the_verdict_of_simulated_seeds_with_a_known_difference(data, tmp_path, 
     summaries = {("a", s): summary(float(v)) for s, v in zip(seeds, base)}
     summaries |= {("b", s): summary(float(v)) for s, v in zip(seeds, other)}
     speed = {"a": {"throughput_img_s": 100.0}, "b": {"throughput_img_s": 103.0}}
-    rows = {r["label"]: r for r in point_rows(plan, summaries, speed)}
+    rows = {r["label"]: r for r in point_rows(plan, summaries, speed)[0]}
     b = rows["b"]
     assert b["vs_baseline"] == pytest.approx(float(other.mean() - base.mean()))
-    assert b["noise"] == pytest.approx(math.hypot(float(other.std()), float(base.std())))  # sample std, n - 1
+    assert b["p"] == pytest.approx(sp.ttest_ind(other.numpy(), base.numpy(), equal_var=False).pvalue)
     assert abs(b["vs_baseline"] - shift) < 0.2  # the difference the seeds were drawn with
     assert b["verdict"] == expected and rows["a"]["verdict"] == "reference"
-    assert b["standing"] == {"better": "dominates", "worse": "dominated", "tie": "within noise"}[expected]
+    standings = {"better": "dominates", "worse": "dominated", "equivalent": "equivalent"}
+    assert b["standing"] == standings.get(expected, expected)

@@ -65,6 +65,22 @@ class SpeedConfig:
 
 
 @dataclass(frozen=True)
+class ExtraSeedsConfig:
+    """The pre-registered seed rule: a comparison whose |difference| is within ``within_sd`` pooled seed SDs after
+    the study's ``seeds`` gets more seeds, for both its points (the baseline included), up to ``seeds`` each.
+
+    Decided from the first seeds only, so the set of points it sends to more seeds never changes once they run.
+    The extra seeds count up from the largest of the study's seeds (seeds 0, 1, 2 and ``seeds: 5`` add 3, 4).
+    """
+
+    within_sd: float = 0.0  # a comparison is close when |diff| <= within_sd x its pooled SD (0 = no rule)
+    seeds: int = 0  # seeds per point of a close comparison, baseline included (0 = no rule)
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "within_sd", "seeds", prefix="extra_seeds.")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A grid of classification runs (points x seeds), each resumable, then one table and one plot."""
 
@@ -85,6 +101,13 @@ class StudyConfig:
     run_minutes: float = 0.0
     overhead_minutes: float = 1.0  # per run beyond its training (start-up, data, final evaluation)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    # The test (docs/study.md): Welch's two-sided t-test at alpha, Holm-corrected over the study's comparisons;
+    # "equivalent" only by TOST within the margin, stated here before the runs (0 = no equivalence test).
+    alpha: float = 0.05  # family-wise significance level within the study
+    equivalence_margin_pp: float = 0.0  # TOST margin on top-1, percentage points; every committed study sets it
+    # Pairs [a, b] judged like a point against its baseline (a - b), beyond each point against its own baseline.
+    comparisons: tuple[tuple[str, ...], ...] = ()
+    extra_seeds: ExtraSeedsConfig = field(default_factory=ExtraSeedsConfig)  # the pre-registered seed rule
 
     def __post_init__(self) -> None:
         check(
@@ -98,6 +121,13 @@ class StudyConfig:
         check(min(self.seeds) >= 0, f"seeds must be >= 0, got {self.seeds}")
         for label in (self.reference, *(p.baseline for p in self.points)):
             check(label in ("", *labels), f"no point is labelled {label!r}; labels are {', '.join(labels)}")
+        for pair in self.comparisons:
+            check(
+                len(pair) == 2 and pair[0] != pair[1] and set(pair) <= set(labels),
+                f"comparisons: {list(pair)} must name two different points [a, b]; labels are {', '.join(labels)}",
+            )
+        check(0 < self.alpha < 1, f"alpha must be in (0, 1), got {self.alpha}")
+        at_least(self, 0, "equivalence_margin_pp")
         check(0 < self.param_tolerance < 1, f"param_tolerance must be in (0, 1), got {self.param_tolerance}")
         at_least(self, 1, "num_classes")
         at_least(self, 0, "budget_minutes", "run_minutes", "overhead_minutes")
@@ -107,6 +137,13 @@ class StudyConfig:
     @property
     def reference_label(self) -> str:
         return self.reference or self.points[0].label
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every comparison the study judges, (a, b) for a - b: each point against its baseline, in the order of
+        the points, then the declared ``comparisons`` not among them."""
+        pairs = [(p.label, self.baseline_of(p)) for p in self.points if p.label != self.baseline_of(p)]
+        return pairs + [(a, b) for a, b in self.comparisons if (a, b) not in pairs]
 
     def baseline_of(self, point: PointConfig) -> str:
         return point.baseline or self.reference_label

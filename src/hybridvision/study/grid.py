@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..engine.rundir import RunDir, RunResult
 from ..macs import model_cost
 from .config import PointConfig, StudyConfig, base_recipe
 from .match import count_point_params, match_widths
+from .seeds import extra_seeds
 
 SPEED_SETUP_S = 0.3  # per point and batch size: warm-up and the first call, beyond the timed seconds
 
@@ -52,6 +53,12 @@ class Plan:
     study: StudyConfig
     recipe: TrainConfig  # what every run shares
     points: tuple[Point, ...]
+    # Seeds the seed rule adds beyond the study's, by point label (``with_extra_seeds``); empty before it decides.
+    extra: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def seeds_of(self, label: str) -> tuple[int, ...]:
+        """The seeds a point is trained with: the study's, then any the seed rule added."""
+        return (*self.study.seeds, *self.extra.get(label, ()))
 
     def run_config(self, point: Point, seed: int) -> TrainConfig:
         return dataclasses.replace(
@@ -88,7 +95,7 @@ class Plan:
 
     @property
     def runs(self) -> list[tuple[Point, int]]:
-        return [(p, s) for p in self.points for s in self.study.seeds]
+        return [(p, s) for p in self.points for s in self.seeds_of(p.label)]
 
     def point(self, label: str) -> Point:
         return next(p for p in self.points if p.label == label)
@@ -169,18 +176,35 @@ def make_plan(study: StudyConfig) -> Plan:
     return Plan(study, recipe, points)
 
 
+def read_finished(plan: Plan) -> dict[tuple[str, int], dict[str, Any]]:
+    """The summaries of the grid's finished runs (or records) by (label, seed); reads only, trains nothing."""
+    found = ((p, s, plan.finished_dir(p, s)) for p, s in plan.runs)
+    return {(p.label, s): RunDir(d).read_summary() for p, s, d in found if d is not None}
+
+
+def with_extra_seeds(plan: Plan, summaries: Mapping[tuple[str, int], Mapping[str, Any]]) -> Plan:
+    """The plan with the seeds the study's seed rule adds, decided from the first seeds' ``summaries``."""
+    return dataclasses.replace(plan, extra=extra_seeds(plan.study, summaries))
+
+
 def check_budget(plan: Plan) -> None:
     """Raise before anything starts when the whole grid is estimated to take longer than the study's budget."""
     s = plan.study
     total = plan.estimate_minutes()
     if total > s.budget_minutes:
         raise ValueError(
-            f"study {s.name} would take about {total:.0f} min ({len(s.points)} points x {len(s.seeds)} seeds x "
-            f"({plan.train_minutes:g} min training + {s.overhead_minutes:g} min overhead) + "
-            f"{plan.speed_minutes:.1f} min speed), over its stated budget_minutes of {s.budget_minutes:g}. "
+            f"study {s.name} would take about {total:.0f} min ({len(s.points)} points x {len(s.seeds)} seeds"
+            f"{_extra_runs(plan)}, each ({plan.train_minutes:g} min training + {s.overhead_minutes:g} min "
+            f"overhead), + {plan.speed_minutes:.1f} min speed), over its stated budget_minutes of "
+            f"{s.budget_minutes:g}. "
             "Train less per run (--recipe.epochs, or --recipe.budget_minutes for a time budget), use fewer seeds "
             "or points, or raise --budget_minutes if the time is there"
         )
+
+
+def _extra_runs(plan: Plan) -> str:
+    extra = sum(len(seeds) for seeds in plan.extra.values())
+    return f" + {extra} runs from the seed rule" if extra else ""
 
 
 # ---- Running
