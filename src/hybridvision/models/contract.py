@@ -254,6 +254,14 @@ class Backbone(nn.Module):
         return self.feature_info[-1]["num_chs"]
 
     @property
+    def global_pool(self) -> str:
+        """The pooling type, timm's attribute: "avg", "max", "avgmax", or "" (no pooling: forward returns a map).
+
+        It reads the config, so ``reset_classifier(n, global_pool)`` (the one way to change it) keeps it in step.
+        """
+        return self.config.global_pool
+
+    @property
     def head_hidden_size(self) -> int:
         """Width of the pooled pre-logits features (``forward_head(x, pre_logits=True)``)."""
         return self.head.num_features
