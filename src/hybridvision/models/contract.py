@@ -28,6 +28,7 @@ GLOBAL_POOLS = ("avg", "max", "avgmax", "")  # "" = no pooling: the head runs at
 OUTPUT_FORMATS = ("NCHW", "NHWC")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TIMM_PREFIX = "hybridvision_"  # our models' names in timm's registry (see hybridvision.timm)
 
 __all__ = ["Backbone", "BackboneProtocol", "FeatureInfo", "InputError", "ModelConfig", "Stage", "build_stages"]
 
@@ -268,8 +269,12 @@ class Backbone(nn.Module):
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's pretrained_cfg: input size, mean/std, interpolation, crop, classifier and first-conv names."""
-        name = self.model_name or type(self).__name__.lower()
+        """timm's pretrained_cfg: input size, mean/std, interpolation, crop, classifier and first-conv names.
+
+        Its ``architecture`` is the model's name in timm's registry, so what timm's own ``push_to_hf_hub`` writes
+        of it loads back in timm (once ``hybridvision.timm`` is imported).
+        """
+        name = TIMM_PREFIX + self.model_name if self.model_name else type(self).__name__.lower()
         return default_cfg(self.config, self.card, architecture=name, first_conv=self.first_conv)
 
     @property
