@@ -29,6 +29,7 @@ from .engine.rundir import RunDir, open_model
 from .factory import TIMM_PREFIX, model_config_dict, save_pretrained
 from .fileio import save_text
 from .macs import count_params, model_cost
+from .registry import get_entry
 
 LICENSE = "apache-2.0"  # the default license of what is pushed (timm's default; the library's own)
 # The command that trains each task's recipe (the card says how to reproduce a run).
@@ -159,7 +160,9 @@ def _front_matter(license: str, task: str) -> list[str]:
 def _details(model: nn.Module, config: dict[str, Any], weights: str, license: str) -> list[str]:
     name, overrides = config["model"], config.get("overrides", {})
     card = getattr(model, "card", {})
-    lines = [f"A hybridvision `{name}` model.", "", "## Model details", ""]
+    entry = get_entry(name)
+    about = f": {entry.description}" if entry.description else ""
+    lines = [f"A hybridvision {entry.family} model, `{name}`{about}.", "", "## Model details", ""]
     lines.append(f"- **Architecture:** `{name}`" + (f" with {_args(overrides)}" if overrides else ""))
     if "architecture" in config:
         lines.append(f"- **timm name:** `{TIMM_PREFIX}{name}` (with `import hybridvision.timm`)")
@@ -188,7 +191,7 @@ def _macs_line(name: str, overrides: dict[str, Any], backbone: bool) -> str:
         return "- **MACs:** not counted (a task model's work depends on more than its input size)"
     cost = model_cost(name, **overrides)
     size = "x".join(str(v) for v in cost.input_shape[1:])
-    return f"- **MACs:** {cost.macs / 1e9:.3f} G at {size}"
+    return f"- **MACs:** {cost.macs / 1e9:.3g} G at {size}"
 
 
 def _results_table(summary: dict[str, Any]) -> list[str]:
