@@ -8,6 +8,7 @@ the upload API is a fake that keeps what it was sent.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from hybridvision.config import parse_overrides, resolve
 from hybridvision.engine import RunDir
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
+hub_constants = pytest.importorskip("huggingface_hub.constants")  # submodules: the package loads them lazily
+hub_errors = pytest.importorskip("huggingface_hub.errors")
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"  # a commit hash, as the cache names snapshots
 
@@ -36,8 +39,8 @@ def cache(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     return root
 
 
@@ -268,6 +271,42 @@ def test_missing_repository_or_file_offline_is_one_line_saying_what_to_do(cache,
         hv.create_model("hf-hub:me/no-weights", pretrained=True)
     with pytest.raises(hv.CheckpointError, match="write it as 'hf-hub:ORG/NAME'"):
         hv.create_model("hf-hub:no-org")
+
+
+def hub_error(cls: type) -> Exception:
+    """An error of huggingface_hub's as its HTTP layer raises it (built without a response: only its type counts)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, "404 Client Error")
+    return error
+
+
+@pytest.mark.parametrize(
+    "error, said",
+    [
+        ("RepositoryNotFoundError", "no model repository 'me/x' on the Hub, or it is private or gated"),
+        ("RevisionNotFoundError", "repository 'me/x' has no revision 'v2' (a branch, tag or commit)"),
+        ("RemoteEntryNotFoundError", "repository 'me/x' has no config.json; is it a hybridvision or timm model"),
+    ],
+)
+def test_what_the_hub_answers_is_one_line(monkeypatch, error, said):
+    from hybridvision import hub
+
+    def refuse(*args, **kwargs):
+        raise hub_error(getattr(hub_errors, error))
+
+    monkeypatch.setattr(hub, "hf_hub_download", refuse)
+    with pytest.raises(hv.CheckpointError, match="^" + re.escape(f"hf-hub:me/x@v2: {said}")) as e:
+        hv.load_model("hf-hub:me/x@v2")
+    assert "\n" not in str(e.value)
+
+
+def test_a_refused_upload_is_one_line(monkeypatch):
+    def refuse(self, repo_id, **kwargs):
+        raise hub_error(hub_errors.HfHubHTTPError)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", refuse)
+    with pytest.raises(hv.CheckpointError, match=r"^pushing to me/x failed \(404 Client Error\); check your login"):
+        hv.push_to_hub(hv.create_model("coatnet_test"), "me/x")
 
 
 def test_pushing_offline_is_one_line(cache):
