@@ -174,6 +174,7 @@ def test_timm_s_own_saver_writes_our_models_so_that_timm_and_we_load_them(timm, 
     for loaded in (
         timm.create_model("hf-hub:me/saved-by-timm", pretrained=True),
         hv.load_model("hf-hub:me/saved-by-timm"),
+        hv.load_model(tmp_path / "repo"),  # a local folder in timm's layout
     ):
         assert torch.equal(logits(loaded, x), logits(model, x))
 
