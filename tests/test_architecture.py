@@ -30,8 +30,10 @@ FLOORS: dict[str, int] = {
     "export": 2,
     "data": 2,
     "timm": 2,
+    "hub": 2,
     "vision_ops": 2,
     "engine": 3,
+    "publish": 3,  # a run's folder to the Hub: reads runs through the engine's rundir
     "classify": 4,
     "bench": 4,
     "seg": 4,

@@ -28,6 +28,8 @@ SAFE_GLOBALS: list[Any] = [argparse.Namespace]
 WEIGHTS_NAME = "model.safetensors"
 EMA_WEIGHTS_NAME = "model_ema.safetensors"
 CONFIG_NAME = "config.json"
+TIMM_BIN_NAME = "pytorch_model.bin"  # timm's older folders and Hub repositories (before safetensors)
+HUB_PREFIX = "hf-hub:"  # a Hugging Face Hub model repository as a source ("hf-hub:ORG/NAME", see ``hub``)
 
 
 class CheckpointError(RuntimeError):
@@ -41,12 +43,17 @@ def read_state_dict(path: str | Path, *, use_ema: bool = True) -> dict[str, Tens
     """Tensors of a checkpoint file or directory, unwrapped from trainer dicts (``state_dict[_ema]``, ``module.``)."""
     path = Path(path)
     if path.is_dir():
-        ema = path / EMA_WEIGHTS_NAME
-        path = ema if use_ema and ema.is_file() else path / WEIGHTS_NAME
+        path = _weights_in(path, use_ema)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     data = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
     return _unwrap(data, path, use_ema)
+
+
+def _weights_in(folder: Path, use_ema: bool) -> Path:
+    """The weights file of a folder: EMA weights when asked and present, then ours, then timm's older file."""
+    names = (EMA_WEIGHTS_NAME,) * use_ema + (WEIGHTS_NAME, TIMM_BIN_NAME)
+    return next((folder / n for n in names if (folder / n).is_file()), folder / WEIGHTS_NAME)
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:

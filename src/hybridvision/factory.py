@@ -4,7 +4,12 @@
 trainer's: ``checkpoint`` reads and adapts them), optionally as a feature extractor (timm's ``features_only``).
 ``save_pretrained`` writes ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json``;
 ``load_model`` rebuilds the model from them. The ``config.json`` also carries timm's fields, so
-``timm.create_model("local-dir:<folder>", pretrained=True)`` reads it once ``hybridvision.timm`` is imported.
+``timm.create_model("local-dir:<folder>", pretrained=True)`` reads it once ``hybridvision.timm`` is imported, and
+``load_model`` reads timm's (``architecture``, ``model_args``) for the timm models that have a twin here.
+
+A Hugging Face Hub repository, ``hf-hub:ORG/NAME``, stands for a name (``create_model``; its weights with
+``pretrained=True``, as in timm) or a folder (``load_model``): ``hub`` fetches it through huggingface_hub's cache,
+imported only then.
 """
 
 from __future__ import annotations
@@ -18,17 +23,25 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME, CheckpointError, load_pretrained, read_state_dict
+from .checkpoint import (
+    CONFIG_NAME,
+    EMA_WEIGHTS_NAME,
+    HUB_PREFIX,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_pretrained,
+    read_state_dict,
+)
 from .fileio import save_json, save_tensors
-from .models.contract import default_cfg
+from .models.contract import TIMM_PREFIX, default_cfg
 from .models.features import FeatureExtractor
-from .registry import get_config, get_entry
+from .registry import get_config, get_entry, list_models
 
 WEIGHTS_ENV = "HYBRIDVISION_WEIGHTS"  # the folder `pretrained=True` looks in
 DEFAULT_WEIGHTS_DIR = Path("~/.cache/hybridvision/weights")
-TIMM_PREFIX = "hybridvision_"  # our models' names in timm's registry (see hybridvision.timm)
 
 Pretrained = bool | str | Path | None
+DATA_FACTS = ("mean", "std", "interpolation", "crop_pct")  # pretrained_cfg keys that describe the weights' data
 
 
 def create_model(
@@ -50,13 +63,16 @@ def create_model(
     """Build a registered model, optionally loading weights (timm's ``create_model`` arguments).
 
     Args:
-        name: a registered name (``hybridvision models`` lists them).
+        name: a registered name (``hybridvision models`` lists them), or a Hub repository
+            ``hf-hub:ORG/NAME[@REVISION]`` in our layout or timm's: the model its ``config.json`` describes.
         pretrained: ``None``/``False`` for fresh init; a path to weights (our safetensors or run directory,
             timm ``.safetensors``/``.pth``, official EfficientMod ``.pth.tar``); ``True`` for the weights kept
             under ``$HYBRIDVISION_WEIGHTS`` (default ``~/.cache/hybridvision/weights``) as ``<name>/`` or
-            ``<name>.safetensors``; nothing is ever downloaded. Foreign key layouts are converted by the
-            family; a different ``num_classes`` keeps a fresh classifier (with a warning), a different
-            ``img_size`` resizes relative-position tables, a different ``in_chans`` adapts the first conv.
+            ``<name>.safetensors``, or, with an ``hf-hub:`` name, the repository's weights (through
+            huggingface_hub's cache: ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``); nothing else is ever downloaded.
+            Foreign key layouts are converted by the family; a different ``num_classes`` keeps a fresh classifier
+            (with a warning), a different ``img_size`` resizes relative-position tables, a different
+            ``in_chans`` adapts the first conv.
         num_classes: classifier outputs (0 = no classifier, ``forward`` returns pooled features).
         in_chans: input channels.
         img_size: the input size the model is built for (int or (H, W)); other multiples of the total
@@ -73,6 +89,9 @@ def create_model(
     """
     if feature_cls not in (None, "getter"):
         raise ValueError(f"feature_cls={feature_cls!r}: hybridvision extractors use forward_intermediates ('getter')")
+    if name.startswith(HUB_PREFIX):
+        name, saved, pretrained = _hub_source(name, pretrained)
+        overrides = {**saved, **overrides}
     contract = dict(num_classes=num_classes, in_chans=in_chans, img_size=img_size, drop_rate=drop_rate)
     contract |= dict(drop_path_rate=drop_path_rate, global_pool=global_pool)
     overrides.update({k: v for k, v in contract.items() if v is not None})
@@ -81,10 +100,19 @@ def create_model(
     model.model_name, model.card = name, dict(entry.card)  # a copy: the registry's facts stay as registered
     weights = weights_path(name) if pretrained is True else (pretrained or None)
     if weights is not None:
-        if _saved_config(weights).get("fused"):
+        saved = _saved_config(weights)
+        if saved.get("fused"):
             _fuse_like(model, weights, pretrained_ema)
         load_pretrained(model, weights, use_ema=pretrained_ema)
+        model.card.update(data_facts(saved))
     return FeatureExtractor(model, out_indices) if features_only else model
+
+
+def data_facts(saved: dict[str, Any]) -> dict[str, Any]:
+    """What a saved ``config.json``'s ``pretrained_cfg`` says about the data its weights were trained on (mean, std,
+    interpolation, crop): the loaded model's card takes them, so its ``pretrained_cfg`` says the same."""
+    cfg = saved.get("pretrained_cfg")
+    return {k: cfg[k] for k in DATA_FACTS if k in cfg} if isinstance(cfg, dict) else {}
 
 
 def task_backbone(config: Any, **options: Any) -> nn.Module:
@@ -165,13 +193,16 @@ def model_config_dict(model: nn.Module) -> dict[str, Any]:
     return saved | timm_fields
 
 
-def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | None = None) -> Path:
+def save_pretrained(
+    model: nn.Module, directory: str | Path, ema: nn.Module | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``model.safetensors`` (+ ``model_ema.safetensors``) and ``config.json`` to ``directory``.
 
-    A fused model (``model.fuse()``) is saved as it is and marked so; loading rebuilds it fused.
+    A fused model (``model.fuse()``) is saved as it is and marked so; loading rebuilds it fused. ``extra``: more
+    fields for ``config.json``, or other values of the model's (a run's task and class names, its mean/std).
     """
     directory = Path(directory)
-    config = model_config_dict(model)
+    config = {**model_config_dict(model), **(extra or {})}
     save_tensors(model.state_dict(), directory / WEIGHTS_NAME, metadata={"format": "pt"})
     if ema is not None:
         save_tensors(ema.state_dict(), directory / EMA_WEIGHTS_NAME, metadata={"format": "pt"})
@@ -179,17 +210,62 @@ def save_pretrained(model: nn.Module, directory: str | Path, ema: nn.Module | No
     return directory
 
 
-def load_model(directory: str | Path, *, use_ema: bool = True, **overrides: Any) -> nn.Module:
-    """Rebuild a model saved with ``save_pretrained`` (config and weights; fused if it was saved fused)."""
-    directory = Path(directory)
+def load_model(source: str | Path, *, use_ema: bool = True, **overrides: Any) -> nn.Module:
+    """Rebuild a saved model (config and weights; fused if it was saved fused): a ``save_pretrained`` folder, a
+    folder in timm's layout, or a Hub repository ``hf-hub:ORG/NAME`` of either."""
+    if str(source).startswith(HUB_PREFIX):
+        return create_model(str(source), pretrained=True, pretrained_ema=use_ema, **overrides)
+    directory = Path(source)
     if not (directory / CONFIG_NAME).is_file():
         raise CheckpointError(f"{directory} has no {CONFIG_NAME}; was it written by save_pretrained?")
-    cfg = _saved_config(directory)
-    try:
-        name, saved = cfg["model"], cfg.get("overrides", {})
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{directory / CONFIG_NAME} is not a valid model config: {e}") from None
+    name, saved = saved_model_spec(_saved_config(directory), str(directory / CONFIG_NAME))
     return create_model(name, pretrained=directory, pretrained_ema=use_ema, **{**saved, **overrides})
+
+
+def _hub_source(name: str, pretrained: Pretrained) -> tuple[str, dict[str, Any], Pretrained]:
+    """What an ``hf-hub:`` name builds: the registered name, the saved overrides, and the weights to load (the
+    repository's cached folder for ``pretrained=True``)."""
+    from . import hub  # huggingface_hub loads only for Hub names
+
+    registered, saved = saved_model_spec(_saved_config(hub.config_folder(name)), f"{name} ({CONFIG_NAME})")
+    return registered, saved, hub.weights(name) if pretrained is True else pretrained
+
+
+def saved_model_spec(cfg: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
+    """The registered name and overrides a saved ``config.json`` describes, in our layout or timm's.
+
+    Ours names the ``model`` and its ``overrides``. timm's names an ``architecture`` (``hybridvision_<name>``, or a
+    timm model with a twin here), its ``model_args`` and ``num_classes``.
+    """
+    if "model" in cfg:
+        name, overrides = cfg["model"], cfg.get("overrides", {})
+    elif "architecture" in cfg:
+        name, overrides = registered_name(str(cfg["architecture"]), where), cfg.get("model_args", {})
+        if isinstance(overrides, dict) and "num_classes" in cfg:
+            overrides = {**overrides, "num_classes": cfg["num_classes"]}
+    else:
+        raise CheckpointError(
+            f"{where} names no model: it has neither 'model' (hybridvision's layout) nor 'architecture' (timm's)"
+        )
+    if not isinstance(name, str) or not isinstance(overrides, dict):
+        raise CheckpointError(f"{where} is not a valid model config: the model name or its arguments are malformed")
+    return name, dict(overrides)
+
+
+def registered_name(architecture: str, where: str = "") -> str:
+    """Our name of a timm architecture: ``hybridvision_<name>``, or the model whose card names it ``timm_twin``
+    (timm's ``coatnet_nano_rw_224`` loads into ours of that name); a pretrained tag (``.sw_in1k``) is ignored."""
+    base = architecture.partition(".")[0]
+    if base.startswith(TIMM_PREFIX) and base.removeprefix(TIMM_PREFIX) in list_models():
+        return base.removeprefix(TIMM_PREFIX)
+    cards = {n: get_entry(n).card for n in list_models(task="classification")}
+    twins = {card["timm_twin"]: n for n, card in cards.items() if "timm_twin" in card}
+    if base in twins:
+        return twins[base]
+    raise CheckpointError(
+        f"{where}: timm's {architecture!r} has no twin in hybridvision (the timm models that load here: "
+        f"{', '.join(sorted(twins))}); build it with timm.create_model instead"
+    )
 
 
 def _saved_config(path: str | Path) -> dict[str, Any]:

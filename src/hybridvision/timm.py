@@ -10,8 +10,10 @@ What timm users get, the timm way:
   other keyword arguments are fields of the family's config (``layout=``, ``head_dim=`` ...).
 - ``features_only=True, out_indices=...``: timm's own ``FeatureGetterNet`` around our model.
 - ``pretrained=True``: the file in ``pretrained_cfg_overlay=dict(file=...)``, or the weights kept under
-  ``$HYBRIDVISION_WEIGHTS`` (``hybridvision.factory.weights_path``); nothing is downloaded. ``checkpoint_path=`` and
-  ``timm.create_model("local-dir:<save_pretrained folder>", pretrained=True)`` work too.
+  ``$HYBRIDVISION_WEIGHTS`` (``hybridvision.factory.weights_path``), never downloaded. ``checkpoint_path=`` and
+  ``timm.create_model("local-dir:<save_pretrained folder>", pretrained=True)`` work too, and so does
+  ``timm.create_model("hf-hub:ORG/NAME", pretrained=True)`` for a repository ``hybridvision.push_to_hub`` (or timm's
+  ``push_to_hf_hub``) wrote: its weights come through huggingface_hub's cache (``hybridvision.hub``).
 - ``timm.models.get_pretrained_cfg(name)`` and ``model.pretrained_cfg``: input size, mean/std, crop, ...
 
 timm is an optional dependency; this module needs it (and torchvision, which ``vision_ops`` completes where its C
@@ -21,6 +23,7 @@ extension cannot load) and is never imported by the rest of hybridvision.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,7 +41,8 @@ except Exception as e:  # ImportError, or another error a broken timm or torchvi
         "with `pip install -c constraints.txt 'hybridvision[compare]'`."
     ) from e
 
-from . import factory as hub
+from . import factory, hub
+from .checkpoint import HUB_PREFIX
 from .models.features import features_cfg
 from .registry import list_models
 
@@ -50,7 +54,7 @@ default_cfgs: dict[str, dict[str, Any]] = {}
 
 def timm_name(name: str) -> str:
     """Our registered name -> its name in timm's registry."""
-    return hub.TIMM_PREFIX + name
+    return factory.TIMM_PREFIX + name
 
 
 def create_model(
@@ -73,7 +77,7 @@ def create_model(
     if feature_cls not in (None, "getter"):
         raise ValueError(f"feature_cls={feature_cls!r}: hybridvision models extract features with 'getter'")
     weights = _weights(pretrained, pretrained_cfg, pretrained_cfg_overlay)
-    model = hub.create_model(name, pretrained=weights, **kwargs)
+    model = factory.create_model(name, pretrained=weights, **kwargs)
     _check_output_stride(model, output_stride)
     model.to(device=device, dtype=dtype)
     if not features_only:
@@ -84,14 +88,17 @@ def create_model(
     return extractor
 
 
-def _weights(pretrained: bool, cfg: Any, overlay: Mapping[str, Any] | None) -> bool | str | None:
-    """The weights to load: an explicit file (overlay, or a local-dir cfg), else True (our weights folder)."""
+def _weights(pretrained: bool, cfg: Any, overlay: Mapping[str, Any] | None) -> bool | str | Path | None:
+    """The weights to load: an explicit file (overlay, or a local-dir cfg), a Hub repository's (an hf-hub cfg,
+    through huggingface_hub's cache), else True (our weights folder)."""
     if not pretrained:
         return None
     cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
     for source in (overlay, cfg):
         if isinstance(source, Mapping) and source.get("file"):
             return str(source["file"])
+    if isinstance(cfg, Mapping) and cfg.get("source") == "hf-hub" and cfg.get("hf_hub_id"):
+        return hub.weights(HUB_PREFIX + str(cfg["hf_hub_id"]))
     return True
 
 
@@ -122,7 +129,7 @@ def register() -> list[str]:
     for name in list_models(task="classification"):  # backbones; task models (UperNet, UNets) are not timm models
         theirs = timm_name(name)
         if not is_model(theirs):
-            default_cfgs[theirs] = {**hub.pretrained_cfg(name), "architecture": theirs}
+            default_cfgs[theirs] = {**factory.pretrained_cfg(name), "architecture": theirs}
             globals()[theirs] = register_model(_entrypoint(name))
         names.append(theirs)
     return names

@@ -28,6 +28,7 @@ GLOBAL_POOLS = ("avg", "max", "avgmax", "")  # "" = no pooling: the head runs at
 OUTPUT_FORMATS = ("NCHW", "NHWC")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TIMM_PREFIX = "hybridvision_"  # our models' names in timm's registry (see hybridvision.timm)
 
 __all__ = ["Backbone", "BackboneProtocol", "FeatureInfo", "InputError", "ModelConfig", "Stage", "build_stages"]
 
@@ -254,14 +255,26 @@ class Backbone(nn.Module):
         return self.feature_info[-1]["num_chs"]
 
     @property
+    def global_pool(self) -> str:
+        """The pooling type, timm's attribute: "avg", "max", "avgmax", or "" (no pooling: forward returns a map).
+
+        It reads the config, so ``reset_classifier(n, global_pool)`` (the one way to change it) keeps it in step.
+        """
+        return self.config.global_pool
+
+    @property
     def head_hidden_size(self) -> int:
         """Width of the pooled pre-logits features (``forward_head(x, pre_logits=True)``)."""
         return self.head.num_features
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:
-        """timm's pretrained_cfg: input size, mean/std, interpolation, crop, classifier and first-conv names."""
-        name = self.model_name or type(self).__name__.lower()
+        """timm's pretrained_cfg: input size, mean/std, interpolation, crop, classifier and first-conv names.
+
+        Its ``architecture`` is the model's name in timm's registry, so what timm's own ``push_to_hf_hub`` writes
+        of it loads back in timm (once ``hybridvision.timm`` is imported).
+        """
+        name = TIMM_PREFIX + self.model_name if self.model_name else type(self).__name__.lower()
         return default_cfg(self.config, self.card, architecture=name, first_conv=self.first_conv)
 
     @property
