@@ -2,8 +2,7 @@
 RUN / saved-model folder (its weights, its classes, the preprocessing it was trained with).
 
 The preprocessing record comes from the run's own data settings when there is one; a saved folder or a name gets
-its model card's (``pretrained_cfg``: ImageNet mean/std, bicubic, crop 0.875), except that a 1-channel model with
-Fashion-MNIST's classes gets Fashion-MNIST's statistics and padding (how those models are trained here).
+its model card's (``export.calib.card_preprocess``).
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..data import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..export.artifact import Preprocess
+from ..export.calib import card_preprocess, numbered_labels
 
 
 @dataclass
@@ -48,8 +47,8 @@ def _from_name(name: str, pretrained: str | None, img_size: int | None) -> Sourc
     from ..factory import create_model
 
     model = create_model(name, pretrained=pretrained, **({"img_size": img_size} if img_size is not None else {})).eval()
-    labels = tuple(f"class_{i}" for i in range(model.config.num_classes))
-    return Source(model, name, _card_spec(model, labels), labels)
+    labels = numbered_labels(model.config.num_classes)
+    return Source(model, name, card_preprocess(model, labels), labels)
 
 
 def _from_run(path: Path, img_size: int | None) -> Source:
@@ -60,11 +59,10 @@ def _from_run(path: Path, img_size: int | None) -> Source:
     if img_size is not None:
         saved = saved.with_overrides(img_size=img_size)
     model = saved.load(use_ema=False).eval()
-    count = model.config.num_classes
-    labels = tuple(saved.info.get("classes") or (f"class_{i}" for i in range(count)))
+    labels = tuple(saved.info.get("classes") or numbered_labels(model.config.num_classes))
     train = saved_train_config(path)
     if train is None:
-        return Source(model, saved.info["model"], _card_spec(model, labels), labels)
+        return Source(model, saved.info["model"], card_preprocess(model, labels), labels)
     data = train.data
     size = tuple(model.config.img_hw)
     pad = data.dataset == "fashion_mnist"
@@ -72,15 +70,3 @@ def _from_run(path: Path, img_size: int | None) -> Source:
     spec = Preprocess(size, data.channels, tuple(data.mean), tuple(data.std), "bilinear",
                       "pad" if pad else "shorter_side", crop)  # fmt: skip
     return Source(model, train.model, spec, labels)
-
-
-def _card_spec(model: nn.Module, labels: tuple[str, ...]) -> Preprocess:
-    cfg = model.pretrained_cfg
-    channels, size = model.config.in_chans, tuple(model.config.img_hw)
-    if channels == 1 and labels == FASHION_MNIST_CLASSES:
-        return Preprocess(size, 1, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "bilinear", "pad")
-    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-    if len(mean) != channels:  # a card for RGB on a grey model: the channels' average statistics
-        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
-    return Preprocess(size, channels, mean, std, cfg.get("interpolation", "bicubic"), "shorter_side",
-                      float(cfg.get("crop_pct", 1.0)))  # fmt: skip

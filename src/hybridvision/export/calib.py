@@ -15,7 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, image_files, list_folder, load_idx_split
+from ..data import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    image_files,
+    list_folder,
+    load_idx_split,
+)
 from .artifact import Preprocess, prepare, preprocess_image
 
 FASHION_MNIST = "fashion-mnist"
@@ -88,3 +96,23 @@ def adapt(images: np.ndarray, spec: Preprocess) -> np.ndarray:
         pil = Image.fromarray(img[0] if mode == "L" else img.transpose(1, 2, 0), mode)
         out.append(prepare(pil.convert("L" if spec.channels == 1 else "RGB"), spec))
     return np.stack(out)  # (N, C, H, W)
+
+
+def card_preprocess(model, labels: tuple[str, ...]) -> Preprocess:
+    """The preprocessing a model's card states (``pretrained_cfg``: mean/std, interpolation, crop), at its input size;
+    a 1-channel model with Fashion-MNIST's classes gets Fashion-MNIST's statistics and padding (how it is trained
+    here), and a card's RGB statistics on a grey model become their channel averages."""
+    channels, size = model.config.in_chans, tuple(model.config.img_hw)
+    if channels == 1 and tuple(labels) == FASHION_MNIST_CLASSES:
+        return Preprocess(size, 1, FASHION_MNIST_MEAN, FASHION_MNIST_STD, "bilinear", "pad")
+    cfg = model.pretrained_cfg
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    if len(mean) != channels:
+        mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
+    crop = float(cfg.get("crop_pct", 1.0))
+    return Preprocess(size, channels, mean, std, cfg.get("interpolation", "bicubic"), "shorter_side", crop)
+
+
+def numbered_labels(count: int) -> tuple[str, ...]:
+    """Labels of a model without named classes: class_0, class_1, ..."""
+    return tuple(f"class_{i}" for i in range(count))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -64,7 +65,9 @@ def xnnpack_quantizer():
 
 def write_program(program, out: str | Path) -> None:
     """Save a ``torch.export`` program (fp32 or PT2E int8) to ``out`` (``.pt2``)."""
-    atomic_write(out, lambda tmp: torch.export.save(program, tmp))
+    buffer = io.BytesIO()  # torch.export.save wants a buffer or a name ending in .pt2, not a temporary name
+    torch.export.save(program, buffer)
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
 
 
 def fp32_program(model: nn.Module, example: torch.Tensor, dynamic_batch: bool):

@@ -126,9 +126,12 @@ def x86_quantizer():
     return xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
 
 
-def batch_dims(dynamic_batch: bool) -> dict | None:
-    """torch.export's dynamic_shapes for a free batch dimension of the one input ``x``."""
-    return {"x": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+MAX_BATCH = 64  # upper bound of a free batch in torch.export programs (ExecuTorch plans its memory for it)
+
+
+def batch_dims(dynamic_batch: bool, max_batch: int = MAX_BATCH) -> dict | None:
+    """torch.export's dynamic_shapes for a free batch dimension (1..``max_batch``) of the one input ``x``."""
+    return {"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}} if dynamic_batch else None
 
 
 @contextlib.contextmanager

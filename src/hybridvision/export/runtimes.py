@@ -108,31 +108,27 @@ def _torch(path: Path, threads: int, precision: str, compile: bool) -> Run:
 
 
 def telemetry_off() -> None:
-    """Opt OpenVINO's tools (model conversion, its telemetry package) out of usage telemetry in this process.
+    """Opt OpenVINO's tools (its converter, its telemetry package) out of usage telemetry in this process.
 
-    OpenVINO's converter sends events unless a consent file in the user's home says no; we replace its telemetry
-    module with its own no-op stub and make the consent check decline, without writing anything to disk.
+    Importing OpenVINO's converter starts its telemetry, which sends events unless a consent file in the user's
+    home says no. We make the consent check decline before the converter is imported (and silence an instance
+    made earlier), then swap the converter's telemetry module for its own no-op stub; nothing is written to disk.
     """
     try:
-        from openvino.tools.ovc import telemetry_stub, telemetry_utils
-    except ImportError:
-        return
-    telemetry_utils.tm = telemetry_stub
-    try:
-        from openvino.tools.ovc import convert_impl
-    except ImportError:
-        convert_impl = None
-    if convert_impl is not None:
-        convert_impl.tm = telemetry_stub
-        convert_impl.init_ovc_telemetry = lambda *a, **k: telemetry_stub.Telemetry()
-    _decline_consent()
-
-
-def _decline_consent() -> None:
-    """Make openvino_telemetry's consent check say 'declined', so any other tool using it sends nothing."""
-    try:
+        from openvino_telemetry import main as telemetry_main
         from openvino_telemetry.utils import opt_in_checker
     except ImportError:
+        telemetry_main = None
+    if telemetry_main is not None:
+        declined = opt_in_checker.ConsentCheckResult.DECLINED
+        opt_in_checker.OptInChecker.check = lambda self, *a, **k: declined
+        made = getattr(telemetry_main.Telemetry, "_SingletonMetaClass__single_instance", None)
+        if made is not None:
+            made.consent = False
+    try:
+        from openvino.tools.ovc import convert_impl, telemetry_stub, telemetry_utils
+    except ImportError:
         return
-    declined = opt_in_checker.ConsentCheckResult.DECLINED
-    opt_in_checker.OptInChecker.check = lambda self, *a, **k: declined
+    for module in (telemetry_utils, convert_impl):
+        module.tm = telemetry_stub
+    convert_impl.init_ovc_telemetry = lambda *a, **k: telemetry_stub.Telemetry()
