@@ -41,7 +41,11 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "int8": None}
 
 def _tolerance_text() -> str:
     fp32, fp16 = tolerance_text(torch.float32), tolerance_text(torch.float16)
-    return f"onnxruntime vs PyTorch fp32, fp32 export: {fp32}; fp16 export: {fp16}"
+    return (
+        f"the file's runtime vs PyTorch fp32: fp32 ONNX {fp32} (other runtimes' fp32: + 1e-05 * max|output|); "
+        f"fp16 ONNX {fp16}; int8: the --max-top1-drop / --min-agreement / --min-sqnr limits on held-out --calib "
+        "images"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,15 +60,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-count", type=int, default=256, help="calibration images (default 256)")
     parser.add_argument("--check-count", type=int, default=500, help="held-out check images (default 500)")
     tol = Tolerance()
-    parser.add_argument("--max-top1-drop", type=float, default=tol.max_top1_drop_pp, help="int8 check, pp")
-    parser.add_argument("--min-agreement", type=float, default=tol.min_agreement, help="int8 check, share")
-    parser.add_argument("--min-sqnr", type=float, default=tol.min_sqnr_db, help="int8 check, dB")
+    parser.add_argument(
+        "--max-top1-drop",
+        type=float,
+        default=tol.max_top1_drop_pp,
+        help=f"int8 --check: largest top-1 drop, pp (default {tol.max_top1_drop_pp:g})",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=tol.min_agreement,
+        help=f"int8 --check: least top-1 agreement with fp32 (default {tol.min_agreement:g})",
+    )
+    parser.add_argument(
+        "--min-sqnr",
+        type=float,
+        default=tol.min_sqnr_db,
+        help=f"int8 --check: least output SQNR, dB (default {tol.min_sqnr_db:g})",
+    )
     parser.add_argument("--mean", type=_floats, help="override the recorded mean (comma-separated, per channel)")
     parser.add_argument("--std", type=_floats, help="override the recorded std")
     parser.add_argument("--threads", type=int, default=0, help="runtime threads for the check (0: default)")
-    parser.add_argument(
-        "--check", action="store_true", help=f"check in onnxruntime before writing: {_tolerance_text()}"
-    )
+    parser.add_argument("--check", action="store_true", help=f"check before writing: {_tolerance_text()}")
     parser.add_argument(
         "--exporter", choices=("auto", "dynamo", "legacy"), default="auto", help="auto: dynamo, then legacy"
     )
@@ -120,12 +137,8 @@ def run(args: argparse.Namespace) -> int:
     except ExportError as e:
         console.print(f"[red]error: {e}[/red]\nNothing was written to {args.out}.")
         return 1
-    size_mb = result.path.stat().st_size / 2**20
-    dims = "dynamic batch" if args.dynamic_batch else f"batch {batch}"
-    console.print(
-        f"exported {args.name} ({result.dtype}, {result.exporter} exporter, opset {result.opset}, {dims}, "
-        f"input {'x'.join(map(str, shape[1:]))}) -> {result.path} ({size_mb:.1f} MB)"
-    )
+    details = f"{result.dtype}, {result.exporter} exporter, opset {result.opset}"
+    _say_exported(args, batch, details, shape[1:], result.path)
     if args.check:
         console.print(
             f"check: onnxruntime matches PyTorch fp32: max|diff| = {result.max_abs_diff:.2e} "
@@ -133,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
         )
     _write_record(args, source)
     return 0
+
+
+def _say_exported(args: argparse.Namespace, batch: int, details: str, chw: tuple, path: Path) -> None:
+    size_mb = path.stat().st_size / 2**20
+    dims = "dynamic batch" if args.dynamic_batch else f"batch {batch}"
+    shape = "x".join(map(str, chw))
+    console.print(f"exported {args.name} ({details}, {dims}, input {shape}) -> {path} ({size_mb:.1f} MB)")
 
 
 def _write_record(args: argparse.Namespace, source: Source) -> None:
@@ -154,12 +174,8 @@ def _export_artifact(args: argparse.Namespace, source: Source, batch: int) -> in
     except ExportError as e:
         console.print(f"[red]error: {e}[/red]\nNothing was written to {args.out}.")
         return 1
-    size_mb = outcome.path.stat().st_size / 2**20
-    dims = "dynamic batch" if args.dynamic_batch else f"batch {batch}"
-    console.print(
-        f"exported {source.name} ({args.format}, {args.precision}, {dims}, input "
-        f"{source.spec.channels}x{'x'.join(map(str, source.spec.input_size))}) -> {outcome.path} ({size_mb:.1f} MB)"
-    )
+    _say_exported(args, batch, f"{args.format}, {args.precision}", (source.spec.channels, *source.spec.input_size),
+                  outcome.path)  # fmt: skip
     if args.precision == "int8":
         console.print(f"int8: convolutions and linear layers; kept in float: {', '.join(FLOAT_LAYERS)}")
     if outcome.score is not None and args.precision == "int8":

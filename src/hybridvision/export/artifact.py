@@ -95,7 +95,7 @@ def read_artifact(path: str | Path) -> tuple[Artifact, Path]:
     try:
         data = json.loads(record.read_text())
         pre = data.pop("preprocess")
-        pre = Preprocess(**{**pre, "input_size": tuple(pre["input_size"]), "mean": tuple(pre["mean"])})
+        pre = Preprocess(**{**pre, **{k: tuple(pre[k]) for k in ("input_size", "mean", "std")}})
         artifact = Artifact(**{**data, "preprocess": pre, "labels": tuple(data["labels"])})
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{record} is not an artifact record written by `hybridvision export`: {e}") from None

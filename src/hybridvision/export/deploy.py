@@ -151,13 +151,15 @@ def _check(
         x, labels = x[:keep], None if labels is None else labels[:keep]
     try:
         run = load_runner(path, req.threads, req.precision)
-        got = _batched(run, x, None if req.dynamic_batch else req.batch)
+        got = _batched(run, x, req.batch, req.dynamic_batch)
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - a runtime that cannot load or run the file: name it and why
         raise ExportError(f"{RUNTIME_OF[req.format]} cannot run the exported file: {reason(e)}") from e
     with torch.no_grad():
-        want = _batched(lambda b: model.eval()(torch.from_numpy(b)).float().numpy(), x, None)
+        want = np.concatenate(
+            [model.eval()(torch.from_numpy(c)).float().numpy() for c in np.split(x, range(32, len(x), 32))]
+        )
     if req.precision == "int8":
         found = score(want, got, labels)
         problems = found.problems(req.tolerance)
@@ -174,11 +176,10 @@ def _check(
     return score(want, got, labels), diff
 
 
-def _batched(run, x: np.ndarray, batch: int | None) -> np.ndarray:
-    """Outputs of ``run`` over ``x`` in batches (the file's fixed batch; else 1 first, then 16 at a time)."""
-    if batch is not None:
-        return np.concatenate([run(x[i : i + batch]) for i in range(0, len(x), batch)])
-    return np.concatenate([run(x[:1])] + [run(x[i : i + 16]) for i in range(1, len(x), 16)])
+def _batched(run, x: np.ndarray, batch: int, dynamic: bool) -> np.ndarray:
+    """Outputs of ``run`` over ``x``, ``batch`` images a call; a free batch is also run at batch 1 (first)."""
+    first = [run(x[:1])] if dynamic else []
+    return np.concatenate(first + [run(x[i : i + batch]) for i in range(len(first), len(x), batch)])
 
 
 def _put_in_place(staged: Path, out: Path) -> None:
