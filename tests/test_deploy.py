@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hybridvision.export.artifact import Artifact, Preprocess, preprocess_image, read_artifact, write_artifact
@@ -139,3 +140,25 @@ def test_openvino_telemetry_is_declined_in_code(mode, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     sent = (tmp_path / "intel").exists()
     assert sent == (mode == "default")  # the control shows the check can fail
+
+
+class _Svd(torch.nn.Module):
+    """An operator ONNX has no form for (singular values), to see the failure named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return torch.linalg.svdvals(x.flatten(2) * self.scale)  # (B, C, H*W) -> (B, C)
+
+
+def test_a_failed_export_names_the_operator_and_writes_nothing(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hybridvision.export.deploy import ExportRequest, export_artifact
+    from hybridvision.export.onnx import ExportError
+
+    spec = Preprocess((4, 4), 3, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ExportError, match="linalg_svd.*not supported"):
+        export_artifact(_Svd(), tmp_path / "m.onnx", spec, ("a", "b", "c"), "svd", ExportRequest(check=True))
+    assert list(tmp_path.iterdir()) == []
