@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import hybridvision as hv
-from hybridvision import export as export_mod
 from hybridvision.cli.main import main
+from hybridvision.export import onnx as export_mod
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

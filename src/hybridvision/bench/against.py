@@ -42,7 +42,8 @@ class Plan:
 def plan_jobs(name: str, chw: tuple[int, int, int], config: BenchConfig, workdir: Path) -> Plan:
     """Jobs for ``name``: ours on the configured backend, then each requested comparison that can run."""
     primary = Job(model=name, input_chw=chw, backend=config.backend)
-    if config.backend == "torch" and not config.against:
+    exported = config.backend != "torch" or config.precision == "int8"
+    if config.backend == "torch" and not config.against and not exported and not config.runtimes:
         return Plan([primary])  # nothing to share: each process builds the seeded model itself
     plan = Plan([])
     ours = _build_ours(name, config)
@@ -54,12 +55,23 @@ def plan_jobs(name: str, chw: tuple[int, int, int], config: BenchConfig, workdir
         plan.notes.append(
             f"{name}: --against onnxruntime skipped: onnxruntime is timed in fp32, this run is {config.precision}"
         )
-    elif config.backend == "onnxruntime" or "onnxruntime" in config.against:
+    elif (config.backend == "onnxruntime" and config.precision == "fp32") or "onnxruntime" in config.against:
         onnx_job = _plan_onnx(name, ours, chw, config, workdir, plan)
-    if config.backend == "torch":
+    if config.backend == "torch" and config.precision != "int8":
         plan.jobs.append(Job(model=name, input_chw=chw, weights=str(weights)))
+    elif exported and not (config.backend == "onnxruntime" and config.precision == "fp32"):
+        plan.jobs += _runtime_jobs(name, ours, chw, [(config.backend, config.precision)], config, workdir, plan)
     plan.jobs += [job for job in (onnx_job, timm_job) if job is not None]
+    plan.jobs += _runtime_jobs(name, ours, chw, config.runtime_pairs(), config, workdir, plan)
     return plan
+
+
+def _runtime_jobs(name: str, ours: nn.Module, chw: tuple, pairs: list, config: BenchConfig, workdir: Path, plan):
+    """Jobs for (backend, precision) pairs, each exported and checked first (``runtimes.plan_runtime``)."""
+    from .runtimes import plan_runtime
+
+    jobs = [plan_runtime(name, ours, chw, backend, precision, config, workdir, plan) for backend, precision in pairs]
+    return [job for job in jobs if job is not None]
 
 
 def _build_ours(name: str, config: BenchConfig) -> nn.Module:

@@ -15,8 +15,12 @@ import torch
 
 from ..config import ConfigError, at_least, check, one_of, parse_device
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-BACKENDS = ("torch", "onnxruntime")
+# int8: static int8 weights and activations (PT2E through torch.compile on the torch backend, QDQ files elsewhere);
+# inputs and outputs stay fp32, so its dtype is fp32's.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+BACKENDS = ("torch", "onnxruntime", "openvino", "executorch")
+RUNTIME_PRECISIONS = ("fp32", "int8")  # what the exported-file backends are timed in
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "executorch": "executorch.runtime"}
 AGAINST = ("timm", "onnxruntime")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -36,7 +40,11 @@ class BenchConfig:
     compile: bool = False  # torch.compile(fullgraph=True); compile time is reported apart
     compile_mode: str = "default"
     compile_backend: str = "inductor"
-    backend: str = "torch"  # "torch" or "onnxruntime" (our model exported, timed through onnxruntime)
+    backend: str = "torch"  # "torch", or a runtime our model is exported to: "onnxruntime", "openvino", "executorch"
+    runtimes: tuple[str, ...] = ()  # more "backend:precision" pairs timed in the same run ("all": every installed)
+    calib: str = "fashion-mnist"  # int8 calibration and check images: "fashion-mnist" or an image folder
+    calib_count: int = 64  # calibration images for int8 files
+    int8_min_sqnr_db: float = 15.0  # int8 outputs must reach this SQNR against fp32 on held-out images
     against: tuple[str, ...] = ()  # other implementations timed in the same run: "timm", "onnxruntime"
     timm_names: tuple[str, ...] = ()  # extra "ours=theirs" name pairs for --against timm
     repeats: int = 3  # measurements per model; median of repeat medians, min/max as the spread
@@ -56,6 +64,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         one_of("precision", self.precision, PRECISIONS)
         one_of("backend", self.backend, BACKENDS)
+        for pair in self.runtime_pairs():
+            one_of("runtimes backend", pair[0], BACKENDS)
+            one_of("runtimes precision", pair[1], RUNTIME_PRECISIONS)
         one_of("compile_mode", self.compile_mode, COMPILE_MODES)
         for other in self.against:
             one_of("against", other, AGAINST)
@@ -75,24 +86,41 @@ class BenchConfig:
         )
         check(self.img_size is None or self.img_size >= 1, f"img_size must be positive, got {self.img_size}")
         at_least(self, 1, "repeats", "iters")
-        at_least(self, 0, "warmup_iters", "warmup_s", "min_s", "threads", "timeout_s", "atol")
+        at_least(self, 0, "warmup_iters", "warmup_s", "min_s", "threads", "timeout_s", "atol", "int8_min_sqnr_db")
+        at_least(self, 1, "calib_count")
         check(
             self.max_s > 0 and self.max_s >= self.min_s,
             f"max_s ({self.max_s}) must be positive and >= min_s ({self.min_s})",
         )
 
     def _check_combinations(self) -> None:
-        if self.backend == "onnxruntime":
+        if self.backend == "torch" and self.precision == "int8":
+            check(
+                self.compile, "int8 on the torch backend is PT2E int8, which runs int8 kernels compiled: add --compile"
+            )
+        if self.backend != "torch":
             check(not self.compile, "--compile applies to the torch backend; drop it or use --backend torch")
             check(
-                self.precision == "fp32",
-                "the onnxruntime backend is timed in fp32; use --precision fp32 "
+                self.precision in RUNTIME_PRECISIONS,
+                f"the {self.backend} backend is timed in fp32 or int8; use --precision fp32 or int8 "
                 "(`hybridvision export --precision fp16 --check` checks an fp16 export)",
             )
+        if self.backend == "onnxruntime":
             check(
                 "onnxruntime" not in self.against,
                 "--against onnxruntime compares with the torch backend; use --backend torch",
             )
+
+    def runtime_pairs(self) -> list[tuple[str, str]]:
+        """``runtimes`` as (backend, precision) pairs; "all": every backend x fp32/int8 (installed ones kept later)."""
+        if self.runtimes == ("all",):
+            return [(b, p) for b in BACKENDS for p in RUNTIME_PRECISIONS if (b, p) != ("torch", "fp32")]
+        pairs = []
+        for entry in self.runtimes:
+            backend, _, precision = entry.partition(":")
+            check(bool(precision), f"runtimes entries look like 'backend:precision' (onnxruntime:int8), got {entry!r}")
+            pairs.append((backend, precision))
+        return pairs
 
     @property
     def dtype(self) -> torch.dtype:
@@ -157,6 +185,21 @@ def check_runtime(config: BenchConfig) -> None:
             raise ConfigError(
                 "onnxruntime is not installed; install it with `pip install 'hybridvision[onnx]'`"
             ) from None
+    if config.backend in RUNTIME_MODULES and not installed(config.backend):
+        raise ConfigError(f"--backend {config.backend}: {config.backend} is not installed (pip install it)")
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s runtime imports here (torch always does)."""
+    import importlib
+
+    if backend not in RUNTIME_MODULES:
+        return True
+    try:
+        importlib.import_module(RUNTIME_MODULES[backend])
+    except ImportError:
+        return False
+    return True
 
 
 def _check_cuda(config: BenchConfig) -> None:

@@ -19,11 +19,21 @@ class Job:
     model: str  # our registered name (timm jobs time the timm model that matches it)
     input_chw: tuple[int, int, int]
     impl: str = "hybridvision"  # "hybridvision" or "timm"
-    backend: str = "torch"  # "torch" or "onnxruntime"
+    backend: str = "torch"  # "torch", "onnxruntime", "openvino" or "executorch"
     weights: str | None = None  # safetensors file shared with the other implementations (None: seeded init)
     timm_name: str | None = None
     onnx_path: str | None = None
     repeat: int = 0
+    precision: str = ""  # this job's precision ("": the config's)
+    model_file: str | None = None  # an exported file timed through its runtime (.onnx/.xml/.pte/.pt2)
+
+    def precision_of(self, config: BenchConfig) -> str:
+        return self.precision or config.precision
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What a parity result is recorded under: (impl, backend), with the precision when the job has its own."""
+        return (self.impl, self.backend, self.precision) if self.precision else (self.impl, self.backend)
 
 
 def import_timm() -> tuple[ModuleType | None, str]:

@@ -89,6 +89,15 @@ def onnx_runner(path: str, config: BenchConfig) -> Callable[[np.ndarray], Any]:
     return lambda x: session.run(None, {name: x})
 
 
+def file_runner(job: Any, config: BenchConfig) -> Callable[[np.ndarray], Any]:
+    """``run(x)`` through the runtime of ``job.model_file`` (``export.runtimes``), with torch's thread count; a
+    torch.export program (PT2E int8) runs through ``torch.compile``, which lowers it to int8 kernels."""
+    from ..export.runtimes import load_runner
+
+    threads = config.threads or torch.get_num_threads()
+    return load_runner(job.model_file, threads, job.precision_of(config), compile=job.backend == "torch")
+
+
 def measure(
     run: Callable[[Any], Any],
     x: Any,

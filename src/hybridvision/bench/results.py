@@ -28,9 +28,9 @@ _MEASURED: dict[str, type] = {
     "model": str,
     "family": str,
     "impl": str,  # "hybridvision" or "timm"
-    "backend": str,  # "torch" or "onnxruntime"
+    "backend": str,  # "torch", "onnxruntime", "openvino" or "executorch"
     "device": str,
-    "precision": str,
+    "precision": str,  # "fp32", "bf16", "fp16" or "int8" (static int8 weights and activations)
     "amp": bool,
     "layout": str,  # "nhwc" or "nchw"
     "compiled": bool,

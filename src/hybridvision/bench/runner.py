@@ -108,7 +108,7 @@ def _bench_model(name: str, config: BenchConfig, workdir: Path, peak: float | No
     step("done", total, total)
     rows = []
     for j, job in enumerate(plan.jobs):
-        parity = plan.parity.get((job.impl, job.backend))
+        parity = plan.parity.get(job.key)
         rows += aggregate(job, raw[j], config, cost, peak, parity)
     if not plan.jobs or plan.jobs[0].impl != "hybridvision" or plan.jobs[0].backend != config.backend:
         rows.insert(0, _failed_row(name, config, cost, "; ".join(plan.notes) or "not measured"))
@@ -116,7 +116,8 @@ def _bench_model(name: str, config: BenchConfig, workdir: Path, peak: float | No
 
 
 def _label(job: Job) -> str:
-    return job.impl if job.backend == "torch" else f"{job.impl} ({job.backend})"
+    label = job.impl if job.backend == "torch" else f"{job.impl} ({job.backend})"
+    return f"{label} {job.precision}" if job.precision else label
 
 
 def execute(job: Job, config: BenchConfig) -> dict[str, Any]:
@@ -151,17 +152,18 @@ def execute(job: Job, config: BenchConfig) -> dict[str, Any]:
 
 
 def _setting(job: Job, config: BenchConfig, cost: Any, fused: bool | None) -> dict[str, Any]:
-    onnx = job.backend == "onnxruntime"
+    onnx = job.backend != "torch"  # an exported file: NCHW input, its own runtime, never torch.compile
+    compiled = (config.compile and not onnx) or (job.model_file is not None and job.backend == "torch")
     return {
         "model": job.model,
         "family": get_entry(job.model).family,
         "impl": job.impl,
         "backend": job.backend,
         "device": config.device,
-        "precision": config.precision,
-        "amp": config.amp and config.precision != "fp32",
-        "layout": "nchw" if onnx else config.layout,
-        "compiled": config.compile and not onnx,
+        "precision": job.precision_of(config),
+        "amp": config.amp and job.precision_of(config) not in ("fp32", "int8"),
+        "layout": "nchw" if onnx or job.model_file else config.layout,
+        "compiled": compiled,
         "compile_mode": config.compile_mode if config.compile and not onnx else "",
         "fused": fused,
         "img_size": cost.input_shape[-1],

@@ -25,8 +25,9 @@ RATIO_COLUMNS = [
 
 
 def impl_label(row: dict[str, Any]) -> str:
-    """'hybridvision', 'timm', or 'hybridvision (onnxruntime)' for another backend."""
-    return row["impl"] if row["backend"] == "torch" else f"{row['impl']} ({row['backend']})"
+    """'hybridvision', 'timm', or 'hybridvision (onnxruntime)' for another backend; ' int8' after int8 rows."""
+    label = row["impl"] if row["backend"] == "torch" else f"{row['impl']} ({row['backend']})"
+    return label + (" int8" if row.get("precision") == "int8" else "")
 
 
 def primary_rows(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:

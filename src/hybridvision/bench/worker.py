@@ -21,7 +21,7 @@ from ..config import from_dict, to_dict
 from ..env import environment
 from .config import BenchConfig
 from .jobs import Job
-from .measure import Bounds, make_input, measure, onnx_runner, prepare_model, torch_runner
+from .measure import Bounds, file_runner, make_input, measure, onnx_runner, prepare_model, torch_runner
 from .memory import MemoryMeter
 from .timing import device_sync
 
@@ -67,7 +67,15 @@ def run_job(job: Job, config: BenchConfig) -> dict[str, Any]:
     """Measure ``job`` at every batch size (increasing); a batch that fails (e.g. out of memory) is reported."""
     setup_process(config)
     bounds = Bounds.from_config(config)
-    if job.backend == "onnxruntime":
+    if job.model_file:
+        run = file_runner(job, config)
+        sync, memory = device_sync(None), MemoryMeter("cpu", host_only=True)
+
+        def new_input(b: int) -> Any:
+            return np.random.default_rng(config.seed).standard_normal((b, *job.input_chw), dtype=np.float32)
+
+        fused = config.fused
+    elif job.backend == "onnxruntime":
         run = onnx_runner(str(job.onnx_path), config)
         sync, memory = device_sync(None), MemoryMeter("cpu", host_only=True)
 

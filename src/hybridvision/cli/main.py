@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "summary": ("hybridvision.cli.summary", "params / MACs / CPU throughput table of a family"),
     "bench": ("hybridvision.cli.bench", "latency, throughput, memory: reproducible, against timm / onnxruntime"),
     "export": ("hybridvision.cli.export", "export to ONNX and check the file in onnxruntime"),
+    "predict": ("hybridvision.cli.predict", "classify images with an exported model and its preprocessing record"),
     "plot": ("hybridvision.cli.plot", "throughput vs MACs (or accuracy) figure from bench results"),
     "train": ("hybridvision.cli.train", "train a classifier (typed config, resumable, torchrun-ready)"),
     "eval": ("hybridvision.cli.eval", "top-1/top-5 of a run's weights on its evaluation split"),

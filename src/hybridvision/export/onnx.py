@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fileio import atomic_write
+from ..fileio import atomic_write
 
 log = logging.getLogger(__name__)
 

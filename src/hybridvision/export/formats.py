@@ -1,0 +1,76 @@
+"""Writing the runtimes' own files from a model (or from its ONNX file), each atomically.
+
+- OpenVINO IR (``.xml`` + ``.bin``): converted from the ONNX file (fp32, or the QDQ int8 file, whose
+  QuantizeLinear/DequantizeLinear pairs OpenVINO runs as int8), saved without its default fp16 weight compression;
+- ExecuTorch (``.pte``): ``torch.export`` lowered to XNNPACK; int8 through XNNPACK's PT2E quantizer
+  (per-channel symmetric int8 weights, int8 activations), calibrated like the other int8 paths;
+- torch.export program (``.pt2``): fp32, or the PT2E int8 program of ``quantize.quantize_pt2e``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..fileio import atomic_write
+from .quantize import _quiet, batch_dims, quantize_pt2e
+from .runtimes import telemetry_off
+
+
+def write_openvino(onnx_path: str | Path, out: str | Path) -> None:
+    """Convert ``onnx_path`` to OpenVINO IR at ``out`` (``.xml``; its ``.bin`` beside it), weights as stored."""
+    telemetry_off()
+    import openvino as ov
+
+    out = Path(out)
+    with _quiet():
+        model = ov.convert_model(str(onnx_path))
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".ov-") as tmp:
+        xml = Path(tmp) / out.name
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        os.replace(xml.with_suffix(".bin"), out.with_suffix(".bin"))  # weights first: the .xml names them
+        os.replace(xml, out)
+
+
+def write_executorch(
+    model: nn.Module, example: torch.Tensor, out: str | Path, dynamic_batch: bool, calib: torch.Tensor | None
+) -> None:
+    """Lower ``model`` to an ExecuTorch program with the XNNPACK backend; int8 when ``calib`` is given."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with torch.no_grad(), _quiet():
+        if calib is None:
+            program = torch.export.export(model.eval(), (example,), dynamic_shapes=batch_dims(dynamic_batch))
+        else:
+            program = quantize_pt2e(model, example, calib, dynamic_batch, quantizer=xnnpack_quantizer())
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(lowered.buffer))
+
+
+def xnnpack_quantizer():
+    """XNNPACK's PT2E quantizer: symmetric per-channel int8 weights, static int8 activations."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+def write_program(program, out: str | Path) -> None:
+    """Save a ``torch.export`` program (fp32 or PT2E int8) to ``out`` (``.pt2``)."""
+    buffer = io.BytesIO()  # torch.export.save wants a buffer or a name ending in .pt2, not a temporary name
+    torch.export.save(program, buffer)
+    atomic_write(out, lambda tmp: Path(tmp).write_bytes(buffer.getvalue()))
+
+
+def fp32_program(model: nn.Module, example: torch.Tensor, dynamic_batch: bool):
+    """The fp32 ``torch.export`` program of ``model``."""
+    with torch.no_grad(), _quiet():
+        return torch.export.export(model.eval(), (example,), dynamic_shapes=batch_dims(dynamic_batch))
