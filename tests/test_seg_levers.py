@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from synthetic_data import write_fmnist_like
 
+from hybridvision.classify.occlude import occlude, zoom
 from hybridvision.config import ConfigError, resolve
 from hybridvision.data.scenes import IGNORE
 from hybridvision.seg.config import InferConfig, SegDataConfig, SegEvalConfig, SegLossConfig
@@ -288,3 +289,60 @@ def test_region_mean_and_consistency():
     assert float(region_consistency(logits, target)) > 0
     uniform = torch.zeros(1, 3, 1, 6)
     assert float(region_consistency(uniform, target)) == pytest.approx(0.0, abs=1e-7)
+
+
+# ---- Occluded-item pretraining of the classifier
+
+
+def block_items(b: int = 64, size: int = 32) -> torch.Tensor:
+    """Float images (B, 1, size, size) on [0, 1]: a solid block per image at its own grey level (0.3 .. 0.93), on
+    black, so a covered pixel is one whose value changed."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(b, 1, size, size)
+    for i in range(b):
+        top, left = torch.randint(4, 12, (2,), generator=g).tolist()
+        x[i, 0, top : top + 14, left : left + 12] = 0.3 + 0.01 * i
+    return x
+
+
+def test_occlusion_covers_a_share_within_range():
+    x = block_items()
+    share = (0.15, 0.45)
+    out, covered = occlude(x, 0.75, share, (0.7, 1.4), 40 / 255, 8, torch.Generator().manual_seed(1))
+    item = x[:, 0] > 40 / 255
+    changed = (out[:, 0] != x[:, 0]) & item
+    measured = changed.flatten(1).sum(1) / item.flatten(1).sum(1)  # covered solid pixels, counted independently
+    hit = covered > 0
+    assert 0.5 < float(hit.float().mean()) <= 0.9  # about 75% of the images, those with a fitting placement
+    assert bool(((measured[hit] >= share[0] - 1e-6) & (measured[hit] <= share[1] + 1e-6)).all())
+    assert torch.allclose(measured, covered)
+    assert torch.equal(out[~hit], x[~hit])  # the others are untouched
+
+
+def test_scene_like_augmentation_is_deterministic_and_keeps_labels():
+    from hybridvision.classify.augment import Augment
+    from hybridvision.classify.config import AugConfig
+
+    cfg = AugConfig(item_scale=(0.75, 1.3), occlude_prob=0.5, randaug_n=0, erase_prob=0, hflip=0, crop="none")
+    aug = Augment(cfg, (0.286,), (0.353,), 10)
+    images = (block_items(16) * 255).to(torch.uint8)
+    labels = torch.arange(16) % 10
+    a, la = aug(images, labels, torch.Generator().manual_seed(3))
+    b, lb = aug(images, labels, torch.Generator().manual_seed(3))
+    c, _ = aug(images, labels, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and torch.equal(la, labels) and torch.equal(lb, labels)
+    assert not torch.equal(a, c)
+    plain = Augment(AugConfig(randaug_n=0, erase_prob=0, hflip=0, crop="none"), (0.286,), (0.353,), 10)
+    assert torch.equal(plain(images, labels, torch.Generator().manual_seed(3))[0], aug.normalize(images))
+    with pytest.raises(ConfigError, match="aug.occlude_share must be"):
+        AugConfig(occlude_share=(0.5, 0.2))
+
+
+def test_zoom_scales_and_cuts_items_by_the_frame():
+    x = torch.zeros(8, 1, 32, 32)
+    x[:, :, 8:24, 8:24] = 1.0  # 256 solid pixels, centred
+    big = zoom(x, (1.5, 1.5), torch.Generator().manual_seed(0))
+    small = zoom(x, (0.5, 0.5), torch.Generator().manual_seed(0))
+    area = lambda t: (t[:, 0] > 0.5).flatten(1).sum(1).float()  # noqa: E731
+    assert bool((area(small) - 64).abs().le(8).all())  # a quarter of the area, inside the frame
+    assert bool((area(big) > 256 * 1.3).all() & (area(big) <= 576).all())  # larger; up to 2.25x, less where cut
