@@ -67,12 +67,13 @@ def ink_regions(images: Tensor, threshold: float) -> Tensor:
 
 
 def region_sums(values: Tensor, regions: Tensor) -> Tensor:
-    """Per image and region id, the sum of ``values`` (B, K, H, W) over its pixels: (B, H * W + 1, K); row 0 =
-    the pixels outside every region."""
+    """Per image and region id, the sum of ``values`` (B, K, H, W) over its pixels: (B, R, K) with R above every
+    id (at least H * W + 1); row 0 = the pixels outside every region."""
     b, k, h, w = values.shape
+    rows = max(h * w, int(regions.max()) if regions.numel() else 0) + 1
     flat = values.flatten(2).transpose(1, 2)  # (B, K, H, W) -> (B, H * W, K)
-    index = regions.view(b, h * w, 1).expand(-1, -1, k)  # (B, H, W) -> (B, H * W, K)
-    return flat.new_zeros(b, h * w + 1, k).scatter_add_(1, index, flat)
+    index = regions.reshape(b, h * w, 1).expand(-1, -1, k)  # (B, H, W) -> (B, H * W, K)
+    return flat.new_zeros(b, rows, k).scatter_add_(1, index, flat)
 
 
 def vote(probs: Tensor, regions: Tensor, mode: str = "mass", background: int = 0, minority: float = 1.0) -> Tensor:
@@ -99,7 +100,7 @@ def vote(probs: Tensor, regions: Tensor, mode: str = "mass", background: int = 0
     sums = region_sums(scores, regions)  # (B, R, K)
     shares = sums / sums.sum(2, keepdim=True).clamp(min=1e-12)
     b = regions.shape[0]
-    flat = regions.view(b, -1, 1)  # (B, H, W) -> (B, H * W, 1)
+    flat = regions.reshape(b, -1, 1)  # (B, H, W) -> (B, H * W, 1)
     own_share = shares.gather(1, flat.expand(-1, -1, k)).gather(2, pred.view(b, -1, 1)).view_as(regions)
     inside = regions > 0
     holes = inside & ((pred == background) | (own_share < minority))
@@ -129,11 +130,8 @@ def region_mean(probs: Tensor, regions: Tensor) -> Tensor:
     """Each pixel's region mean of ``probs`` (B, K, H, W), itself outside every region: (B, K, H, W)."""
     b, k, h, w = probs.shape
     sums = region_sums(probs, regions)  # (B, R, K)
-    counts = torch.bincount(
-        (regions + (torch.arange(b, device=regions.device) * (h * w + 1)).view(b, 1, 1)).flatten(),
-        minlength=b * (h * w + 1),
-    ).view(b, h * w + 1, 1)  # (B * R,) -> (B, R, 1)
+    counts = region_sums(torch.ones_like(probs[:, :1]), regions)  # (B, R, 1)
     means = sums / counts.clamp(min=1)
-    index = regions.view(b, h * w, 1).expand(-1, -1, k)  # (B, H, W) -> (B, H * W, K)
-    mean = means.gather(1, index).transpose(1, 2).view(b, k, h, w)  # (B, H * W, K) -> (B, K, H, W)
+    index = regions.reshape(b, h * w, 1).expand(-1, -1, k)  # (B, H, W) -> (B, H * W, K)
+    mean = means.gather(1, index).transpose(1, 2).reshape(b, k, h, w)  # (B, H * W, K) -> (B, K, H, W)
     return torch.where(regions[:, None] > 0, mean, probs)
