@@ -4,6 +4,7 @@ hand-made scenes with known answers; occluded-item pretraining of the classifier
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 
@@ -367,3 +368,53 @@ def test_zoom_scales_and_cuts_items_by_the_frame():
     area = lambda t: (t[:, 0] > 0.5).flatten(1).sum(1).float()  # noqa: E731
     assert bool((area(small) - 64).abs().le(8).all())  # a quarter of the area, inside the frame
     assert bool((area(big) > 256 * 1.3).all() & (area(big) <= 576).all())  # larger; up to 2.25x, less where cut
+
+
+# ---- The levers in training, evaluation and prediction
+
+
+def test_levers_train_and_the_vote_scores_what_it_predicts(tmp_path, capsys):
+    """A tiny run with Lovász + the region term learns; ``seg eval --infer.region_vote`` scores exactly the voted
+    labels (counted here from the model's probabilities and the scenes' ink); ``seg predict`` draws them."""
+    from test_seg_train import tiny_flags
+
+    from hybridvision.cli.main import main
+    from hybridvision.seg.data import load_split
+    from hybridvision.seg.evaluate import saved_model, saved_train_config
+    from hybridvision.seg.infer import SegInput, predict
+    from hybridvision.seg.metrics import scores
+
+    flags = tiny_flags(tmp_path / "data", tmp_path) | {"model": "ascan_test", "epochs": "2", "eval_every": "2"}
+    flags |= {"loss.kind": "ce_lovasz", "loss.weight": "0.5", "loss.region_weight": "0.5"}
+    assert main(["seg", "train", *(t for k, v in flags.items() for t in (f"--{k}", v))]) == 0
+    run = tmp_path / "run"
+    vote_flags = ["--infer.region_vote", "mass", "--infer.vote_minority", "0.2"]
+    assert main(["seg", "eval", str(run), "--weights", "model", *vote_flags]) == 0
+    saved = json.loads((run / "seg_eval.json").read_text())
+    assert saved["infer"]["region_vote"] == "mass" and saved["infer"]["vote_minority"] == 0.2
+
+    cfg = saved_train_config(run)
+    assert cfg.loss == SegLossConfig(kind="ce_lovasz", weight=0.5, region_weight=0.5)
+    model, _ = saved_model(run, use_ema=False)
+    split = load_split(cfg.data, train=False)
+    images, masks, _, _ = next(split.batches([list(range(len(split)))]))
+    infer = InferConfig(region_vote="mass", vote_minority=0.2)
+    x = SegInput.of(cfg.img_size, cfg.data.mean, cfg.data.std).normalize(images)
+    probs = predict(model.eval(), x, infer, len(split.classes), cfg.img_size)
+    voted = vote(probs, ink_regions(images, cfg.data.scenes.threshold), "mass", minority=0.2)
+    assert not torch.equal(voted, probs.argmax(1))  # the vote changed labels, so the scores can tell them apart
+    expected = scores(confusion_matrix(voted, masks, len(split.classes)))["miou"]
+    assert saved["results"]["model"]["miou"] == pytest.approx(expected, abs=1e-6)
+    capsys.readouterr()
+    out = tmp_path / "scenes"
+    assert main(["seg", "predict", "--scenes", "2", "--run", str(run), "--out", str(out), *vote_flags]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["scene_000.png", "scene_001.png"]
+
+
+def test_vote_on_a_folder_data_set_is_one_line(tmp_path, capsys):
+    from hybridvision.cli.main import main
+
+    assert main(["seg", "train", "--data.dataset", "ade20k", "--data.channels", "3", "--data.mean", "0.5,0.5,0.5",
+                 "--data.std", "0.2,0.2,0.2", "--infer.region_vote", "count", "--dry-run"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "needs the scenes' ink" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
