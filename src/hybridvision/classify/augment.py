@@ -1,4 +1,5 @@
-"""Batched augmentation on the training device: crops and flips, RandAugment, erasing, MixUp/CutMix.
+"""Batched augmentation on the training device: crops and flips, scene-like zoom and occlusion, RandAugment,
+erasing, MixUp/CutMix.
 
 Every random number is drawn from an explicit ``torch.Generator`` (on CPU, so a batch augments the same on any
 device), which makes a batch's augmentation a pure function of its seed: resumed and multi-process runs repeat
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import AugConfig
+from .occlude import occlude, zoom
 from .preprocess import Normalize, center_crop
 from .randaugment import affine_sample, rand_augment
 
@@ -120,6 +122,17 @@ def mix_batch(x: Tensor, targets: Tensor, cfg: AugConfig, gen: torch.Generator) 
     return x, targets * lam + targets.flip(0) * (1.0 - lam)
 
 
+def scene_like(x: Tensor, cfg: AugConfig, gen: torch.Generator) -> Tensor:
+    """Items as the scenes show them (``occlude``): zoomed and cut by the frame, then partly covered; off (no
+    random draw at all) at the defaults, so other recipes' batches stay as they were."""
+    if cfg.item_scale != (1.0, 1.0):
+        x = zoom(x, cfg.item_scale, gen)
+    if cfg.occlude_prob > 0:
+        ink = cfg.occlude_ink / 255
+        x, _ = occlude(x, cfg.occlude_prob, cfg.occlude_share, cfg.occlude_scale, ink, cfg.occlude_tries, gen)
+    return x
+
+
 # ---- The pipeline
 
 
@@ -142,6 +155,7 @@ class Augment:
         cfg = self.cfg
         x = images.float().div_(255.0)  # (B, C, H, W) uint8 -> float on [0, 1]
         x = random_crop_flip(x, cfg, gen, self.size)
+        x = scene_like(x, cfg, gen)
         if cfg.randaug_n > 0:
             x = rand_augment(x, cfg.randaug_n, cfg.randaug_m, cfg.randaug_mstd, cfg.randaug_ops, cfg.fill, gen)
         x = self.normalize.standardize(x)

@@ -73,9 +73,23 @@ class AugConfig:
     mix_prob: float = 1.0  # chance a batch is mixed at all
     switch_prob: float = 0.5  # chance of CutMix over MixUp when both are on
     label_smoothing: float = 0.1
+    item_scale: tuple[float, float] = (1.0, 1.0)  # zoom each image by a factor in this range, cut by the frame
+    occlude_prob: float = 0.0  # share of images covered in part by another image's item, as scenes draw it (0 = off)
+    occlude_share: tuple[float, float] = (0.1, 0.5)  # share of the item's solid ink the occluder covers
+    occlude_scale: tuple[float, float] = (0.7, 1.4)  # the occluder's size relative to its image's
+    occlude_ink: int = 40  # ink (0..255) above which a pixel is solid: covers, and counts as covered (scenes: 40)
+    occlude_tries: int = 8  # placements tried per image; none within occlude_share leaves the image uncovered
 
     def __post_init__(self) -> None:
         one_of("aug.crop", self.crop, ("rrc", "shift", "none"))
+        in_unit(self, "occlude_prob", prefix="aug.")
+        check(0 <= self.occlude_ink < 255, f"aug.occlude_ink must be in [0, 255), got {self.occlude_ink}")
+        check(self.occlude_tries >= 1, f"aug.occlude_tries must be >= 1, got {self.occlude_tries}")
+        for name in ("item_scale", "occlude_scale"):
+            lo, hi = getattr(self, name)
+            check(0 < lo <= hi, f"aug.{name} must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        lo, hi = self.occlude_share
+        check(0 <= lo <= hi <= 1, f"aug.occlude_share must be (low, high) with 0 <= low <= high <= 1, got {(lo, hi)}")
         in_unit(self, "hflip", "erase_prob", "mix_prob", "switch_prob", "fill", prefix="aug.")
         check(0 <= self.label_smoothing < 1, f"aug.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         for name in ("shift_px", "randaug_n", "randaug_mstd", "mixup_alpha", "cutmix_alpha"):

@@ -29,6 +29,8 @@ ADE_HINT = (
 )
 INFER_MODES = ("whole", "slide")
 WEIGHTS = ("model", "ema", "both")
+LOSS_KINDS = ("ce", "ce_lovasz", "ce_dice")
+VOTES = ("off", "mass", "count")  # region vote: none; the most probability mass; the most pixels' argmax
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,44 @@ class InferConfig:
     scale: tuple[int, int] = (0, 0)  # (long, short) sides images are fitted into first (ADE20K: 2048, 512); 0 = as is
     ratios: tuple[float, ...] = (1.0,)  # test-time multi-scale: ratios of that size (mmseg's ms: 0.5 ... 1.75)
     flip: bool = False  # test-time flip: also the mirrored image, scores averaged
+    region_vote: str = "off"  # scenes: one item class per ink-connected region, "mass" or "count" (seg.region)
+    vote_minority: float = 0.1  # region_vote: a class holding this share of its region keeps its pixels (1 = none)
 
     def __post_init__(self) -> None:
         one_of("infer.mode", self.mode, INFER_MODES)
+        one_of("infer.region_vote", self.region_vote, VOTES)
+        in_unit(self, "vote_minority", prefix="infer.")
         at_least(self, 0, "crop", "stride", prefix="infer.")
         check(min(self.scale) >= 0, f"infer.scale must be (long, short) >= 0, got {self.scale}")
         ratios_ok = bool(self.ratios) and all(0 < r < math.inf for r in self.ratios)
         check(ratios_ok, f"infer.ratios must be positive and finite, got {self.ratios}")
+
+
+def ink_threshold(data: SegDataConfig, infer: InferConfig) -> float | None:
+    """The ink threshold the region vote needs (None when the vote is off); only the scenes have one."""
+    if infer.region_vote == "off":
+        return None
+    check(
+        data.dataset == "fmnist_scenes",
+        f"infer.region_vote {infer.region_vote} needs the scenes' ink (data.dataset fmnist_scenes), not "
+        f"{data.dataset}; set --infer.region_vote off",
+    )
+    return float(data.scenes.threshold)
+
+
+@dataclass(frozen=True)
+class SegLossConfig:
+    """The segmentation loss of the main head (the auxiliary head keeps plain cross-entropy)."""
+
+    kind: str = "ce"  # "ce", "ce_lovasz" (CE + weight * Lovász-softmax) or "ce_dice" (CE + weight * soft Dice)
+    weight: float = 1.0  # weight of the surrogate next to cross-entropy
+    background: bool = False  # let class 0 (background) take part in the surrogate (false: item classes only)
+    region_weight: float = 0.0  # weight of the region-consistency term (0 = off)
+
+    def __post_init__(self) -> None:
+        one_of("loss.kind", self.kind, LOSS_KINDS)
+        check(self.weight >= 0, f"loss.weight must be >= 0, got {self.weight}")
+        check(self.region_weight >= 0, f"loss.region_weight must be >= 0, got {self.region_weight}")
 
 
 # The Fashion-MNIST recipe's optimizer: AdamW, linear warm-up then poly decay (docs/segmentation.md).
@@ -139,6 +172,7 @@ class SegTrainConfig(RunConfig):
     drop_path_rate: float = 0.05  # the backbone's stochastic depth at its deepest block
     head: HeadConfig = field(default_factory=lambda: HeadConfig(channels=64, aux_channels=32))
     aux_weight: float = 0.4  # loss weight of the auxiliary FCN head (0 = no auxiliary head)
+    loss: SegLossConfig = field(default_factory=SegLossConfig)  # the main head's loss (the auxiliary head: CE)
     data: SegDataConfig = field(default_factory=SegDataConfig)
     aug: SegAugConfig = field(default_factory=lambda: SegAugConfig(ratio=(0.75, 1.5), photometric=False))
     infer: InferConfig = field(default_factory=InferConfig)  # how evaluation during training infers
@@ -152,6 +186,7 @@ class SegTrainConfig(RunConfig):
         check(0 <= self.drop_rate < 1, f"drop_rate must be in [0, 1), got {self.drop_rate}")
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")
+        ink_threshold(self.data, self.infer)  # a region vote without the scenes' ink fails here
 
 
 def segmentor_name(backbone: str) -> str:
@@ -180,6 +215,7 @@ class SegEvalConfig:
         one_of("weights", self.weights, WEIGHTS)
         at_least(self, 1, "batch_size")
         parse_device(self.device)
+        ink_threshold(self.data, self.infer)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from ..config import from_dict, to_dict
 from ..engine.distributed import Dist, pick_device, sum_across
 from ..engine.order import eval_batches
 from ..engine.rundir import RunDir, SavedModel, open_model, run_config
-from .config import InferConfig, SegEvalConfig, SegTrainConfig, segmentation_model, segmentor_name
+from .config import InferConfig, SegEvalConfig, SegTrainConfig, ink_threshold, segmentation_model, segmentor_name
 from .data import FolderSplit, SceneSplit, dataset_classes, load_split
-from .infer import SegInput, predict
+from .infer import SegInput, labels, predict
 from .metrics import confusion_matrix, iou_per_class, scores
 from .model import SegModel, SegModelConfig, load_weights
 
@@ -81,8 +81,11 @@ def confusion(
     seg_input: SegInput,
     infer: InferConfig,
     unreadable: set | None = None,
+    ink: float | None = None,
 ) -> Tensor:
-    """The confusion matrix of ``model`` over all of ``split`` (this process's share, summed over processes)."""
+    """The confusion matrix of ``model`` over all of ``split`` (this process's share, summed over processes).
+
+    ``ink``: the scenes' ink threshold, which ``infer.region_vote`` needs (``config.ink_threshold``)."""
     model.eval()
     k = len(split.classes)
     conf = torch.zeros(k, k, dtype=torch.int64)
@@ -92,7 +95,7 @@ def confusion(
         for x, mask in _same_size_groups(images, masks, sizes):
             with autocast():
                 probs = predict(model, seg_input.normalize(x.to(job.device)), infer, k, seg_input.crop)
-            conf += confusion_matrix(probs.argmax(1), mask.to(job.device), k)
+            conf += confusion_matrix(labels(probs, x, infer, ink), mask.to(job.device), k)
     return sum_across(conf, job)
 
 
@@ -121,7 +124,8 @@ def evaluate_run(run: str | Path, cfg: SegEvalConfig) -> dict[str, dict[str, Any
     out = {}
     for kind in kinds:
         model = saved.load(use_ema=kind == "ema", build=_build).to(device, memory_format=torch.channels_last)
-        conf = confusion(model, split, cfg.batch_size, Dist(device=device), contextlib.nullcontext, seg_input, infer)
+        job, ink = Dist(device=device), ink_threshold(cfg.data, infer)
+        conf = confusion(model, split, cfg.batch_size, job, contextlib.nullcontext, seg_input, infer, ink=ink)
         iou = {c: None if math.isnan(v) else v for c, v in zip(split.classes, iou_per_class(conf))}  # JSON-safe
         out[kind] = {**scores(conf), "iou": iou, "pixels": conf.sum(1).tolist()}
     return out

@@ -3,6 +3,8 @@
 As mmseg's test modes: an image is fitted into ``scale`` (keeping its aspect), run whole (padded to the model's
 stride) or in overlapping windows (scores averaged where they overlap), and its scores resized back to the
 image's own size. With several ``ratios`` and/or ``flip``, softmax scores of every variant are averaged.
+``labels`` turns the scores into classes: the argmax, or with ``region_vote`` one item class per ink-connected
+region of the image (``region.vote``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from .config import InferConfig
 from .heads import resize
+from .region import ink_regions, vote
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,12 @@ def predict(model: nn.Module, x: Tensor, cfg: InferConfig, num_classes: int, cro
             logits = logits.flip(-1) if flip else logits
             probs += resize(logits, (h, w)).softmax(1)
     return probs / (len(cfg.ratios) * len(flips))
+
+
+def labels(probs: Tensor, images: Tensor, cfg: InferConfig, threshold: float | None) -> Tensor:
+    """Classes (B, h, w) from ``predict``'s probabilities (B, K, h, w): the argmax, or with ``cfg.region_vote``
+    the vote over the ink regions of ``images`` (B, C, h, w), uint8 or 0..255, ink above ``threshold``."""
+    if cfg.region_vote == "off" or threshold is None:
+        return probs.argmax(1)
+    regions = ink_regions(images.to(probs.device), threshold)
+    return vote(probs, regions, cfg.region_vote, minority=cfg.vote_minority)

@@ -22,10 +22,10 @@ from ..data import DataError, ImageError, image_files, read_image
 from ..data.scenes import IGNORE
 from ..env import memory_error
 from ..fileio import atomic_write, check_folder, refuse_existing
-from .config import PredictConfig
+from .config import PredictConfig, ink_threshold
 from .data import load_split
 from .evaluate import saved_model, saved_train_config
-from .infer import SegInput, predict
+from .infer import SegInput, labels, predict
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ class Predictor:
         self.classes = list(info.get("classes") or load_split(data, train=False).classes)
         self.input = SegInput.of(self.train_cfg.img_size, data.mean, data.std)
         self.max_pixels = max(MAX_PIXELS, 4 * self.train_cfg.img_size**2)
+        self.ink = ink_threshold(data, cfg.infer)  # the region vote's ink threshold (None: no vote)
 
     def overlay(self, path: Path):
         """The panel of one image file, fitted into ``max_pixels`` first when larger (said on stderr)."""
@@ -154,7 +155,8 @@ class Predictor:
     def labels(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) -> predicted classes (B, H, W)."""
         x = self.input.normalize(images.to(self.device))
-        return predict(self.model, x, self.cfg.infer, len(self.classes), self.train_cfg.img_size).argmax(1).cpu()
+        probs = predict(self.model, x, self.cfg.infer, len(self.classes), self.train_cfg.img_size)
+        return labels(probs, images, self.cfg.infer, self.ink).cpu()
 
 
 def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConfig) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Semantic segmentation as a task of the training engine: UperNet on a backbone, CE + 0.4 auxiliary CE, mIoU.
+"""Semantic segmentation as a task of the training engine: UperNet on a backbone, the configured loss (``losses``)
++ 0.4 auxiliary CE, mIoU.
 
 The engine brings resume, EMA, DDP, bf16, progress, CSV logs and the time budget; this module says how to build
 the model, what a batch is, the loss and the evaluation (one confusion matrix, summed over processes).
@@ -11,26 +12,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import to_dict
-from ..data.scenes import IGNORE
 from ..engine import RunResult, Runtime, Task, init_source, run
 from .augment import SegAugment
-from .config import SegTrainConfig, segmentation_model, segmentor_name
+from .config import SegTrainConfig, ink_threshold, segmentation_model, segmentor_name
 from .data import load_split
 from .evaluate import TASK, confusion
+from .losses import cross_entropy, seg_loss
 from .metrics import scores
 from .model import SegModel, load_weights
 
 log = logging.getLogger(__name__)
-
-
-def seg_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy averaged over labelled pixels (0 when a batch has none; 255 = ignore)."""
-    total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE, reduction="sum")
-    return total / (target != IGNORE).sum().clamp_min(1)
 
 
 class Segmentation(Task):
@@ -79,12 +73,14 @@ class Segmentation(Task):
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits, aux = model(x, with_aux=True)
-        loss = seg_loss(logits, target)
-        return loss if aux is None else loss + self.cfg.aux_weight * seg_loss(aux, target)
+        loss = seg_loss(logits, target, self.cfg.loss)
+        return loss if aux is None else loss + self.cfg.aux_weight * cross_entropy(aux, target)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         rt, cfg, seg_input = self.rt, self.cfg, self.augment.input
-        conf = confusion(model, self.eval_split, cfg.eval_batch_size, rt.dist, rt.autocast, seg_input, cfg.infer)
+        ink = ink_threshold(cfg.data, cfg.infer)
+        split, batch = self.eval_split, cfg.eval_batch_size
+        conf = confusion(model, split, batch, rt.dist, rt.autocast, seg_input, cfg.infer, ink=ink)
         return scores(conf)
 
     def run_info(self) -> dict[str, Any]:
