@@ -1,0 +1,122 @@
+"""Text-to-image diffusion on captioned images (``data.dataset: captions``): each image is trained with its caption.
+
+The data (``data.root``) is an image folder with ``metadata.jsonl`` or WebDataset tar shards
+(``hybridvision.data.captions``), decoded once at ``img_size`` with ``data.channels`` channels. Held-out images
+come from ``data.eval_root``; without one, the first ``val_images`` training images serve (the validation loss
+then monitors the training data; it is not a held-out measure).
+
+Every distinct caption is encoded once by the frozen encoder, in batches, and kept in the run's embedding cache
+keyed by its text (``text/cache.py``), so a resumed run or a second run on the same data encodes nothing. The
+table stays unpadded (``PackedTokens``): a batch is padded only to its own longest caption. ``label_dropout`` of
+the captions become the empty caption "", the null of classifier-free guidance; the text augmentations
+(``text.noise``, ``token_dropout``, ``sentence_token``) apply as with prompts.
+
+Evaluation: the validation loss on the held-out images with their captions, and, with ``eval_samples > 0``,
+samples conditioned on the held-out captions in turn (sample i on caption i mod M), whose FID is measured under
+``classifier`` against the held-out images. Free captions name no class, so the reported metric is then FID;
+where the data gives each image a class (``label`` / ``.cls``), the conditional accuracy is measured too (the
+share of samples the classifier assigns to the class of their caption's image) and is the reported metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data.captions import CaptionedImages, CaptionError, read_captions
+from ..engine import Runtime
+from .eval.score import Reference, real_reference
+from .text_task import TextDiffusion
+
+
+def first_conv_channels(model: nn.Module) -> int:
+    """The input channels of a model's first convolution (0 when it has none)."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return conv.in_channels if conv is not None else 0
+
+
+class CaptionDiffusion(TextDiffusion):
+    """Caption-conditioned denoising diffusion, evaluated by FID (and conditional accuracy where data has classes)."""
+
+    def load_data(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The captioned images; their "labels" are their rows in the caption table (each image: its caption)."""
+        cfg, data = self.cfg, self.cfg.data
+        read = dict(size=cfg.img_size, channels=data.channels, column=data.caption_column)
+        train = read_captions(data.root, limit=data.train_subset, **read)
+        val_n = min(cfg.val_images, data.eval_subset) if data.eval_subset else cfg.val_images
+        held = read_captions(data.eval_root, limit=val_n, **read) if data.eval_root else _head(train, val_n)
+        self.train_data, self.val_data = train, held
+        self.classes = self._classes()
+        if cfg.eval_samples and not self.classes:
+            self.metric, self.higher_is_better = "fid", False
+        return train.images, torch.arange(len(train)), held.images, torch.arange(len(held))
+
+    def _classes(self) -> list[str]:
+        """Class names "0".."K-1" when the held-out data gives classes, else none (free captions)."""
+        labels = self.val_data.labels
+        return [str(k) for k in range(int(labels.max()) + 1)] if labels is not None else []
+
+    def fid_reference(self, val_images: Tensor) -> Reference:
+        """The held-out images' statistics under the classifier (or the ``fid_stats`` file when one is given)."""
+        cfg, channels = self.cfg, first_conv_channels(self.probe.model)
+        if channels and channels != cfg.data.channels:
+            raise CaptionError(
+                f"classifier {cfg.classifier} takes {channels}-channel images, the captioned images are read with "
+                f"{cfg.data.channels} (data.channels): pass --classifier of {cfg.data.channels}-channel images, "
+                f"--data.channels {channels}, or --eval_samples 0 (validation loss only)"
+            )
+        classes = getattr(self.probe.model, "num_classes", 0)
+        if self.classes and len(self.classes) > classes:
+            raise CaptionError(
+                f"the captioned data has class {len(self.classes) - 1}, classifier {cfg.classifier} knows 0.."
+                f"{classes - 1}: pass a classifier of the data's classes, or drop the classes from the data"
+            )
+        if len(val_images) < 2:
+            raise CaptionError(f"FID needs at least 2 held-out images, {self.val_data.source} gives {len(val_images)}")
+        if cfg.fid_stats:
+            return super().fid_reference(val_images)
+        labels, source = self.val_data.labels, self.val_data.source
+        return real_reference(self.probe, val_images, labels, cfg.eval_batch_size, source)
+
+    def load_prompts(self, rt: Runtime) -> None:
+        # One table: training captions, then held-out captions, then the null caption "" (its last row).
+        every = [*self.train_data.captions, *self.val_data.captions, ""]
+        self.table = self.cache.packed(every).to(rt.device)
+        self.eval_offset, self.null_index = len(self.train_data), len(every) - 1
+
+    @property
+    def text_dim(self) -> int:
+        return self.table.dim
+
+    def prompt_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        return self.table.rows(rows)  # (B, L, D), (B, L): padded to the batch's longest caption
+
+    def train_rows(self, labels: Tensor, gen: torch.Generator) -> Tensor:
+        return labels  # each image's own caption
+
+    def _eval_rows(self, labels: Tensor, idx: Sequence[int]) -> Tensor:
+        return self.eval_offset + torch.as_tensor(list(idx)) % len(self.val_data)  # held-out caption i mod M
+
+    def sample_labels(self, n: int) -> Tensor | None:
+        labels = self.val_data.labels  # sample i asks for the class of held-out image i mod M
+        return labels[torch.arange(n) % len(labels)] if labels is not None else None
+
+    def model_config(self, model: nn.Module) -> dict[str, Any]:
+        data = self.cfg.data  # where `diffusion eval` finds the held-out captions
+        keys = ("root", "eval_root", "caption_column", "channels")
+        return super().model_config(model) | {"caption_data": {k: getattr(data, k) for k in keys}}
+
+    def run_info(self) -> dict[str, Any]:
+        captions = {"encoder": self.cache.name, "dim": self.text_dim, "train": len(self.train_data)}
+        captions |= {"held_out": len(self.val_data), "cache": str(self.cache.path), "source": self.train_data.source}
+        return super(TextDiffusion, self).run_info() | {"captions": captions}
+
+
+def _head(data: CaptionedImages, n: int) -> CaptionedImages:
+    """The first ``n`` of ``data`` (all when ``n`` is 0)."""
+    n = n or len(data)
+    labels = data.labels[:n] if data.labels is not None else None
+    return CaptionedImages(data.images[:n], data.captions[:n], labels, data.source)
