@@ -8,6 +8,7 @@ knows the Fashion-MNIST prompt words the captions here are made of. Nothing is d
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -292,6 +293,48 @@ def test_two_steps_on_a_folder_then_fid_without_classes(dm, t5_dir, tmp_path, rg
     assert saved["overrides"]["in_chans"] == 3 and saved["classes"] == []
     assert saved["caption_data"]["root"] == str(free)
     assert (result.run_dir / "samples" / "eval000_ema.png").is_file()
+    # diffusion eval: the run's own held-out captions, FID only (no class to be accurate about).
+    eval_argv = ["diffusion", "eval", str(result.run_dir), "--n", "12", "--classifier", str(rgb_classifier)]
+    eval_argv += ["--sample.steps", "2", "--sample.sampler", "ddim", "--grid_per_class", "1", "--judge_size", "16"]
+    assert main([*eval_argv, "--threads", "1"]) == 0
+    record = json.loads((result.run_dir / "eval_ddim2_constant_n12.json").read_text())
+    assert "cond_acc" not in record and record["fid"] > 0 and "(n=12)" in record["fid_kind"]
+    assert Image.open(result.run_dir / "eval_ddim2_constant_n12.png").size[1] == (10 * (16 + 2) + 2) * 2  # 10 rows
+
+
+def test_scores_without_classes_and_with_the_captions_classes(dm, rgb_classifier):
+    """score_samples: FID alone (cond_acc NaN) without classes; with per-sample classes, the share the probe
+    assigns to them, recomputed here from the returned samples."""
+    from hybridvision.diffusion.eval import fid, judge, score
+    from hybridvision.engine.distributed import Dist
+
+    probe = judge.load_classifier(rgb_classifier)
+    torch.manual_seed(0)
+    real = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
+    reference = score.real_reference(probe, real, None, 4, "real")
+    assert math.isnan(reference.top1) and reference.stats.n == 10
+    model = test_diffusion_unet.tiny(dm, "ascan_unet_t2i_test", in_chans=3, img_size=16)
+    states = torch.randn(3, 4, model.config.context_dim)
+
+    def condition(idx, labels):
+        rows = torch.as_tensor(idx) % 3
+        return dm.condition.TextCondition(
+            states[rows], torch.ones(len(idx), 4, dtype=torch.bool), states[:1], torch.ones(1, 4, dtype=torch.bool)
+        )
+
+    common = dict(
+        n=9, shape=(3, 16, 16), cfg=dm.sampling.SampleConfig(sampler="ddim", steps=2), noise=dm.schedule.NoiseConfig(),
+        seed=0, batch_size=4, dist=Dist(), autocast=contextlib.nullcontext, condition=condition,
+    )  # fmt: skip
+    free = score.score_samples(model, probe, reference, num_classes=0, **common)
+    sums = fid.FeatureSums(probe.dim)
+    judge.probe_images(probe, free.images, 4, sums)
+    assert math.isnan(free.cond_acc) and free.fid == pytest.approx(fid.frechet_distance(sums.stats(), reference.stats))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0])
+    scored = score.score_samples(model, probe, reference, num_classes=4, labels=labels, **common)
+    preds = judge.probe_images(probe, scored.images, 4)
+    assert torch.equal(scored.labels, labels) and torch.equal(scored.images, free.images)
+    assert scored.cond_acc == pytest.approx(100 * float((preds == labels).float().mean()))
 
 
 def test_two_steps_on_shards_with_classes_through_the_cli(dm, t5_dir, shards, rgb_classifier, tmp_path, capsys):  # noqa: F811
@@ -300,6 +343,12 @@ def test_two_steps_on_shards_with_classes_through_the_cli(dm, t5_dir, shards, rg
     summary = json.loads((tmp_path / "wds" / "summary.json").read_text())
     assert summary["metric"] == "cond_acc" and (summary["cond_acc"] * 12 / 100).is_integer() and summary["fid"] > 0
     assert summary["captions"]["source"] == shards
+    eval_argv = ["diffusion", "eval", str(tmp_path / "wds"), "--n", "8", "--classifier", str(rgb_classifier)]
+    eval_argv += ["--sample.steps", "2", "--sample.sampler", "ddim", "--grid_per_class", "0", "--judge_size", "16"]
+    assert main([*eval_argv, "--threads", "1"]) == 0
+    record = json.loads((tmp_path / "wds" / "eval_ddim2_constant_n8.json").read_text())
+    assert list(record["cond_acc_per_class"]) == ["0", "1", "2", "3"] and (record["cond_acc"] * 8 / 100).is_integer()
+    assert "conditional accuracy" in capsys.readouterr().out
     assert main(["diffusion", "train", *argv, "--classifier", "assets/fmnist_ascan_nano", "--run_name", "x"]) == 2
     err = capsys.readouterr().err
     assert "takes 1-channel images, the captioned images are read with 3 (data.channels)" in err

@@ -20,15 +20,22 @@ share of samples the classifier assigns to the class of their caption's image) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..config import from_dict
 from ..data.captions import CaptionedImages, CaptionError, read_captions
 from ..engine import Runtime
+from ..engine.rundir import open_model
+from .config import TASK, DiffusionDataConfig
 from .eval.score import Reference, real_reference
+from .generate import Denoiser, prompt_tokens
+from .old_runs import describe_old_run
+from .sampling.condition import TextCondition
 from .text_task import TextDiffusion
 
 
@@ -113,6 +120,37 @@ class CaptionDiffusion(TextDiffusion):
         captions = {"encoder": self.cache.name, "dim": self.text_dim, "train": len(self.train_data)}
         captions |= {"held_out": len(self.val_data), "cache": str(self.cache.path), "source": self.train_data.source}
         return super(TextDiffusion, self).run_info() | {"captions": captions}
+
+
+# ---- `diffusion eval` of a caption run
+
+
+def run_caption_data(run: str | Path, data: DiffusionDataConfig) -> DiffusionDataConfig | None:
+    """Where a run's held-out captions are: ``data`` when it names captioned data, else the data the run recorded
+    (``caption_data`` of its model description); None for a run not trained on captions."""
+    if data.dataset == "captions":
+        return data
+    recorded = open_model(run, task=TASK, legacy=describe_old_run).info.get("caption_data")
+    return from_dict(DiffusionDataConfig, {"dataset": "captions", **recorded}) if recorded else None
+
+
+def held_out_captions(data: DiffusionDataConfig, size: int, n: int) -> CaptionedImages:
+    """The first ``data.eval_subset`` (else ``n``) captioned images of ``data.eval_root`` (else of ``root``)."""
+    read = dict(size=size, channels=data.channels, column=data.caption_column, limit=data.eval_subset or n)
+    return read_captions(data.eval_root or data.root, **read)
+
+
+def caption_condition(
+    denoiser: Denoiser, captions: Sequence[str], form: str = ""
+) -> Callable[[list[int], Tensor], TextCondition]:
+    """Evaluation conditioning on captions: sample i gets caption i mod len(captions), in ``form``."""
+    states, mask = prompt_tokens(denoiser, list(captions), form)  # the last row: the null caption
+
+    def condition(idx: list[int], labels: Tensor) -> TextCondition:
+        rows = torch.as_tensor(idx) % len(captions)
+        return TextCondition(states[rows], mask[rows], states[-1:], mask[-1:])
+
+    return condition
 
 
 def _head(data: CaptionedImages, n: int) -> CaptionedImages:
