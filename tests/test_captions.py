@@ -236,11 +236,20 @@ def test_shard_errors_name_the_shard_key_and_the_fix(folder, tmp_path):
         read_captions(tmp_path / "nowhere", 8, 3)
 
 
-def test_caption_column_and_dataset_config(dm, folder):
+def test_caption_column_and_dataset_config(dm, folder, tmp_path):
+    root = _broken_folder(tmp_path, "no text")  # line 3 keeps its caption under "caption", as some exports do
+    meta = root / "metadata.jsonl"
+    meta.write_text(meta.read_text().replace('"text"', '"caption"'))
+    assert read_captions(root, 8, 3, column="caption").captions[2] == "a bag"
+    assert config(dm, "--data.caption_column", "caption").data.caption_column == "caption"
     with pytest.raises(Exception, match="data.dataset captions trains on captions: add --conditioning text"):
         config(dm, "--data.dataset", "captions", "--data.root", str(folder))
     with pytest.raises(Exception, match="data.channels is 1 \\(grey\\) or 3"):
         config(dm, "--data.channels", "2")
+    with pytest.raises(Exception, match="captioned images are resized to img_size: drop it"):
+        config(dm, "--conditioning", "text", "--data.dataset", "captions", "--data.upsample", "2")
+    with pytest.raises(Exception, match="data.dataset must be one of fmnist, captions"):
+        config(dm, "--data.dataset", "caption")
 
 
 # ---- The caption table
@@ -300,6 +309,25 @@ def test_two_steps_on_a_folder_then_fid_without_classes(dm, t5_dir, tmp_path, rg
     record = json.loads((result.run_dir / "eval_ddim2_constant_n12.json").read_text())
     assert "cond_acc" not in record and record["fid"] > 0 and "(n=12)" in record["fid_kind"]
     assert Image.open(result.run_dir / "eval_ddim2_constant_n12.png").size[1] == (10 * (16 + 2) + 2) * 2  # 10 rows
+    out = tmp_path / "g.png"  # generate from free text, in colour
+    assert (
+        main(
+            [
+                "generate",
+                str(result.run_dir),
+                "--prompt",
+                "a photo of a bag",
+                "--n",
+                "1",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).mode == "RGB"
 
 
 def test_scores_without_classes_and_with_the_captions_classes(dm, rgb_classifier):

@@ -198,11 +198,16 @@ def _shard_records(pattern: str) -> Iterator[_Record]:
         except StopIteration:
             return
         except Exception as e:  # tarfile.ReadError, duplicate keys ...: from inside the library, name the shards
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CaptionError(
-                f"{pattern}: the shards cannot be read ({reason}); fix or remove the bad shard"
+                f"{pattern}: the shards cannot be read ({_reason(e)}); fix or remove the bad one"
             ) from None
         yield _shard_record(sample)
+
+
+def _reason(error: BaseException) -> str:
+    """The first line of what went wrong (webdataset appends the stream and the URL to an error's arguments)."""
+    text = str(error.args[0] if error.args else "").strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _shard_record(sample: dict) -> _Record:

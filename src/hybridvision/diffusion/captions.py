@@ -102,7 +102,7 @@ class CaptionDiffusion(TextDiffusion):
         return self.table.rows(rows)  # (B, L, D), (B, L): padded to the batch's longest caption
 
     def train_rows(self, labels: Tensor, gen: torch.Generator) -> Tensor:
-        return labels  # each image's own caption
+        return labels.cpu()  # each image's own caption
 
     def _eval_rows(self, labels: Tensor, idx: Sequence[int]) -> Tensor:
         return self.eval_offset + torch.as_tensor(list(idx)) % len(self.val_data)  # held-out caption i mod M

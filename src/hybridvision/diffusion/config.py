@@ -54,6 +54,10 @@ class DiffusionDataConfig:
         one_of("data.dataset", self.dataset, DATASETS)
         check(self.channels in (1, 3), f"data.channels is 1 (grey) or 3 (RGB), got {self.channels}")
         check(self.caption_column != "", "data.caption_column names the caption key of metadata.jsonl, e.g. text")
+        check(
+            self.dataset != "captions" or self.upsample == 1,
+            "data.upsample enlarges Fashion-MNIST's 28 px images; captioned images are resized to img_size: drop it",
+        )
 
 
 @dataclass(frozen=True)
