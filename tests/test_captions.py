@@ -237,10 +237,10 @@ def test_shard_errors_name_the_shard_key_and_the_fix(folder, tmp_path):
 
 
 def test_caption_column_and_dataset_config(dm, folder, tmp_path):
-    root = _broken_folder(tmp_path, "no text")  # line 3 keeps its caption under "caption", as some exports do
+    root = write_folder(tmp_path / "other", 3, labels=False)  # captions under "caption", as some exports have them
     meta = root / "metadata.jsonl"
     meta.write_text(meta.read_text().replace('"text"', '"caption"'))
-    assert read_captions(root, 8, 3, column="caption").captions[2] == "a bag"
+    assert read_captions(root, 8, 3, column="caption").captions == tuple(caption(i) for i in range(3))
     assert config(dm, "--data.caption_column", "caption").data.caption_column == "caption"
     with pytest.raises(Exception, match="data.dataset captions trains on captions: add --conditioning text"):
         config(dm, "--data.dataset", "captions", "--data.root", str(folder))
