@@ -201,7 +201,7 @@ FOLDER_ERRORS = [
     ("not json", r"metadata.jsonl line 2 is not JSON .*; write one JSON object per line"),
     ("missing file", r"line 1: 'gone.png' is not a file under .*; fix the path or the line"),
     ("empty caption", r"line 1: the caption is empty; write what the image shows"),
-    ("some classes", r"1 of 4 images have no class .*0000.png is one\): give every image a class"),
+    ("some classes", r"bad: .*0000.png has no class but .*0001.png has one: give every image a class"),
     ("no lines", r"bad holds no captioned images; expected a folder"),
 ]
 
@@ -265,6 +265,7 @@ def test_packed_tokens_match_the_padded_lookup(dm, t5_dir, tmp_path, monkeypatch
     cache = text_cache.EmbeddingCache(str(t5_dir), tmp_path)
     table = cache.packed(captions + captions[:5], batch_size=8)  # repeats are encoded once
     assert calls == [8, 8, 8, 1] and cache.misses == 25 and len(table) == 30
+    assert len(table.tokens) == int(table.lengths[:25].sum())  # a repeated caption's tokens are kept once
     states, mask = cache.lookup(captions)  # (25, L, D), from the cache now: no encoder call
     assert calls == [8, 8, 8, 1]
     rows = torch.tensor([3, 0, 24, 17])
@@ -291,7 +292,19 @@ def caption_args(root: str, out: Path, encoder: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_two_steps_on_a_folder_then_fid_without_classes(dm, t5_dir, tmp_path, rgb_classifier):  # noqa: F811
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test: training and evaluation download nothing."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"a network connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_two_steps_on_a_folder_then_fid_without_classes(dm, t5_dir, tmp_path, rgb_classifier, no_network):  # noqa: F811
     free = write_folder(tmp_path / "free", 24, labels=False)
     argv = caption_args(str(free), tmp_path, t5_dir, "--classifier", str(rgb_classifier), "--eval_samples", "12")
     result = dm.training.train(config(dm, *argv))

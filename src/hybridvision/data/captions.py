@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from .images import IMAGE_SUFFIXES, open_image
 
 METADATA = "metadata.jsonl"  # the imagefolder layout's caption file
 SHARD_IMAGES = tuple(s.lstrip(".") for s in IMAGE_SUFFIXES)  # extensions read as the image of a shard sample
+DECODE_CHUNK, DECODE_THREADS = 256, 8  # images decoded per chunk, and by at most this many threads
 LABEL_KEY, SHARD_LABEL = "label", "cls"  # the optional class: a metadata key, a shard sample's extension
 LAYOUT_HINT = (
     f'expected a folder with {METADATA} (one line per image: {{"file_name": "0001.png", "text": "a caption"}}) or '
@@ -69,24 +73,35 @@ class _Record:
 
 def read_captions(root: str | Path, size: int, channels: int, *, column: str = "text", limit: int = 0):
     """The captioned images at ``root`` (a folder with metadata.jsonl, or a tar shard or brace pattern of shards)
-    as a ``CaptionedImages`` of ``channels`` x ``size`` x ``size``; only the first ``limit`` (0 = all)."""
-    records = []
-    for record in _records(str(root), column):
-        records.append(record)
-        if limit and len(records) == limit:
-            break
-    if not records:
+    as a ``CaptionedImages`` of ``channels`` x ``size`` x ``size``; only the first ``limit`` (0 = all).
+
+    Records stream in file order and are decoded a chunk at a time by a few threads (PIL decodes without the
+    GIL), so a shard's compressed bytes are held only until their chunk is decoded."""
+    records = islice(_records(str(root), column), limit or None)
+    images, captions, labels = [], [], []
+    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
+        while chunk := list(islice(records, DECODE_CHUNK)):
+            if not captions:
+                first = chunk[0]
+            for r in chunk:
+                _same_classing(str(root), r, first)
+            images += pool.map(lambda r: decode(r.name, r.image, size, channels), chunk)
+            captions += [r.caption for r in chunk]
+            labels += [r.label for r in chunk]
+    if not captions:
         raise CaptionError(f"{root} holds no captioned images; {LAYOUT_HINT}")
-    labelled = [r.label is not None for r in records]
-    if any(labelled) and not all(labelled):
-        first = records[labelled.index(False)].name
+    classes = torch.tensor(labels, dtype=torch.long) if first.label is not None else None
+    return CaptionedImages(torch.stack(images), tuple(captions), classes, str(root))  # (N, C, size, size) images
+
+
+def _same_classing(root: str, record: _Record, first: _Record) -> None:
+    """Classes are given for every image or for none: ``record`` is classed as the first image is."""
+    if (record.label is None) != (first.label is None):
+        has, lacks = (record, first) if record.label is not None else (first, record)
         raise CaptionError(
-            f"{root}: {labelled.count(False)} of {len(records)} images have no class ({first} is one): give every "
-            f"image a class ('{LABEL_KEY}' in {METADATA}, a .{SHARD_LABEL} file in a shard) or none"
+            f"{root}: {lacks.name} has no class but {has.name} has one: give every image a class "
+            f"('{LABEL_KEY}' in {METADATA}, a .{SHARD_LABEL} file in a shard) or none"
         )
-    images = torch.stack([decode(r.name, r.image, size, channels) for r in records])  # (N, C, size, size)
-    labels = torch.tensor([r.label for r in records], dtype=torch.long) if all(labelled) else None
-    return CaptionedImages(images, tuple(r.caption for r in records), labels, str(root))
 
 
 def _records(root: str, column: str) -> Iterator[_Record]:

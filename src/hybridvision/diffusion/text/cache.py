@@ -89,11 +89,15 @@ class EmbeddingCache:
         return torch.cat([s for s, _ in padded]), torch.cat([m for _, m in padded])  # (N, L, D), (N, L)
 
     def packed(self, prompts: Sequence[str], batch_size: int = 64) -> PackedTokens:
-        """The real tokens of ``prompts`` end to end, unpadded (many distinct captions: no (N, L_max, D) table);
-        encodes what is new."""
-        rows = self._rows(prompts, batch_size)
-        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-        return PackedTokens(torch.cat(rows), torch.cumsum(lengths, 0) - lengths, lengths)
+        """The real tokens of ``prompts`` end to end, unpadded and each distinct prompt once (many captions: no
+        (N, L_max, D) table); encodes what is new."""
+        self._rows(prompts, batch_size)  # encode what is new
+        where = {k: i for i, k in enumerate(dict.fromkeys(prompt_key(p) for p in prompts))}  # key -> distinct row
+        rows = [self.entries[k] for k in where]
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # (U,)
+        index = torch.tensor([where[prompt_key(p)] for p in prompts], dtype=torch.long)  # (P,)
+        starts = torch.cumsum(lengths, 0) - lengths
+        return PackedTokens(torch.cat(rows), starts[index], lengths[index])
 
     def _rows(self, prompts: Sequence[str], batch_size: int) -> list[Tensor]:
         """Each prompt's (L_real, D) tokens, encoding the distinct new ones once, in batches."""
