@@ -390,6 +390,8 @@ def test_two_steps_on_shards_with_classes_through_the_cli(dm, t5_dir, shards, rg
     record = json.loads((tmp_path / "wds" / "eval_ddim2_constant_n8.json").read_text())
     assert list(record["cond_acc_per_class"]) == ["0", "1", "2", "3"] and (record["cond_acc"] * 8 / 100).is_integer()
     assert "conditional accuracy" in capsys.readouterr().out
+    assert main([*eval_argv, "--classifier", "assets/fmnist_ascan_nano"]) == 2  # a judge of grey images
+    assert "takes 1-channel images, the captioned images are read with 3" in capsys.readouterr().err
     assert main(["diffusion", "train", *argv, "--classifier", "assets/fmnist_ascan_nano", "--run_name", "x"]) == 2
     err = capsys.readouterr().err
     assert "takes 1-channel images, the captioned images are read with 3 (data.channels)" in err

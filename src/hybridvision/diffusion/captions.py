@@ -32,6 +32,7 @@ from ..data.captions import CaptionedImages, CaptionError, read_captions
 from ..engine import Runtime
 from ..engine.rundir import open_model
 from .config import TASK, DiffusionDataConfig
+from .eval.judge import ClassifierProbe
 from .eval.score import Reference, real_reference
 from .generate import Denoiser, prompt_tokens
 from .old_runs import describe_old_run
@@ -43,6 +44,23 @@ def first_conv_channels(model: nn.Module) -> int:
     """The input channels of a model's first convolution (0 when it has none)."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return conv.in_channels if conv is not None else 0
+
+
+def check_judge(probe: ClassifierProbe, classifier: str, channels: int, num_classes: int) -> None:
+    """The classifier can judge the captioned images: their ``channels``, and their ``num_classes`` (0: none)."""
+    takes = first_conv_channels(probe.model)
+    if takes and takes != channels:
+        raise CaptionError(
+            f"classifier {classifier} takes {takes}-channel images, the captioned images are read with {channels} "
+            f"(data.channels): pass --classifier of {channels}-channel images, --data.channels {takes}, or "
+            "--eval_samples 0 (validation loss only)"
+        )
+    knows = getattr(probe.model, "num_classes", 0)
+    if num_classes > knows:
+        raise CaptionError(
+            f"the captioned data has class {num_classes - 1}, classifier {classifier} knows 0..{knows - 1}: pass a "
+            "classifier of the data's classes, or drop the classes from the data"
+        )
 
 
 class CaptionDiffusion(TextDiffusion):
@@ -68,19 +86,8 @@ class CaptionDiffusion(TextDiffusion):
 
     def fid_reference(self, val_images: Tensor) -> Reference:
         """The held-out images' statistics under the classifier (or the ``fid_stats`` file when one is given)."""
-        cfg, channels = self.cfg, first_conv_channels(self.probe.model)
-        if channels and channels != cfg.data.channels:
-            raise CaptionError(
-                f"classifier {cfg.classifier} takes {channels}-channel images, the captioned images are read with "
-                f"{cfg.data.channels} (data.channels): pass --classifier of {cfg.data.channels}-channel images, "
-                f"--data.channels {channels}, or --eval_samples 0 (validation loss only)"
-            )
-        classes = getattr(self.probe.model, "num_classes", 0)
-        if self.classes and len(self.classes) > classes:
-            raise CaptionError(
-                f"the captioned data has class {len(self.classes) - 1}, classifier {cfg.classifier} knows 0.."
-                f"{classes - 1}: pass a classifier of the data's classes, or drop the classes from the data"
-            )
+        cfg = self.cfg
+        check_judge(self.probe, cfg.classifier, cfg.data.channels, len(self.classes))
         if len(val_images) < 2:
             raise CaptionError(f"FID needs at least 2 held-out images, {self.val_data.source} gives {len(val_images)}")
         if cfg.fid_stats:

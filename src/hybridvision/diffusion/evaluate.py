@@ -19,7 +19,7 @@ from ..data.captions import CaptionedImages
 from ..engine.distributed import Dist, pick_device
 from ..env import environment
 from ..fileio import save_json
-from .captions import caption_condition, held_out_captions, run_caption_data
+from .captions import caption_condition, check_judge, held_out_captions, run_caption_data
 from .config import DiffusionEvalConfig
 from .eval.judge import ClassifierProbe, load_classifier
 from .eval.score import Reference, real_reference, reference_for, score_samples
@@ -61,7 +61,11 @@ def evaluate_run(
     size = denoiser.shape[-1] * int(denoiser.latent.get("factor", 1))  # of the pixels
     caption_data = run_caption_data(run, cfg.data) if denoiser.is_text else None
     if caption_data is not None:  # a caption run: its held-out captions and images
-        return _evaluate_captions(run, cfg, denoiser, probe, held_out_captions(caption_data, size, cfg.n))
+        held = held_out_captions(caption_data, size, cfg.n)
+        check_judge(
+            probe, cfg.classifier, caption_data.channels, len(denoiser.classes) if held.labels is not None else 0
+        )
+        return _evaluate_captions(run, cfg, denoiser, probe, held)
     reference = reference_for(probe, cfg.classifier, cfg.fid_stats, cfg.data, size, cfg.batch_size)
     condition = None
     if denoiser.is_text:  # the held-out prompts by default
