@@ -182,12 +182,14 @@ def _broken_folder(tmp_path: Path, kind: str) -> Path:
         lines[0] = json.dumps({"file_name": "0000.png", "text": "  "})
     elif kind == "some classes":
         lines[0] = json.dumps({"file_name": "0000.png", "text": "a bag"})
+    elif kind == "not utf-8":
+        lines[0] = lines[0].replace("a ", "\udce9 ", 1)
     elif kind == "no lines":  # an empty metadata.jsonl and no images
         lines = []
         for f in root.rglob("*.png"):
             f.unlink()
     if root.is_dir() and kind not in ("empty folder", "no metadata"):
-        meta.write_text("\n".join(lines) + "\n")
+        meta.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))  # a stray Latin-1 byte
     return root
 
 
@@ -203,6 +205,7 @@ FOLDER_ERRORS = [
     ("empty caption", r"line 1: the caption is empty; write what the image shows"),
     ("some classes", r"bad: .*0000.png has no class but .*0001.png has one: give every image a class"),
     ("no lines", r"bad holds no captioned images; expected a folder"),
+    ("not utf-8", r"metadata.jsonl is not UTF-8 text; save it as UTF-8"),
 ]
 
 

@@ -71,7 +71,9 @@ class _Record:
     label: int | None
 
 
-def read_captions(root: str | Path, size: int, channels: int, *, column: str = "text", limit: int = 0):
+def read_captions(
+    root: str | Path, size: int, channels: int, *, column: str = "text", limit: int = 0
+) -> CaptionedImages:
     """The captioned images at ``root`` (a folder with metadata.jsonl, or a tar shard or brace pattern of shards)
     as a ``CaptionedImages`` of ``channels`` x ``size`` x ``size``; only the first ``limit`` (0 = all).
 
@@ -121,12 +123,12 @@ def _folder_records(root: Path, column: str) -> Iterator[_Record]:
     if not meta.is_file():
         found = "no files" if not any(root.iterdir()) else f"no {METADATA}"
         raise CaptionError(f"{root} has {found}; {LAYOUT_HINT}")
-    named = set()
-    for number, line in enumerate(meta.read_text(encoding="utf-8-sig").splitlines(), 1):
-        if line.strip():
-            record = _metadata_record(root, meta, number, line, column)
-            named.add(Path(record.name).resolve())
-            yield record
+    try:
+        lines = meta.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise CaptionError(f"{meta} is not UTF-8 text; save it as UTF-8, one JSON object per line") from None
+    records = [_metadata_record(root, meta, i, line, column) for i, line in enumerate(lines, 1) if line.strip()]
+    named = {Path(r.name).resolve() for r in records}  # every line read before any image is decoded
     unnamed = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.resolve() not in named)
     if unnamed:
         rel = unnamed[0].relative_to(root).as_posix()
@@ -134,6 +136,7 @@ def _folder_records(root: Path, column: str) -> Iterator[_Record]:
             f'{unnamed[0]} has no caption: {meta} has no line with "file_name": "{rel}" ({len(unnamed)} such '
             "images); add a line for each, or move them out of the folder"
         )
+    yield from records
 
 
 def _metadata_record(root: Path, meta: Path, number: int, line: str, column: str) -> _Record:
