@@ -22,6 +22,7 @@ import test_diffusion_train
 import test_diffusion_unet
 import torch
 from PIL import Image
+from test_diffusion_fid import save_classifier
 from test_diffusion_text import t5_dir  # noqa: F401  (the tiny T5 encoder fixture)
 
 from hybridvision.cli.main import main
@@ -393,11 +394,22 @@ def test_two_steps_on_shards_with_classes_through_the_cli(dm, t5_dir, shards, rg
     record = json.loads((tmp_path / "wds" / "eval_ddim2_constant_n8.json").read_text())
     assert list(record["cond_acc_per_class"]) == ["0", "1", "2", "3"] and (record["cond_acc"] * 8 / 100).is_integer()
     assert "conditional accuracy" in capsys.readouterr().out
-    assert main([*eval_argv, "--classifier", "assets/fmnist_ascan_nano"]) == 2  # a judge of grey images
+    other = save_classifier(tmp_path / "grey")  # a classifier that was asked for and cannot judge colour: an error
+    assert main([*eval_argv, "--classifier", str(other)]) == 2
     assert "takes 1-channel images, the captioned images are read with 3" in capsys.readouterr().err
-    assert main(["diffusion", "train", *argv, "--classifier", "assets/fmnist_ascan_nano", "--run_name", "x"]) == 2
+    assert main(["diffusion", "train", *argv, "--classifier", str(other), "--run_name", "x"]) == 2
     err = capsys.readouterr().err
     assert "takes 1-channel images, the captioned images are read with 3 (data.channels)" in err
+
+
+def test_the_default_judge_leaves_a_colour_run_to_its_validation_loss(dm, t5_dir, folder, tmp_path, caplog):  # noqa: F811
+    """The plain command (default classifier, default eval_samples) trains on colour captions and says why there
+    is no FID."""
+    argv = caption_args(str(folder), tmp_path, t5_dir, "--run_name", "plain")
+    assert main(["diffusion", "train", *argv]) == 0
+    summary = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert summary["metric"] == "val_loss" and "fid" not in summary and summary["val_loss"] > 0
+    assert "no FID during training: classifier assets/fmnist_ascan_nano takes 1-channel images" in caplog.text
 
 
 def test_a_broken_caption_set_stops_the_cli_with_one_line(dm, t5_dir, tmp_path, capsys):  # noqa: F811

@@ -20,6 +20,7 @@ share of samples the classifier assigns to the class of their caption's image) a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ from ..data.captions import CaptionedImages, CaptionError, read_captions
 from ..engine import Runtime
 from ..engine.rundir import open_model
 from .config import TASK, DiffusionDataConfig
-from .eval.judge import ClassifierProbe
+from .eval.judge import DEFAULT_CLASSIFIER, ClassifierProbe
 from .eval.score import Reference, real_reference
 from .generate import Denoiser, prompt_tokens
 from .old_runs import describe_old_run
 from .sampling.condition import TextCondition
 from .text_task import TextDiffusion
+
+log = logging.getLogger(__name__)
 
 
 def first_conv_channels(model: nn.Module) -> int:
@@ -84,10 +87,21 @@ class CaptionDiffusion(TextDiffusion):
         labels = self.val_data.labels
         return [str(k) for k in range(int(labels.max()) + 1)] if labels is not None else []
 
-    def fid_reference(self, val_images: Tensor) -> Reference:
-        """The held-out images' statistics under the classifier (or the ``fid_stats`` file when one is given)."""
+    def fid_reference(self, val_images: Tensor) -> Reference | None:
+        """The held-out images' statistics under the classifier (or the ``fid_stats`` file when one is given).
+
+        None, with a warning, when the classifier is the default Fashion-MNIST one and cannot judge these images
+        (colour, or other classes): the run is then evaluated by its validation loss, as with ``eval_samples: 0``.
+        A classifier that was asked for and does not fit is an error."""
         cfg = self.cfg
-        check_judge(self.probe, cfg.classifier, cfg.data.channels, len(self.classes))
+        try:
+            check_judge(self.probe, cfg.classifier, cfg.data.channels, len(self.classes))
+        except CaptionError as e:
+            if cfg.classifier != DEFAULT_CLASSIFIER:
+                raise
+            log.warning("no FID during training: %s", e)
+            self.metric, self.higher_is_better, self.probe = "val_loss", False, None
+            return None
         if len(val_images) < 2:
             raise CaptionError(f"FID needs at least 2 held-out images, {self.val_data.source} gives {len(val_images)}")
         if cfg.fid_stats:

@@ -173,7 +173,7 @@ class ClassDiffusion(Task):
         model.eval()
         kind = "model" if model is self._built else "ema"
         row = {"val_loss": self._val_loss(model)}
-        if self.cfg.eval_samples:
+        if self.reference is not None:  # eval_samples > 0 and a judge for these images
             cfg, rt = self.cfg, self.rt
             scores = score_samples(
                 model, self.probe, self.reference, n=cfg.eval_samples, num_classes=len(self.classes),
