@@ -412,6 +412,23 @@ def test_the_default_judge_leaves_a_colour_run_to_its_validation_loss(dm, t5_dir
     assert "no FID during training: classifier assets/fmnist_ascan_nano takes 1-channel images" in caplog.text
 
 
+def test_a_caption_run_resumes_bit_exactly_without_encoding_again(dm, t5_dir, folder, tmp_path, monkeypatch):  # noqa: F811
+    from run_helpers import assert_same, weights
+
+    from hybridvision.diffusion.text import cache as text_cache
+
+    base = caption_args(str(folder), tmp_path, t5_dir, "--eval_samples", "0", "--max_steps", "0", "--epochs", "2")
+    base += ["--ckpt_every", "3", "--text.token_dropout", "0.3", "--label_dropout", "0.2", "--data.hflip", "0.5"]
+    full = dm.training.train(config(dm, *base, "--run_name", "full"))
+    assert full.summary["steps"] == 6  # 2 epochs of 24 images in batches of 8
+    full = full.run_dir
+    assert dm.training.train(config(dm, *base, "--run_name", "cut", "--max_steps", "3")).summary["steps"] == 3
+    monkeypatch.setattr(text_cache, "load_encoder", lambda *a: pytest.fail("the captions are cached: no encoding"))
+    resumed = dm.training.train(config(dm, *base, "--run_name", "cut", "--resume", "auto")).run_dir
+    assert_same(weights(full), weights(resumed))
+    assert_same(weights(full, "model_ema.safetensors"), weights(resumed, "model_ema.safetensors"))
+
+
 def test_a_broken_caption_set_stops_the_cli_with_one_line(dm, t5_dir, tmp_path, capsys):  # noqa: F811
     root = _broken_folder(tmp_path, "image without caption")
     assert main(["diffusion", "train", *caption_args(str(root), tmp_path, t5_dir, "--eval_samples", "0")]) == 2
