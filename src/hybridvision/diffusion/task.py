@@ -4,8 +4,8 @@ Training: DDPM epsilon-prediction on [-1, 1] pixels (or on a VAE's latents, ``la
 optional offset noise, and labels dropped to the null label at ``label_dropout`` for classifier-free guidance.
 The model is any registered denoiser with the UNets' call (``ascan_unet_*`` or the ``diffusers_unet_*``
 baseline). ``init_from`` a run of another resolution carries over every weight whose shape fits (multi-stage
-training, ``stages.carry_over``). Text conditioning subclasses this task (``text_task.TextDiffusion``);
-``training.train`` picks one of the two.
+training, ``stages.carry_over``). Text conditioning subclasses this task (``text_task.TextDiffusion``, and
+``captions.CaptionDiffusion`` for captioned images); ``training.train`` picks one of the three.
 
 Evaluation, for the model and its EMA: the validation loss (held-out images, fixed noise and timesteps: a
 smooth curve) and, with ``eval_samples > 0``, ``eval_samples`` class-balanced samples from fixed noise judged
