@@ -13,6 +13,8 @@ import io
 import json
 import math
 import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -427,6 +429,18 @@ def test_a_caption_run_resumes_bit_exactly_without_encoding_again(dm, t5_dir, fo
     resumed = dm.training.train(config(dm, *base, "--run_name", "cut", "--resume", "auto")).run_dir
     assert_same(weights(full), weights(resumed))
     assert_same(weights(full, "model_ema.safetensors"), weights(resumed, "model_ema.safetensors"))
+
+
+def test_evaluating_a_caption_run_imports_no_training_code():
+    from test_rundir import TRAINING
+
+    code = "import sys, json, hybridvision.diffusion.evaluate; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    assert "hybridvision.diffusion.eval.captions" in loaded and not loaded & {
+        *TRAINING,
+        "hybridvision.diffusion.captions",
+    }
 
 
 def test_a_broken_caption_set_stops_the_cli_with_one_line(dm, t5_dir, tmp_path, capsys):  # noqa: F811

@@ -19,8 +19,8 @@ from ..data.captions import CaptionedImages
 from ..engine.distributed import Dist, pick_device
 from ..env import environment
 from ..fileio import save_json
-from .captions import caption_condition, check_judge, held_out_captions, run_caption_data
 from .config import DiffusionEvalConfig
+from .eval.captions import caption_condition, check_judge, held_out_captions, run_caption_data
 from .eval.judge import ClassifierProbe, load_classifier
 from .eval.score import Reference, real_reference, reference_for, score_samples
 from .generate import Denoiser, generate, generate_prompts, load_denoiser, prompt_condition, text_cache, train_names
