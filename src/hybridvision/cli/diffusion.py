@@ -78,6 +78,8 @@ def describe(summary: dict) -> str:
     """A finished diffusion run in one line: its scores, or its validation loss when it was not scored."""
     if "cond_acc" in summary:
         score = f"conditional accuracy {summary['cond_acc']:.1f}%, FID {summary['fid']:.2f}"
+    elif "fid" in summary:  # captions that name no class
+        score = f"FID {summary['fid']:.2f}, validation loss {summary['val_loss']:.4f}"
     else:
         score = f"validation loss {summary['val_loss']:.4f}"
     ema = f" (EMA {summary['ema_cond_acc']:.1f}%, {summary['ema_fid']:.2f})" if "ema_cond_acc" in summary else ""
@@ -95,9 +97,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     r = evaluate_run(run_dir, cfg)
     rows = [
-        ["conditional accuracy", f"{r['cond_acc']:.2f}%"],
+        *([["conditional accuracy", f"{r['cond_acc']:.2f}%"]] if "cond_acc" in r else []),  # not for free captions
         ["FID", f"{r['fid']:.3f}  ({r['fid_kind']})"],
-        ["classifier on real images", f"{r['classifier_real_top1']:.2f}%"],
+        *([["classifier on real images", f"{r['classifier_real_top1']:.2f}%"]] if "cond_acc" in r else []),
         ["samples/s", f"{r['samples_per_s']:.2f} ({r['evals_per_sample']} denoiser evaluations each)"],
         ["written", r["out"] + (f", {r['grid']}" if "grid" in r else "")],
     ]

@@ -26,13 +26,22 @@ CONDITIONINGS = ("class", "text")
 TASK = "diffusion"  # what model.json records of a diffusion run
 
 
+DATASETS = ("fmnist", "captions")  # idx files with class labels, or captioned images (data/captions.py)
+
+
 @dataclass(frozen=True)
 class DiffusionDataConfig:
-    """Images (idx files: Fashion-MNIST) and their labels; pixels map to [-1, 1]."""
+    """Images and their labels (idx files: Fashion-MNIST) or captions (``dataset: captions``); pixels map to
+    [-1, 1]. Captioned images are a folder with metadata.jsonl (the Hub's imagefolder layout) or WebDataset tar
+    shards; they need ``conditioning: text``."""
 
-    root: str = FASHION_MNIST_DIR
-    train_split: str = "train"
-    eval_split: str = "t10k"  # held-out images: validation loss and FID reference statistics
+    dataset: str = "fmnist"  # "fmnist" (idx files of root) or "captions" (captioned images at root)
+    root: str = FASHION_MNIST_DIR  # captions: a folder with metadata.jsonl, or shards such as "s/train-{000..009}.tar"
+    train_split: str = "train"  # fmnist: the idx split trained on
+    eval_split: str = "t10k"  # fmnist: held-out images: validation loss and FID reference statistics
+    eval_root: str = ""  # captions: held-out captioned images (validation loss, FID reference); "" = root's own
+    caption_column: str = "text"  # captions: the key of metadata.jsonl that holds the caption
+    channels: int = 3  # captions: images are read as RGB (3) or grey (1), whatever their mode
     train_subset: int = 0  # only the first N training images (0 = all); for quick runs and tests
     eval_subset: int = 0  # only the first N evaluation images (0 = all)
     hflip: float = 0.0  # horizontal-flip probability (off: Fashion-MNIST's shoes all face one way)
@@ -42,6 +51,13 @@ class DiffusionDataConfig:
         at_least(self, 0, "train_subset", "eval_subset", prefix="data.")
         at_least(self, 1, "upsample", prefix="data.")
         in_unit(self, "hflip", prefix="data.")
+        one_of("data.dataset", self.dataset, DATASETS)
+        check(self.channels in (1, 3), f"data.channels is 1 (grey) or 3 (RGB), got {self.channels}")
+        check(self.caption_column != "", "data.caption_column names the caption key of metadata.jsonl, e.g. text")
+        check(
+            self.dataset != "captions" or self.upsample == 1,
+            "data.upsample enlarges Fashion-MNIST's 28 px images; captioned images are resized to img_size: drop it",
+        )
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,10 @@ class DiffusionTrainConfig(RunConfig):
         check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
         check(0 <= self.label_dropout < 1, f"label_dropout must be in [0, 1), got {self.label_dropout}")
         one_of("conditioning", self.conditioning, CONDITIONINGS)
+        check(
+            self.data.dataset != "captions" or self.conditioning == "text",
+            "data.dataset captions trains on captions: add --conditioning text",
+        )
         at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
 
 

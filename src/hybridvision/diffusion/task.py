@@ -4,8 +4,8 @@ Training: DDPM epsilon-prediction on [-1, 1] pixels (or on a VAE's latents, ``la
 optional offset noise, and labels dropped to the null label at ``label_dropout`` for classifier-free guidance.
 The model is any registered denoiser with the UNets' call (``ascan_unet_*`` or the ``diffusers_unet_*``
 baseline). ``init_from`` a run of another resolution carries over every weight whose shape fits (multi-stage
-training, ``stages.carry_over``). Text conditioning subclasses this task (``text_task.TextDiffusion``);
-``training.train`` picks one of the two.
+training, ``stages.carry_over``). Text conditioning subclasses this task (``text_task.TextDiffusion``, and
+``captions.CaptionDiffusion`` for captioned images); ``training.train`` picks one of the three.
 
 Evaluation, for the model and its EMA: the validation loss (held-out images, fixed noise and timesteps: a
 smooth curve) and, with ``eval_samples > 0``, ``eval_samples`` class-balanced samples from fixed noise judged
@@ -34,7 +34,7 @@ from ..factory import config_overrides, create_model
 from .carry_over import carry_over
 from .config import DiffusionTrainConfig, cache_dir
 from .eval.judge import load_classifier
-from .eval.score import load_images, reference_for, score_samples
+from .eval.score import Reference, load_images, reference_for, score_samples
 from .grid import class_rows, make_grid, save_grid
 from .latent import Vae, decode_latents, encode_images
 from .pixels import from_uint8
@@ -63,20 +63,27 @@ class ClassDiffusion(Task):
     def setup(self, rt: Runtime) -> None:
         super().setup(rt)
         cfg = self.cfg
-        data = cfg.data
-        images, self.labels = load_images(data, data.train_split, cfg.img_size, data.train_subset)
-        val_n = min(cfg.val_images, data.eval_subset) if data.eval_subset else cfg.val_images
-        val_images, self.val_labels = load_images(data, data.eval_split, cfg.img_size, val_n)
+        images, self.labels, val_images, self.val_labels = self.load_data()
         self.channels = images.shape[1]  # of the pixels (a VAE's latents have their own)
         self.vae = Vae(cfg.latent.vae, rt.device) if cfg.latent.vae else None
-        self.images, self.val_images = self._to_space(images), self._to_space(val_images)
-        self.noise = TrainingNoise(cfg.noise)
         self.probe = self.reference = None
         if cfg.eval_samples:  # fail before training when the judge is missing
             self.probe = load_classifier(cfg.classifier, cfg.judge_size).to(rt.device)
-            self.reference = reference_for(
-                self.probe, cfg.classifier, cfg.fid_stats, data, cfg.img_size, cfg.eval_batch_size
-            )
+            self.reference = self.fid_reference(val_images)
+        self.images, self.val_images = self._to_space(images), self._to_space(val_images)
+        self.noise = TrainingNoise(cfg.noise)
+
+    def load_data(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """uint8 training images (N, C, S, S) and their labels (N,), then the validation images and labels."""
+        cfg, data = self.cfg, self.cfg.data
+        images, labels = load_images(data, data.train_split, cfg.img_size, data.train_subset)
+        val_n = min(cfg.val_images, data.eval_subset) if data.eval_subset else cfg.val_images
+        return *(images, labels), *load_images(data, data.eval_split, cfg.img_size, val_n)
+
+    def fid_reference(self, val_images: Tensor) -> Reference:
+        """The real images' FID statistics: the classifier's stats file, else computed from the eval split."""
+        cfg = self.cfg
+        return reference_for(self.probe, cfg.classifier, cfg.fid_stats, cfg.data, cfg.img_size, cfg.eval_batch_size)
 
     # ---- Data space: pixels, or a VAE's latents
 
@@ -149,6 +156,10 @@ class ClassDiffusion(Task):
         """What evaluation samples ``idx`` of classes ``labels`` are conditioned on."""
         return labels
 
+    def sample_labels(self, n: int) -> Tensor | None:
+        """The class each of ``n`` evaluation samples asks for (None: balanced over the classes)."""
+        return None
+
     def _denoising_loss(self, model: nn.Module, x0: Tensor, inputs: dict[str, Tensor], gen: torch.Generator) -> Tensor:
         noisy, noise, t = self.noise(x0, gen)
         if self.cfg.channels_last:
@@ -162,15 +173,18 @@ class ClassDiffusion(Task):
         model.eval()
         kind = "model" if model is self._built else "ema"
         row = {"val_loss": self._val_loss(model)}
-        if self.cfg.eval_samples:
+        if self.reference is not None:  # eval_samples > 0 and a judge for these images
             cfg, rt = self.cfg, self.rt
             scores = score_samples(
                 model, self.probe, self.reference, n=cfg.eval_samples, num_classes=len(self.classes),
+                labels=self.sample_labels(cfg.eval_samples),
                 shape=self.sample_shape, cfg=cfg.sample, noise=cfg.noise, seed=cfg.eval_seed,
                 batch_size=cfg.eval_batch_size, dist=rt.dist, autocast=rt.autocast,
                 condition=self.sample_condition, decode=self.decode if self.vae is not None else None,
             )  # fmt: skip
-            row.update(cond_acc=scores.cond_acc, fid=scores.fid)
+            if self.classes:  # the share of samples showing their class: where the data has classes
+                row["cond_acc"] = scores.cond_acc
+            row["fid"] = scores.fid
             self._grid(scores.images, scores.labels, kind)
         return row
 
@@ -194,8 +208,11 @@ class ClassDiffusion(Task):
         every, run_dir = self.cfg.grid_every, self.rt.run_dir  # None outside the engine: no grids
         if not every or count % every or not self.rt.dist.is_main or run_dir is None:
             return
-        per_class = max(1, min(10, len(labels) // len(self.classes)))
-        grid = make_grid(class_rows(images, labels, len(self.classes), per_class), nrow=per_class)
+        if self.classes:  # one row per class
+            per_class = max(1, min(10, len(labels) // len(self.classes)))
+            grid = make_grid(class_rows(images, labels, len(self.classes), per_class), nrow=per_class)
+        else:  # conditions that name no class (free captions): the first samples, near-square
+            grid = make_grid(images[:100])
         folder = run_dir / "samples"
         done = len(list(folder.glob(f"eval*_{kind}.png"))) if folder.is_dir() else 0  # resumed runs go on counting
         save_grid(grid, folder / f"eval{done:03d}_{kind}.png")

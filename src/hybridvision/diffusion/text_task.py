@@ -66,11 +66,16 @@ class TextDiffusion(ClassDiffusion):
     def setup(self, rt: Runtime) -> None:
         super().setup(rt)
         cfg = self.cfg
-        self.train_prompts = fmnist_prompts("train", cfg.text.train_names)
-        self.eval_prompts = fmnist_prompts(cfg.text.eval_prompts)
         self.cache = EmbeddingCache(
             cfg.text.encoder, cache_dir(cfg, "text"), max_length=cfg.text.max_length, write=rt.dist.is_main
         )
+        self.load_prompts(rt)
+
+    def load_prompts(self, rt: Runtime) -> None:
+        """The prompt table: every prompt's tokens, looked up (or encoded once) through the embedding cache."""
+        cfg = self.cfg
+        self.train_prompts = fmnist_prompts("train", cfg.text.train_names)
+        self.eval_prompts = fmnist_prompts(cfg.text.eval_prompts)
         # One table: training prompts, then evaluation prompts, then the null prompt "" (its last row).
         every = [*self.train_prompts.prompts, *self.eval_prompts.prompts, ""]
         states, mask = self.cache.lookup(every)  # (P, L, D), (P, L)
@@ -84,9 +89,13 @@ class TextDiffusion(ClassDiffusion):
     def model_kwargs(self) -> dict[str, Any]:
         return {"num_classes": 0, "context": "text", "context_dim": self.text_dim}
 
-    def _tokens(self, rows: Tensor, form: str = "tokens") -> dict[str, Tensor]:
+    def prompt_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokens (B, L, D) and mask (B, L) of prompt table rows ``rows`` (B,)."""
         rows = rows.to(self.states.device)
-        states, mask = self.states[rows], self.mask[rows]  # (B, L, D), (B, L)
+        return self.states[rows], self.mask[rows]
+
+    def _tokens(self, rows: Tensor, form: str = "tokens") -> dict[str, Tensor]:
+        states, mask = self.prompt_rows(rows)  # (B, L, D), (B, L)
         if form == "sentence":
             states, mask = sentence_form(states, mask)
         states, mask = trim(states, mask)  # (B, L', D), (B, L')
@@ -95,8 +104,12 @@ class TextDiffusion(ClassDiffusion):
     def _eval_rows(self, labels: Tensor, idx: Sequence[int]) -> Tensor:
         return self.eval_offset + self.eval_prompts.cycle(labels, idx)
 
+    def train_rows(self, labels: Tensor, gen: torch.Generator) -> Tensor:
+        """The prompt table rows of a training batch: a random training prompt of each sample's class, (B,)."""
+        return self.train_prompts.draw(labels, gen)
+
     def train_inputs(self, labels: Tensor, drop: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
-        rows = self.train_prompts.draw(labels, gen)  # (B,): a random training prompt of each sample's class
+        rows = self.train_rows(labels, gen)  # (B,)
         tokens = self._tokens(rows.masked_fill(drop.cpu(), self.null_index))
         text = self.cfg.text
         if text.sentence_token > 0:  # some prompts as their sentence vector alone (the null prompt never)

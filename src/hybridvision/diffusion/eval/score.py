@@ -56,11 +56,14 @@ class Reference:
     split: str
 
 
-def real_reference(probe: ClassifierProbe, images: Tensor, labels: Tensor, batch_size: int, split: str) -> Reference:
-    """Statistics and accuracy of the classifier on real uint8 ``images``."""
+def real_reference(
+    probe: ClassifierProbe, images: Tensor, labels: Tensor | None, batch_size: int, split: str
+) -> Reference:
+    """Statistics and accuracy of the classifier on real uint8 ``images`` (accuracy NaN without ``labels``)."""
     sums = FeatureSums(probe.dim)
     preds = probe_images(probe, images, batch_size, sums)
-    return Reference(sums.stats(), 100.0 * float((preds == labels).float().mean()), split)
+    top1 = 100.0 * float((preds == labels).float().mean()) if labels is not None else float("nan")
+    return Reference(sums.stats(), top1, split)
 
 
 def reference_for(
@@ -120,13 +123,17 @@ def score_samples(
     autocast: Callable[[], AbstractContextManager],
     condition: Callable[[list[int], Tensor], Condition] | None = None,
     decode: Callable[[Tensor], Tensor] | None = None,
+    labels: Tensor | None = None,
 ) -> SampleScores:
     """Sample ``n`` class-balanced images with ``model`` (eval mode) and judge them with ``probe``.
 
     ``condition(indices, labels)`` says what samples ``indices`` of classes ``labels`` are conditioned on (a text
     model: their prompts; default: the labels themselves); ``decode`` maps sampled latents to [-1, 1] pixels.
+    ``labels`` (n,) gives the class each sample asks for instead of the balanced ones; with ``num_classes`` 0 (a
+    conditioning that names no class, such as free captions) only FID is measured and ``cond_acc`` is NaN.
     """
-    labels = balanced_labels(n, num_classes)
+    if labels is None:  # with no classes, every sample's "class" is 0 and nothing is counted
+        labels = balanced_labels(n, num_classes) if num_classes else torch.zeros(n, dtype=torch.long)
     sums, correct = FeatureSums(probe.dim), torch.zeros(num_classes, dtype=torch.float64)
     mine_x, mine_y = [], []
     for idx in eval_batches(n, batch_size, dist.rank, dist.world):
@@ -137,7 +144,8 @@ def score_samples(
             x = sample(model, condition(idx, y) if condition else y, start, cfg, noise, generator=gen)
         images = to_uint8(decode(x) if decode else x).cpu()
         preds = probe_images(probe, images, batch_size, sums)
-        correct += torch.bincount(y[preds == y], minlength=num_classes)  # (K,) right per requested class
+        if num_classes:
+            correct += torch.bincount(y[preds == y], minlength=num_classes)  # (K,) right per requested class
         mine_x.append(images)
         mine_y.append(y)
     totals = sum_across(torch.cat([correct, sums.sums]).to(dist.device), dist).cpu()
@@ -147,4 +155,5 @@ def score_samples(
     mine = torch.cat(mine_y) if mine_y else torch.empty(0, dtype=torch.long)
     asked = torch.bincount(labels, minlength=num_classes).clamp_min(1)  # (K,)
     per_class = tuple(round(100.0 * float(r) / int(a), 2) for r, a in zip(right, asked))
-    return SampleScores(100.0 * float(right.sum()) / n, fid, n, probe.dim, images, mine, per_class)
+    cond_acc = 100.0 * float(right.sum()) / n if num_classes else float("nan")
+    return SampleScores(cond_acc, fid, n, probe.dim, images, mine, per_class)
