@@ -248,7 +248,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         (["det", "predict", "--run", str(tmp_path)], "det predict takes image files or folders"),
         (["det", "eval", str(tmp_path / "nope")], "does not exist; pass a run directory such as"),
         (["det", "eval"], "det eval takes one run directory"),
-        (["det", "eval", str(tmp_path), "--roi_align", "fast"], "roi_align must be one of compiled, eager"),
+        (["det", "eval", str(tmp_path), "--roi_align", "fast"], "roi_align must be one of grid, compiled, eager"),
     ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -1,16 +1,20 @@
-"""torchvision, completed where its C extension is missing: the import, and a pure-torch ``nms``.
+"""torchvision, completed where its C extension is missing: the import, a pure-torch ``nms`` and a fast RoIAlign.
 
 The only torchvision built for the CPU torch we pin is a CUDA build: its C extension (``torchvision/_C.so``)
 cannot load, and ``import torchvision`` then fails while registering a fake kernel for ``torchvision::nms``, an
 operator the extension would have defined. ``import_torchvision()`` is the one door through which hybridvision
 imports torchvision (detection, the timm bridge, bench's timm comparison). It imports torchvision as it is; only
 where that import fails for this reason does it define the two operator schemas (``nms``, ``qnms``) and import
-again. torchvision then reports no extension (``extension._has_ops()`` is False), which is what keeps its
-pure-Python RoIAlign in use (``ops.roi_align`` takes it only then), and ``ops.nms`` would still refuse to run
-(it asserts the extension first). So, and only then, ``torchvision::nms`` gets a kernel written here in torch,
-with torchvision's documented semantics, and ``torchvision.ops.nms`` (the name ``batched_nms`` and the
-detection models call) is pointed at the operator without the assertion. A torchvision whose extension loads
-is returned untouched: its own kernels run.
+again. torchvision then reports no extension (``extension._has_ops()`` is False), which is what keeps
+``ops.roi_align`` on its Python path, and ``ops.nms`` would still refuse to run (it asserts the extension first).
+So, and only then, ``torchvision::nms`` gets a kernel written here in torch, with torchvision's documented
+semantics, and ``torchvision.ops.nms`` (the name ``batched_nms`` and the detection models call) is pointed at the
+operator without the assertion; and the Python RoIAlign that ``ops.roi_align`` (so ``MultiScaleRoIAlign``, the
+heads and the mask targets) runs becomes ``roi_align_grid``: every RoI's samples read at once by
+``grid_sample``, with the C++ kernel's semantics. torchvision's own Python RoIAlign stays selectable
+(``set_roi_align``): it gathers every sample's four corners into tensors of RoIs x channels x bins x samples,
+whose backward dominated a detection training step here. A torchvision whose extension loads is returned
+untouched: its own kernels run.
 
 A broken torchvision that ``diffusion._diffusers`` hid from diffusers (``sys.modules["torchvision"] = None``)
 is imported here all the same, completed: what diffusers decided on its own import stays valid.
@@ -23,7 +27,7 @@ import sys
 from types import ModuleType
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .config import one_of
 
@@ -32,7 +36,7 @@ SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 )
-ROI_ALIGN_MODES = ("compiled", "eager")
+ROI_ALIGN_MODES = ("grid", "compiled", "eager")
 BLOCK = 1024  # boxes whose IoU rows are computed at once (memory: BLOCK x N booleans)
 
 _state: dict[str, object] = {}  # "library": the schema library (kept alive); "completed": True once nms is ours
@@ -62,17 +66,22 @@ def completed() -> bool:
 
 
 def set_roi_align(mode: str) -> None:
-    """Where the extension is missing, run torchvision's Python RoIAlign ``"compiled"`` (torchvision's choice:
+    """Where the extension is missing, choose the RoIAlign that ``torchvision.ops.roi_align`` (and so
+    ``MultiScaleRoIAlign`` and the detection heads) runs: ``"grid"`` (``roi_align_grid`` here, the default once
+    torchvision is completed), torchvision's Python RoIAlign ``"compiled"`` (torchvision's own choice:
     ``torch.compile`` on first use, seconds per new shape family on a CPU, and a C++ compiler needed) or
     ``"eager"`` (the same function uncompiled). A torchvision with its extension is not touched."""
     one_of("roi_align", mode, ROI_ALIGN_MODES)
     tv = import_torchvision()
-    if tv.extension._has_ops():
-        return
+    if not tv.extension._has_ops():
+        _install_roi_align(mode)
+
+
+def _install_roi_align(mode: str) -> None:
     module = sys.modules["torchvision.ops.roi_align"]
     _state.setdefault("roi_align", module._roi_align)  # torchvision's own (compiles on first call)
     original = _state["roi_align"]
-    module._roi_align = original.__wrapped__ if mode == "eager" else original
+    module._roi_align = {"grid": roi_align_grid, "eager": original.__wrapped__, "compiled": original}[mode]
     _state["roi_align_mode"] = mode
 
 
@@ -81,8 +90,9 @@ def kernels() -> dict[str, str]:
     tv = import_torchvision()
     if tv.extension._has_ops():
         return {"nms": "torchvision C++", "roi_align": "torchvision C++"}
-    mode = _state.get("roi_align_mode", "compiled")
-    return {"nms": "hybridvision (pure torch)", "roi_align": f"torchvision's Python fallback ({mode})"}
+    mode = _state["roi_align_mode"]
+    roi_align = "hybridvision (grid_sample)" if mode == "grid" else f"torchvision's Python fallback ({mode})"
+    return {"nms": "hybridvision (pure torch)", "roi_align": roi_align}
 
 
 def _forget_partial_import() -> None:
@@ -111,6 +121,7 @@ def _complete_nms(tv: ModuleType) -> None:
     impl.impl("nms", nms_kernel, "CompositeExplicitAutograd")
     _state["impl"] = impl
     tv.ops.boxes.nms = tv.ops.nms = nms  # batched_nms and the detection models look ``nms`` up in ops.boxes
+    _install_roi_align("grid")
     _state["completed"] = True
 
 
@@ -166,3 +177,80 @@ def _iou(a: Tensor, b: Tensor) -> Tensor:
     bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = (bottom_right - top_left).clamp(min=0).prod(-1)  # (M, N, 2) -> (M, N)
     return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def roi_align_grid(
+    input: Tensor,
+    rois: Tensor,
+    spatial_scale: float,
+    pooled_height: int,
+    pooled_width: int,
+    sampling_ratio: int,
+    aligned: bool,
+) -> Tensor:
+    """RoIAlign (average) by bilinear ``grid_sample``: (N, C, H, W) maps, (K, 5) RoIs (image index, x1, y1, x2, y2)
+    -> (K, C, pooled_height, pooled_width); torchvision's ``_roi_align`` signature and its C++ kernel's semantics.
+
+    Every bin averages a grid of samples, ``sampling_ratio`` per side, or ``ceil(roi side / bins)`` per side when
+    ``sampling_ratio <= 0`` (RoIs with the same grid are pooled together, one call per grid). ``spatial_scale``
+    maps RoI coordinates to the map's; ``aligned`` shifts them by half a pixel, and without it a RoI is at least
+    one pixel wide and high. A sample more than a pixel outside the map counts as 0 (as in torchvision's C++
+    kernel; its Python fallback reads the edge there), a nearer one reads the edge. The gradient reaches
+    ``input`` (through ``grid_sample``), not the RoIs, as with the C++ kernel. Half-precision maps are sampled in
+    float32.
+    """
+    n, c, h, w = input.shape
+    dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
+    padded = nn.functional.pad(input.to(dtype), (0, 0, 0, 1))  # a zero row under each map: (N, C, H + 1, W)
+    tall = padded.transpose(0, 1).reshape(1, c, n * (h + 1), w)  # the maps stacked: (1, C, N * (H + 1), W)
+    rois = rois.detach().to(dtype)
+    offset = 0.5 if aligned else 0.0
+    start = rois[:, 1:3] * spatial_scale - offset  # (K, 2): x, y in map pixels
+    size = rois[:, 3:5] * spatial_scale - offset - start
+    if not aligned:
+        size = size.clamp(min=1.0)
+    bin_size = size / torch.tensor([pooled_width, pooled_height], dtype=dtype, device=rois.device)  # (K, 2)
+    pooled = (pooled_height, pooled_width)
+    if sampling_ratio > 0 and len(rois):
+        return _pool(tall, (h, w), (rois[:, 0].long(), start, bin_size), pooled, [sampling_ratio] * 2).to(input.dtype)
+    grids = torch.ceil(bin_size).long()  # (K, 2): samples per bin along x, y
+    out = input.new_zeros((rois.shape[0], c, *pooled), dtype=dtype)
+    for grid in grids.unique(dim=0).tolist():
+        if min(grid) <= 0:  # an empty RoI (aligned): no samples, its bins stay 0
+            continue
+        picked = (grids == grids.new_tensor(grid)).all(1).nonzero().flatten()
+        where = (rois[picked, 0].long(), start[picked], bin_size[picked])
+        out = out.index_copy(0, picked, _pool(tall, (h, w), where, pooled, grid))
+    return out.to(input.dtype)
+
+
+def _pool(
+    tall: Tensor, size: tuple[int, int], where: tuple[Tensor, Tensor, Tensor], pooled: tuple[int, int], grid: list
+) -> Tensor:
+    """The bins of K RoIs sampled ``grid`` = [x, y] times per bin side, from the stacked maps (1, C, N * (H + 1), W)
+    of maps of ``size`` (H, W); ``where``: image index (K,), start and bin size (K, 2) in map pixels (x, y)."""
+    (h, w), (ph, pw), (gx, gy) = size, pooled, grid
+    image, start, bin_size = where
+    y = _samples(start[:, 1], bin_size[:, 1], ph, gy, h)  # (K, PH * gy) rows of the RoI's own map
+    x = _samples(start[:, 0], bin_size[:, 0], pw, gx, w)  # (K, PW * gx)
+    y = torch.where(y >= 0, y + image[:, None] * (h + 1), y)  # rows of the tall map (-2 stays outside)
+    rows = (2 * y + 1) / tall.shape[2] - 1  # grid_sample's coordinates (align_corners=False): -1..1 over the map
+    cols = (2 * x + 1) / w - 1
+    k = len(image)
+    shape = (k, ph * gy, pw * gx)
+    coords = torch.stack([cols[:, None, :].expand(shape), rows[:, :, None].expand(shape)], -1)  # (K, PH*gy, PW*gx, 2)
+    sampled = nn.functional.grid_sample(
+        tall, coords.reshape(1, k * ph * gy, pw * gx, 2), mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # (1, C, K * PH * gy, PW * gx)
+    means = nn.functional.avg_pool2d(sampled, (gy, gx))  # (1, C, K * PH, PW): each bin's samples averaged
+    return means.view(-1, k, ph, pw).transpose(0, 1)  # (1, C, K * PH, PW) -> (K, C, PH, PW)
+
+
+def _samples(start: Tensor, bin_size: Tensor, bins: int, per_bin: int, extent: int) -> Tensor:
+    """Sample coordinates along one axis: ``per_bin`` evenly spaced in each of a RoI's ``bins``, (K,) -> (K, bins *
+    per_bin); clamped into [0, extent - 1] (the edge is read), or -2 (outside the map, read as 0) when more than a
+    pixel outside it."""
+    steps = (torch.arange(bins * per_bin, dtype=start.dtype, device=start.device) + 0.5) / per_bin  # in bins
+    pos = start[:, None] + steps * bin_size[:, None]
+    outside = (pos < -1) | (pos > extent)
+    return torch.where(outside, -2.0, pos.clamp(0, extent - 1))

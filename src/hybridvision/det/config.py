@@ -70,7 +70,7 @@ class DetTrainConfig(RunConfig):
     drop_path_rate: float = 0.1  # the backbone's stochastic depth at its deepest block
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     data: DetDataConfig = field(default_factory=DetDataConfig)
-    roi_align: str = "eager"  # where torchvision's extension is missing: its Python RoIAlign "eager" or "compiled"
+    roi_align: str = "grid"  # without torchvision's extension: ours ("grid"), or its Python "eager" / "compiled"
 
     RESUMABLE: ClassVar[frozenset[str]] = RESUMABLE | {"roi_align"}  # what --resume may change
 
@@ -104,7 +104,7 @@ class DetEvalConfig:
     device: str = "auto"
     out: str = ""  # JSON file for the numbers (default: RUN/det_eval_<split>.json)
     data: DetDataConfig = field(default_factory=DetDataConfig)
-    roi_align: str = "eager"  # where torchvision's extension is missing: its Python RoIAlign "eager" or "compiled"
+    roi_align: str = "grid"  # without torchvision's extension: ours ("grid"), or its Python "eager" / "compiled"
 
     def __post_init__(self) -> None:
         one_of("weights", self.weights, WEIGHTS)
@@ -122,7 +122,7 @@ class DetPredictConfig:
     device: str = "auto"
     score: float = 0.5  # detections drawn: score at least this
     alpha: float = 0.45  # opacity of the masks over the image
-    roi_align: str = "eager"  # where torchvision's extension is missing: its Python RoIAlign "eager" or "compiled"
+    roi_align: str = "grid"  # without torchvision's extension: ours ("grid"), or its Python "eager" / "compiled"
     overwrite: bool = False  # replace overlays already in --out (false: refuse, naming the first)
 
     def __post_init__(self) -> None:

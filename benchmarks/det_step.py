@@ -1,0 +1,146 @@
+"""Time of a training step and of inference of the scenes detector with each RoIAlign, interleaved in one process.
+
+Where torchvision's C extension cannot load, ``hybridvision.vision_ops`` supplies RoIAlign: ``grid`` (ours, by
+``grid_sample``, the default) or torchvision's Python fallback (``eager``; ``compiled`` takes seconds to compile
+every new shape family, so it is left out unless named). This builds the default detector (``det train``'s
+config: Mask R-CNN on ascan_nano, 64x64 grey scenes), takes one fixed batch of training scenes, and times, mode
+after mode in every round (order reversed every other round), a training step (forward with the targets and
+backward; no optimizer step, so every step does the same work) and inference on the same images (eval mode).
+Weights are random (seeded): with a trained model more RoIs reach the mask head. Prints the medians over rounds
+and each mode's per-round ratio to the first mode; ``--profile N`` adds each mode's self CPU time by operator over
+N more training steps.
+
+    python benchmarks/det_step.py                              # eager vs grid, batch 4, 3 rounds
+    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 --out /tmp/det_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from hybridvision.bench.interleave import interleaved
+from hybridvision.data.scenes import SceneConfig
+from hybridvision.det.config import DetTrainConfig, detection_model
+from hybridvision.det.data import annotation_file, load_split
+from hybridvision.det.model import DetModel
+from hybridvision.det.scenes import ScenesConfig, write_scenes
+from hybridvision.env import environment
+from hybridvision.fileio import save_json
+from hybridvision.vision_ops import import_torchvision, kernels, set_roi_align
+
+
+def scenes_batch(root: str, batch: int) -> tuple[list[torch.Tensor], list[dict]]:
+    """The first ``batch`` training scenes of ``root`` (a few scenes are written to a temporary folder when it
+    holds none), as the detector takes them: (1, 64, 64) images on [0, 1] and torchvision's targets."""
+    if not annotation_file(root, "train2017").is_file():
+        root = tempfile.mkdtemp(prefix="det_step_")
+        small = SceneConfig(train_scenes=max(batch, 16), eval_scenes=16)
+        write_scenes(root, ScenesConfig(val_scenes=16, scenes=small))
+    images, targets, _ = next(load_split(root, "train2017", 1).batches([list(range(batch))]))
+    return [x.float() / 255 for x in images], targets
+
+
+def train_step(model: DetModel, images: list, targets: list, clock: dict[str, list[float]]) -> Callable[[], None]:
+    """Forward with the targets and backward, the two timed apart into ``clock``."""
+
+    def step() -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        loss = sum(model(images, targets).values())
+        middle = time.perf_counter()
+        loss.backward()
+        clock["forward"].append(middle - start)
+        clock["backward"].append(time.perf_counter() - middle)
+
+    return step
+
+
+def predict(model: DetModel, images: list) -> Callable[[], object]:
+    def run() -> object:
+        model.eval()
+        with torch.inference_mode():
+            return model(images)
+
+    return run
+
+
+def profile(step: Callable[[], None], steps: int) -> list[dict]:
+    """The 12 largest operators by self CPU time per step (ms, share of the step's total)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as record
+
+    with record(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ops = [(e.key, e.self_cpu_time_total / 1000 / steps) for e in prof.key_averages()]
+    total = sum(ms for _, ms in ops)
+    top = sorted(ops, key=lambda o: -o[1])[:12]
+    return [{"op": name, "ms": round(ms, 1), "share": round(ms / total, 3)} for name, ms in top]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--modes", default="eager,grid", help="RoIAlign modes, the first the baseline")
+    ap.add_argument("--batch", type=int, default=4, help="scenes per step")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--root", default=DetTrainConfig().data.root, help="a scenes COCO folder (else a few are made)")
+    ap.add_argument("--profile", type=int, default=0, help="also profile this many training steps per mode")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="", help="JSON file for the numbers (none: print only)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import_torchvision()
+    modes = args.modes.split(",")
+    torch.manual_seed(0)
+    cfg = DetTrainConfig()
+    model = DetModel(detection_model(cfg, 11))
+    images, targets = scenes_batch(args.root, args.batch)
+    clocks = {m: {"forward": [], "backward": []} for m in modes}
+    candidates, before = {}, {}
+    for mode in modes:
+        candidates[f"{mode} train"] = train_step(model, images, targets, clocks[mode])
+        candidates[f"{mode} predict"] = predict(model, images)
+        before[f"{mode} train"] = before[f"{mode} predict"] = lambda m=mode: set_roi_align(m)
+    for name, run in candidates.items():  # one untimed call each (first-call costs), then one timed per round
+        before[name]()
+        run()
+    timings = interleaved(
+        candidates, args.batch, rounds=args.rounds, min_s=0.0, min_iters=1, warmup_iters=0, warmup_s=0.0, before=before
+    )
+    rows = []
+    for mode in modes:
+        row = {"roi_align": mode}
+        for what in ("train", "predict"):
+            runs = [t.p50_ms for t in timings[f"{mode} {what}"]]
+            base = [t.p50_ms for t in timings[f"{modes[0]} {what}"]]
+            row[f"{what}_ms"] = round(statistics.median(runs), 1)
+            row[f"{what}_ms_min"], row[f"{what}_ms_max"] = round(min(runs), 1), round(max(runs), 1)
+            row[f"{what}_speedup_vs_{modes[0]}"] = round(statistics.median(b / r for b, r in zip(base, runs)), 2)
+        for part in ("forward", "backward"):  # the untimed first step included
+            row[f"train_{part}_ms"] = round(1000 * statistics.median(clocks[mode][part]), 1)
+        rows.append(row)
+        print(
+            f"{mode:9s} train {row['train_ms']:9.1f} ms (forward {row['train_forward_ms']:.0f}, backward "
+            f"{row['train_backward_ms']:.0f}; x{row[f'train_speedup_vs_{modes[0]}']})   predict "
+            f"{row['predict_ms']:8.1f} ms (x{row[f'predict_speedup_vs_{modes[0]}']})"
+        )
+    for row in rows if args.profile else ():
+        set_roi_align(row["roi_align"])
+        row["profile"] = profile(candidates[f"{row['roi_align']} train"], args.profile)
+        print(row["roi_align"], ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in row["profile"][:8]))
+    if args.out:
+        meta = {"batch": args.batch, "rounds": args.rounds, "threads": args.threads, "nms": kernels()["nms"]}
+        save_json({"rows": rows, **meta, "environment": environment("cpu")}, Path(args.out))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
