@@ -41,8 +41,8 @@ def scenes_batch(root: str, batch: int) -> tuple[list[torch.Tensor], list[dict]]
     holds none), as the detector takes them: (1, 64, 64) images on [0, 1] and torchvision's targets."""
     if not annotation_file(root, "train2017").is_file():
         root = tempfile.mkdtemp(prefix="det_step_")
-        small = SceneConfig(train_scenes=max(batch, 16), eval_scenes=16)
-        write_scenes(root, ScenesConfig(val_scenes=16, scenes=small))
+        small = SceneConfig(train_scenes=max(batch, 16), eval_scenes=16, val_scenes=16)
+        write_scenes(root, ScenesConfig(scenes=small))
     images, targets, _ = next(load_split(root, "train2017", 1).batches([list(range(batch))]))
     return [x.float() / 255 for x in images], targets
 
