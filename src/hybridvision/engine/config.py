@@ -65,7 +65,7 @@ class RunConfig:
     """One training run: length, batch, precision, devices, checkpoints, logs. Tasks add their own fields."""
 
     model: str = ""  # the registered model the task trains (names the run directory)
-    selected_on: str = ""  # where this recipe's settings were chosen: "val", "paper", "test" (older recipes), ...
+    selected_on: str = ""  # where this recipe's settings were chosen: "val", "paper", "test" (older recipes), "none"
     epochs: int = 12
     budget_minutes: float = 30.0  # > 0: end cleanly when this much training time is spent; lr follows the budget
     batch_size: int = 128  # samples per optimizer step, over all processes and micro-batches
