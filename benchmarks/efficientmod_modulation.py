@@ -28,7 +28,7 @@ from _efficientmod_options import parser, write_result
 import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved, summarize
 from hybridvision.export import export_onnx, onnx_session
-from hybridvision.models.efficientmod import modulate
+from hybridvision.models.blocks import modulate
 
 
 def twin_models(name: str) -> dict[str, torch.nn.Module]:

@@ -9,12 +9,13 @@ import hybridvision as hv
 from hybridvision.cli.main import main as cli
 from hybridvision.macs import model_cost
 from hybridvision.models import InputError
-from hybridvision.models.ascan import AsCANConfig
+from hybridvision.models.ascan import CONV_BLOCKS, AsCANConfig
 from hybridvision.models.blocks import (
     ConvNeXtBlock,
     DropPath,
     FusedMBConv,
     MBConv,
+    ModulationBlock,
     MultiAxisAttention,
     ParallelTransformerBlock,
     PartitionAttention,
@@ -135,8 +136,14 @@ def test_any_layout_builds_a_working_model(layout):
 
 
 def test_config_errors_name_the_problem():
-    with pytest.raises(ValueError, match="conv_block must be one of fused_mbconv, mbconv, convnext, got 'fused'"):
+    options = "fused_mbconv, mbconv, convnext, modulation"
+    with pytest.raises(ValueError, match=f"conv_block must be one of {options}, got 'fused'"):
         AsCANConfig(conv_block="fused")
+    with pytest.raises(
+        ValueError,
+        match="conv_block 'modulation' needs a whole expand_ratio.*got 2.5; set expand_ratio to a whole number",
+    ):
+        AsCANConfig(conv_block="modulation", expand_ratio=2.5)
     with pytest.raises(ValueError, match="attention must be one of global, window, grid, got 'swin'"):
         AsCANConfig(attention="swin")
     with pytest.raises(ValueError, match="layout has 3 stages but dims has 4"):
@@ -155,7 +162,14 @@ def test_config_errors_name_the_problem():
 # ---- Every block kind, end to end
 
 
-@pytest.mark.parametrize("conv_block", ["fused_mbconv", "mbconv", "convnext"])
+KINDS = {MBConv: "mbconv", FusedMBConv: "fused_mbconv", ConvNeXtBlock: "convnext", ModulationBlock: "modulation"}
+
+
+def test_every_conv_block_option_is_tested():
+    assert sorted(KINDS.values()) == sorted(CONV_BLOCKS)
+
+
+@pytest.mark.parametrize("conv_block", CONV_BLOCKS)
 @pytest.mark.parametrize("attention", ["global", "window", "grid"])
 def test_every_block_kind_runs_and_fuses(conv_block, attention, randomize_batchnorms):
     layout = ("C", "TC", "CT", "CTT")  # T blocks that downsample and T blocks that do not
@@ -164,9 +178,9 @@ def test_every_block_kind_runs_and_fuses(conv_block, attention, randomize_batchn
     randomize_batchnorms(model)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, ConvNeXtBlock):
-                m.gamma.normal_()  # a layer scale far from its 1e-6 init, so its folding is exercised
-    kinds = {MBConv: "mbconv", FusedMBConv: "fused_mbconv", ConvNeXtBlock: "convnext"}
+            if isinstance(m, (ConvNeXtBlock, ModulationBlock)):
+                m.gamma.normal_()  # a layer scale far from its 1e-6 / 1e-4 init, so its folding is exercised
+    kinds = KINDS
     assert {kinds[type(b)] for s in model.stages for b in s.blocks if type(b) in kinds} == {conv_block}
     attn_type = {"global": "Attention", "window": "PartitionAttention", "grid": "MultiAxisAttention"}[attention]
     assert {type(b.attn).__name__ for s in model.stages for b in s.blocks if hasattr(b, "attn")} == {attn_type}
@@ -175,6 +189,106 @@ def test_every_block_kind_runs_and_fuses(conv_block, attention, randomize_batchn
     model.fuse()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-4)
+    layer_scales = [m.gamma for m in model.modules() if isinstance(m, (ConvNeXtBlock, ModulationBlock))]
+    assert all(g is None for g in layer_scales)  # folded into the last linear layer
+
+
+@pytest.mark.parametrize("conv_block", CONV_BLOCKS)
+def test_every_block_kind_gives_features_matching_forward_intermediates(conv_block):
+    """Each C block downsamples at a stage's start: every level has feature_info's shape, and features_only agrees."""
+    kw = dict(layout=("CC", "CC", "CT", "CC"), conv_block=conv_block)  # first blocks of every stage are C blocks
+    torch.manual_seed(0)
+    model = hv.create_model("ascan_test", **kw).eval()
+    x = torch.randn(2, 3, 64, 96)
+    full = model.forward_intermediates(x, intermediates_only=True)
+    assert [f.shape[1:] for f in full] == [
+        (f["num_chs"], 64 // f["reduction"], 96 // f["reduction"]) for f in model.feature_info
+    ]
+    torch.manual_seed(0)  # the same initial weights
+    feats = hv.create_model("ascan_test", features_only=True, out_indices=(1, 2, 4), **kw).eval()
+    for got, i in zip(feats(x), (1, 2, 4), strict=True):
+        torch.testing.assert_close(got, full[i], atol=0, rtol=0)
+
+
+E1 = dict(layout="CC-CCCC-CCCC-CCCC", conv_block="modulation")  # configs/study/effmod_block.yaml's modulation point
+
+
+def test_modulation_c_blocks_on_nano_stages():
+    """ascan_nano's E1 point: EfficientMod's block (r = expand_ratio) in every C slot, each stage's first strided."""
+    model = meta("ascan_nano", **E1)
+    blocks = [b for s in model.stages for b in s.blocks]
+    assert len(blocks) == 14 and all(isinstance(b, ModulationBlock) for b in blocks)
+    firsts = [s.blocks[0] for s in model.stages]
+    assert [b.context.dw.stride for b in firsts] == [(2, 2)] * 4
+    assert [b.value.out_features for b in firsts] == [4 * d for d in (24, 32, 64, 160)]
+    assert all(b.pool is None and b.context.dw.stride == (1, 1) for s in model.stages for b in s.blocks[1:])
+
+
+def first_block_shapes(model: torch.nn.Module, x: torch.Tensor) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(input shape, output shape) of each stage's first block in one forward pass."""
+    seen = []
+    hooks = [
+        s.blocks[0].register_forward_hook(lambda m, a, out: seen.append((a[0].shape, out.shape))) for s in model.stages
+    ]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name, size", [("ascan_nano", 32), ("ascan_test", 224)])
+def test_modulation_c_blocks_train_and_downsample(name, size):
+    """Forward and backward at the nano size and at 224: logits, a gradient for every weight, and each stage's
+    strided first block halving the map while widening it to the stage's width."""
+    torch.manual_seed(0)
+    model = hv.create_model(name, **E1).train()
+    x = torch.randn(2, 3, size, size)
+    logits = model(x)
+    assert logits.shape == (2, 10)
+    logits.square().mean().backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and g.shape == p.shape for g, p in zip(grads.values(), model.parameters(), strict=True))
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    assert grads["stages.3.blocks.0.context.dw.weight"].abs().sum() > 0  # the strided context path is trained
+    c = model.config
+    side = size // c.stem_stride
+    want = [
+        ((2, i, side >> k, side >> k), (2, o, side >> (k + 1), side >> (k + 1)))
+        for k, (i, o) in enumerate(zip((c.stem_dims[1], *c.dims[:-1]), c.dims))
+    ]
+    with torch.no_grad():
+        assert first_block_shapes(model.eval(), x) == want
+
+
+def test_modulation_nano_feature_levels():
+    """features_only on the E1 point: the stem and four stages at 1/1 .. 1/16 of a 32x32 input, with the stage
+    widths, equal to the full model's intermediates."""
+    torch.manual_seed(0)
+    model = hv.create_model("ascan_nano", **E1).eval()
+    torch.manual_seed(0)
+    feats = hv.create_model("ascan_nano", features_only=True, **E1).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got, full = feats(x), model.forward_intermediates(x, intermediates_only=True)
+    assert [tuple(f.shape[1:]) for f in got] == [(24, 32, 32), (24, 16, 16), (32, 8, 8), (64, 4, 4), (160, 2, 2)]
+    for a, b in zip(got, full, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_modulation_c_blocks_at_224():
+    """ascan_t with modulation C blocks builds and runs at 224 (meta device): logits and every level's shape."""
+    model = meta("ascan_t", conv_block="modulation")
+    x = torch.empty(1, 3, 224, 224, device="meta")
+    assert model(x).shape == (1, 1000)
+    levels = model.forward_intermediates(x, intermediates_only=True)
+    assert [tuple(f.shape[1:]) for f in levels] == [
+        (64, 112, 112),
+        (64, 56, 56),
+        (128, 28, 28),
+        (256, 14, 14),
+        (512, 7, 7),
+    ]
+    assert sum(isinstance(b, ModulationBlock) for s in model.stages for b in s.blocks) == 8
 
 
 # ---- Input sizes

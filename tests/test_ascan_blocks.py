@@ -1,4 +1,4 @@
-"""AsCAN's shared blocks against their defining math: FusedMBConv, ConvNeXt, the parallel T block, window/grid."""
+"""AsCAN's blocks against their defining math: FusedMBConv, ConvNeXt, modulation, the parallel T block, window/grid."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hybridvision.models.blocks import (
     Downsample,
     FusedMBConv,
     Mlp,
+    ModulationBlock,
     MultiAxisAttention,
     ParallelTransformerBlock,
     PartitionAttention,
@@ -83,6 +84,29 @@ def test_convnext_block_math_and_layer_scale_folding():
     torch.testing.assert_close(block(x), ref, atol=1e-5, rtol=1e-5)
     wide = ConvNeXtBlock(8, 16, stride=2)
     assert wide(x[..., :8, :8]).shape == (2, 16, 4, 4) and wide.conv_dw.groups == 8
+
+
+def test_strided_modulation_block_is_the_unstrided_one_sampled_on_2x2_constant_maps():
+    """AsCAN's conv_block 'modulation' downsamples as ConvNeXtBlock: strided depthwise context, pooled shortcut.
+
+    On a map that is constant over 2x2 cells, average pooling equals taking the top-left pixel, so the strided
+    block (pooled value and shortcut, stride-2 depthwise conv) must equal the stride-1 block with the same weights
+    read at even positions. The widths differ (8 -> 16), so g, v, p and the projected shortcut all widen.
+    """
+    strided = ModulationBlock(8, out_dim=16, stride=2, expand_ratio=3, layer_scale_init=0.5).eval()
+    plain = ModulationBlock(8, out_dim=16, stride=1, expand_ratio=3).eval()
+    assert isinstance(strided.shortcut, Downsample) and strided.context.dw.stride == (2, 2)
+    torch.nn.init.normal_(strided.gamma)
+    state = {k.replace("shortcut.proj.", "shortcut."): v for k, v in strided.state_dict().items()}
+    plain.load_state_dict(state)
+    x = F.interpolate(torch.randn(2, 8, 5, 6), scale_factor=2.0, mode="nearest")  # (B, 8, 10, 12), 2x2 cells
+    want = plain(x)[..., ::2, ::2]  # (B, 16, 5, 6)
+    torch.testing.assert_close(strided(x), want, atol=1e-5, rtol=1e-5)
+    # Elsewhere the value reads the average of each 2x2 cell, not its top-left pixel.
+    y = torch.randn(2, 8, 10, 12)
+    assert not torch.allclose(strided(y), plain(y)[..., ::2, ::2], atol=1e-3)
+    strided.fuse()  # the layer scale folds into p, as in EfficientMod
+    torch.testing.assert_close(strided(x), want, atol=1e-5, rtol=1e-5)
 
 
 def test_parallel_block_is_x_plus_attn_plus_mlp_of_ln_gelu():

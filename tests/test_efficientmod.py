@@ -20,7 +20,8 @@ from hybridvision.checkpoint import SAFE_GLOBALS, CheckpointError
 from hybridvision.cli.main import main as cli
 from hybridvision.macs import model_cost
 from hybridvision.models import InputError
-from hybridvision.models.efficientmod import ModulationBlock, convert_official, modulate
+from hybridvision.models.blocks import ModulationBlock, modulate
+from hybridvision.models.efficientmod import convert_official
 
 LOGIT_ATOL, STAGE_ATOL = 1e-5, 5e-5
 

@@ -20,6 +20,7 @@ import yaml
 from scipy import stats as sp
 from synthetic_data import write_fmnist_like
 
+import hybridvision as hv
 from hybridvision.cli.main import main
 from hybridvision.cli.study import print_plan
 from hybridvision.config import ConfigError, dump_yaml, to_dict
@@ -277,21 +278,7 @@ def test_matched_params_land_within_tolerance():
     assert all(d % 16 == 0 for d in dims[2:])
 
 
-NEEDS_MODULATION = pytest.mark.xfail(
-    raises=ConfigError, strict=True, reason="E1 on one stem needs ascan_nano's conv_block 'modulation'"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ascan_layouts",
-        "ascan_blocks",
-        "families",
-        "ascan_blocks_matched",
-        pytest.param("effmod_block", marks=NEEDS_MODULATION),
-    ],
-)
+@pytest.mark.parametrize("name", ["ascan_layouts", "ascan_blocks", "families", "ascan_blocks_matched", "effmod_block"])
 def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(CONFIGS.parents[1])  # base_recipe paths are relative to the repository root
     study = load_study(CONFIGS / f"{name}.yaml")
@@ -320,6 +307,40 @@ def test_committed_studies_resolve_within_budget(name, capsys, monkeypatch, tmp_
             assert abs(p.params / plan.point(p.baseline).params - 1) <= study.param_tolerance
     print_plan(plan)  # what --dry-run prints
     assert "within" in capsys.readouterr().out
+
+
+def test_e1_on_one_stem_dry_run_plans_its_runs(capsys, monkeypatch):
+    """configs/study/effmod_block.yaml: --dry-run plans 2 points x 3 seeds on ascan_nano's macro design; the two
+    points share the stem, layout and recipe and differ in the C block, the modulation point's widths matched to
+    the ConvNeXt point's params."""
+    monkeypatch.chdir(CONFIGS.parents[1])
+    path = CONFIGS / "effmod_block.yaml"
+    assert main(["study", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs (2 points x seeds 0,1,2)" in out and "(matched)" in out
+    plan = make_plan(load_study(path))
+    conv, mod = plan.point("plain_conv"), plan.point("modulation")
+    assert mod.matched and mod.baseline == "plain_conv" and abs(mod.params / conv.params - 1) <= 0.10
+    a, b = (hv.get_config(p.model, **p.kwargs) for p in (conv, mod))
+    assert (a.conv_block, b.conv_block) == ("convnext", "modulation")
+    macro = (("CC", "CCCC", "CCCC", "CCCC"), (16, 24), 1)  # layout, stem widths, stem stride: ascan_nano's stem
+    assert [(c.layout, c.stem_dims, c.stem_stride) for c in (a, b)] == [macro, macro]
+    runs = [to_dict(plan.run_config(p, 0)) for p in (conv, mod)]
+    recipes = [{k: v for k, v in r.items() if k not in ("run_name", "model_kwargs")} for r in runs]
+    assert recipes[0] == recipes[1] and recipes[0]["model"] == "ascan_nano"  # one recipe, one model family
+
+
+def test_a_fractional_modulation_ratio_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parents[1])
+    study = yaml.safe_load((CONFIGS / "effmod_block.yaml").read_text())
+    study["points"][1]["model_kwargs"]["expand_ratio"] = 2.5
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["study", str(path), "--dry-run"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: ascan_nano: conv_block 'modulation' needs a whole expand_ratio (its value branch is r times the "
+        "block width), got 2.5; set expand_ratio to a whole number such as 4"
+    ]
 
 
 def test_cli_dry_run_and_overrides(data, tmp_path, capsys):

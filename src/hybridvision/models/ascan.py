@@ -10,7 +10,8 @@ are not public (the paper's Table 6 is an image we cannot read): the tables belo
 ``docs/models/ascan.md``.
 
 The paper's design space is one override away: ``layout`` takes any C/T strings, ``conv_block`` swaps the C
-block (FusedMBConv / MBConv / ConvNeXt) and ``attention`` the T block's attention (global / window / grid).
+block (FusedMBConv / MBConv / ConvNeXt, or EfficientMod's modulation block for study E1) and ``attention`` the T
+block's attention (global / window / grid).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .blocks import (
     ConvStem,
     FusedMBConv,
     MBConv,
+    ModulationBlock,
     ParallelTransformerBlock,
     get_act,
     init_conv_fan_out,
@@ -40,7 +42,7 @@ from .blocks import (
 from .blocks.window import window_shape
 from .contract import Backbone, FeatureInfo, InputError, ModelConfig, build_stages, check_stages
 
-CONV_BLOCKS = ("fused_mbconv", "mbconv", "convnext")
+CONV_BLOCKS = ("fused_mbconv", "mbconv", "convnext", "modulation")
 
 # ---- Config
 
@@ -53,12 +55,13 @@ class AsCANConfig(ModelConfig):
     dims: tuple[int, ...] = (64, 128, 256, 512)  # channels per stage (S1..S4)
     stem_dims: tuple[int, int] = (32, 64)  # two 3x3 convs, each with BN + act
     stem_stride: int = 2  # 1 keeps full resolution for small inputs (32x32)
-    conv_block: str = "fused_mbconv"  # C block: "fused_mbconv" (paper), "mbconv" (MaxViT/CoAtNet), "convnext"
+    # C block: "fused_mbconv" (paper), "mbconv" (MaxViT/CoAtNet), "convnext", "modulation" (EfficientMod's)
+    conv_block: str = "fused_mbconv"
     attention: str = "global"  # T-block attention: "global" (paper), "window" or "grid" (MaxViT multi-axis)
     window_size: int = 7  # window and grid size of "window"/"grid" attention (7 splits 56/28/14/7 at 224)
     head_dim: int = 32  # channels per attention head
     mlp_ratio: float = 4.0  # T-block MLP width / block width
-    expand_ratio: float = 4.0  # C-block expansion (FusedMBConv/MBConv) or MLP ratio (ConvNeXt)
+    expand_ratio: float = 4.0  # C-block expansion (FusedMBConv/MBConv), MLP ratio (ConvNeXt) or value r (modulation)
     embed_dim: int = 1280  # head: 1x1 conv-BN-act to this width before pooling; 0 = pool the last stage
     act: str = "gelu"
 
@@ -75,6 +78,11 @@ class AsCANConfig(ModelConfig):
         check(
             self.mlp_ratio > 0 and self.expand_ratio > 0,
             f"mlp_ratio and expand_ratio must be positive, got {self.mlp_ratio}, {self.expand_ratio}",
+        )
+        check(
+            self.conv_block != "modulation" or float(self.expand_ratio).is_integer(),
+            f"conv_block 'modulation' needs a whole expand_ratio (its value branch is r times the block width), "
+            f"got {self.expand_ratio}; set expand_ratio to a whole number such as 4",
         )
 
     @property
@@ -99,6 +107,9 @@ def _conv_block(cfg: AsCANConfig, in_dim: int, out_dim: int, stride: int, dpr: f
         return MBConv(
             in_dim, out_dim, stride=stride, expand_ratio=cfg.expand_ratio, act=act, se_act=act, drop_path_rate=dpr
         )
+    if cfg.conv_block == "modulation":  # EfficientMod's, downsampling as ConvNeXtBlock: strided depthwise context
+        r = int(cfg.expand_ratio)
+        return ModulationBlock(in_dim, out_dim=out_dim, stride=stride, expand_ratio=r, act=act, drop_path_rate=dpr)
     return ConvNeXtBlock(in_dim, out_dim, stride=stride, mlp_ratio=cfg.expand_ratio, act=act, drop_path_rate=dpr)
 
 

@@ -28,16 +28,20 @@ import itertools
 import re
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from ..config import check, one_of
 from ..registry import family
-from .blocks import ClassifierHead, LayerNorm2d, TransformerBlock, build_blocks, drop_path_rates
-from .blocks.drop import drop_path
+from .blocks import (
+    MODULATIONS,
+    ClassifierHead,
+    LayerNorm2d,
+    ModulationBlock,
+    TransformerBlock,
+    build_blocks,
+    drop_path_rates,
+)
 from .contract import Backbone, FeatureInfo, ModelConfig, Stage, check_stages
-
-MODULATIONS = ("repeat", "reshape")
 
 # ---- Config
 
@@ -93,84 +97,7 @@ class EfficientModConfig(ModelConfig):
         return max(dim // self.num_heads, self.min_head_dim)
 
 
-# ---- Modulation block (paper §3.3-3.4, eq. 5)
-
-
-def modulate(v: Tensor, ctx: Tensor, mode: str = "reshape") -> Tensor:
-    """``v * ctx`` with ctx (.., C) tiled r times to v's width (.., rC): v channel j meets ctx channel j mod C.
-
-    That is the official ``v * ctx.repeat(1, 1, 1, r)`` (tiling, not ``repeat_interleave``), so official
-    weights pair with the right channels. "repeat" computes it that way; "reshape" broadcasts ctx over a
-    (.., r, C) view of v instead of materialising the tiled copy (paper §3.4 guideline III). Same result.
-    """
-    r = v.shape[-1] // ctx.shape[-1]
-    if r == 1:
-        return v * ctx
-    if mode == "repeat":
-        return v * ctx.repeat(1, 1, 1, r)  # (B, H, W, C) -> (B, H, W, rC)
-    prod = v.unflatten(-1, (r, -1)) * ctx.unsqueeze(-2)  # (B, H, W, r, C) * (B, H, W, 1, C)
-    return prod.flatten(-2)  # (B, H, W, r, C) -> (B, H, W, rC)
-
-
-class ContextBranch(nn.Module):
-    """ctx(x) = g(GELU(DWConv_k(f(x)))) on channels-last tokens (B, H, W, C)."""
-
-    def __init__(self, dim: int, kernel_size: int) -> None:
-        super().__init__()
-        self.f = nn.Linear(dim, dim)
-        self.dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.act = nn.GELU()
-        self.g = nn.Linear(dim, dim)
-
-    def forward(self, y: Tensor) -> Tensor:
-        c = self.f(y).permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W), a channels_last view
-        c = self.act(self.dw(c))  # (B, C, H, W)
-        return self.g(c.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)
-
-
-class ModulationBlock(nn.Module):
-    """``x + gamma * p(ctx(LN(x)) * v(LN(x)))`` with v expanding C -> rC (NCHW in and out).
-
-    The value branch has a GELU only when it expands (r > 1), as in the official code.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        expand_ratio: int,
-        kernel_size: int = 7,
-        layer_scale_init: float = 1e-4,
-        modulation: str = "reshape",
-        norm_eps: float = 1e-5,
-        drop_path_rate: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.modulation = modulation
-        self.norm = nn.LayerNorm(dim, eps=norm_eps)
-        self.context = ContextBranch(dim, kernel_size)
-        self.value = nn.Linear(dim, expand_ratio * dim)
-        self.act = nn.GELU() if expand_ratio > 1 else nn.Identity()
-        self.proj = nn.Linear(expand_ratio * dim, dim)
-        self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init))
-        self.drop_path = drop_path(drop_path_rate)
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.norm(x.permute(0, 2, 3, 1))  # (B, C, H, W) -> (B, H, W, C)
-        v = self.act(self.value(y))  # (B, H, W, rC)
-        out = self.proj(modulate(v, self.context(y), self.modulation))  # (B, H, W, C)
-        if self.gamma is not None:
-            out = out * self.gamma
-        return x + self.drop_path(out.permute(0, 3, 1, 2))  # (B, H, W, C) -> (B, C, H, W)
-
-    @torch.no_grad()
-    def fuse(self) -> None:
-        """Fold the layer scale into the output projection (exact: gamma * (Wx + b) = (gamma W)x + gamma b)."""
-        if self.gamma is None:
-            return
-        self.proj.weight.mul_(self.gamma[:, None])  # (C,) -> (C, 1): scales each output row of (C, rC)
-        self.proj.bias.mul_(self.gamma)
-        self.gamma = None
+# ---- Stem and downsampling
 
 
 class ConvNorm(nn.Module):

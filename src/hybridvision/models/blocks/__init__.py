@@ -21,6 +21,7 @@ from .fused_mbconv import ConvNormAct, FusedMBConv
 from .head import ClassifierHead
 from .init import init_conv_fan_out, init_hybrid, init_transformer
 from .mlp import Mlp
+from .modulation import MODULATIONS, ContextBranch, ModulationBlock, modulate
 from .norm import NORMS, LayerNorm2d, RMSNorm2d, group_count, make_norm2d
 from .rope import Rope2d, apply_rope, grid_positions, rope_angles
 from .stage import Stage, build_blocks, check_layout
@@ -32,10 +33,12 @@ __all__ = [
     "ACTIVATIONS",
     "ATTENTIONS",
     "EMB_MODES",
+    "MODULATIONS",
     "NORMS",
     "get_act",
     "Attention",
     "ClassifierHead",
+    "ContextBranch",
     "ConvNeXtBlock",
     "ConvNormAct",
     "ConvStem",
@@ -47,6 +50,7 @@ __all__ = [
     "LayerNorm2d",
     "MBConv",
     "Mlp",
+    "ModulationBlock",
     "MultiAxisAttention",
     "ParallelTransformerBlock",
     "PartitionAttention",
@@ -78,6 +82,7 @@ __all__ = [
     "make_emb_modulation",
     "make_norm2d",
     "make_pool",
+    "modulate",
     "partition",
     "relative_index",
     "resize_table",
