@@ -40,6 +40,10 @@ class DetectorConfig:
     max_size: int = 64  # long side bound (COCO: 1333)
     rpn_top_n: tuple[int, int] = (600, 300)  # proposals kept per image before and after NMS (train, test; 2000, 1000)
     box_samples: int = 128  # RoIs sampled per image for the heads' loss (torchvision and mmdet: 512)
+    # The heads' widths. COCO's (1024, 256) cost ~10x the scenes' backbone: fc6 alone reads 7x7xFPN per RoI, and
+    # the mask head's four 3x3 convs run at 14x14 on every positive RoI.
+    box_head_dim: int = 256  # the box head's two fully connected layers (COCO: 1024)
+    mask_head_dim: int = 64  # the mask head's four 3x3 convs and its upsampling (COCO: 256)
     detections: int = 100  # detections kept per image (COCO's maxDets)
     score_threshold: float = 0.05  # detections below this score are dropped
 
@@ -54,7 +58,9 @@ class DetectorConfig:
             0 < self.min_size <= self.max_size,
             f"detector.min_size and max_size need 0 < min <= max, got {self.min_size}, {self.max_size}",
         )
-        at_least(self, 1, "fpn_channels", "box_samples", "detections", prefix="detector.")
+        at_least(
+            self, 1, "fpn_channels", "box_samples", "box_head_dim", "mask_head_dim", "detections", prefix="detector."
+        )
         check(min(self.rpn_top_n) >= 1, f"detector.rpn_top_n must be >= 1, got {self.rpn_top_n}")
         check(min(self.anchor_sizes) > 0, f"detector.anchor_sizes must be > 0, got {self.anchor_sizes}")
         check(
@@ -131,9 +137,15 @@ def maskrcnn(c: DetModelConfig) -> nn.Module:
         tuple((s,) for s in d.anchor_sizes), (tuple(d.aspect_ratios),) * len(d.anchor_sizes)
     )
     train_n, test_n = d.rpn_top_n
+    pooled = d.fpn_channels * 7 * 7  # fc6 reads each RoI's 7x7 box features flattened
+    heads = detection.faster_rcnn, detection.mask_rcnn
     model = detection.MaskRCNN(
         backbone,
-        num_classes=c.num_classes,
+        num_classes=None,  # the predictors below carry it
+        box_head=heads[0].TwoMLPHead(pooled, d.box_head_dim),
+        box_predictor=heads[0].FastRCNNPredictor(d.box_head_dim, c.num_classes),
+        mask_head=heads[1].MaskRCNNHeads(d.fpn_channels, (d.mask_head_dim,) * 4, 1),
+        mask_predictor=heads[1].MaskRCNNPredictor(d.mask_head_dim, d.mask_head_dim, c.num_classes),
         min_size=d.min_size,
         max_size=d.max_size,
         image_mean=list(c.mean),

@@ -102,6 +102,8 @@ COCO_DETECTOR: dict[str, Any] = dict(
         max_size=1333,
         rpn_top_n=(2000, 1000),
         box_samples=512,
+        box_head_dim=1024,
+        mask_head_dim=256,
     ),
 )
 # The scenes' detector is DetModelConfig's default (64x64 grey, 10 classes + background, anchors 8-128).
