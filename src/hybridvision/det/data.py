@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ def annotation_file(root: str | Path, split: str) -> Path:
 
 
 def load_coco(path: Path) -> Any:
-    """pycocotools' ``COCO`` index of an annotation file (its progress prints silenced); a clear error when absent."""
+    """pycocotools' ``COCO`` index of an annotation file (its progress prints silenced); one clear line when the file
+    is absent, not JSON, or not COCO's layout (a dict with ``images``, ``annotations`` and ``categories`` lists)."""
     try:
         from pycocotools.coco import COCO
     except ImportError as e:
@@ -45,9 +47,32 @@ def load_coco(path: Path) -> Any:
             f"detection needs pycocotools: pip install -c constraints.txt 'hybridvision[det]' ({e})"
         ) from e
     if not path.is_file():
-        raise DataError(f"{path} does not exist; a COCO folder has annotations/instances_<split>.json")
+        raise DataError(
+            f"{path} does not exist; --data.root takes a COCO folder (annotations/instances_<split>.json, <split>/)"
+        )
+    coco = COCO()
+    coco.dataset = coco_json(path)
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
+        coco.createIndex()
+    return coco
+
+
+COCO_KEYS = ("images", "annotations", "categories")  # the lists a COCO instances file holds
+
+
+def coco_json(path: Path) -> dict:
+    """The annotation file's JSON, checked to be COCO's instances layout before pycocotools indexes it."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not JSON ({e}); a COCO annotation file is a JSON object") from None
+    missing = [k for k in COCO_KEYS if not isinstance(data, dict) or not isinstance(data.get(k), list)]
+    if missing:
+        found = f"keys {sorted(data)[:6]}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise DataError(f"{path} is not a COCO instances file: it lacks the list(s) {missing} (it holds {found})")
+    if not data["categories"]:
+        raise DataError(f"{path} defines no categories; a detector needs at least one in its 'categories' list")
+    return data
 
 
 @dataclass
