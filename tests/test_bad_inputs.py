@@ -418,7 +418,9 @@ def coco_folder(annotations: object) -> Callable[[Path], object]:
 
 IMAGE = {"id": 1, "file_name": "a.png", "height": 8, "width": 8}
 ONE_CATEGORY = {"images": [IMAGE], "annotations": [], "categories": [{"id": 1, "name": "one"}]}
-UNDEFINED = ONE_CATEGORY | {"annotations": [{"id": 1, "image_id": 1, "category_id": 99, "bbox": [1, 1, 4, 4]}]}
+BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "iscrowd": 0}
+ONE_BOX = ONE_CATEGORY | {"annotations": [BOX]}
+UNDEFINED = ONE_CATEGORY | {"annotations": [BOX | {"category_id": 99}]}
 DET_COCO = "det train --data.dataset coco --data.root {tmp}/c --model ascan_test --out_dir {tmp}/runs --max_steps 1"
 OUTSIDE = r"--run_name '.*' would put the run outside --out_dir runs; give a plain name"
 
@@ -441,6 +443,13 @@ CASES += [
          setup=coco_folder(ONE_CATEGORY | {"categories": []}), id="det-no-categories"),
     Case(DET_COCO, r"annotations use category ids \[99\] that its 'categories' list does not define",
          setup=coco_folder(UNDEFINED), id="det-category-undefined"),
+    Case(DET_COCO, r"c/train2017 holds none of the 1 image\(s\) .*instances_train2017\.json lists \(such as a\.png\)",
+         setup=coco_folder(ONE_BOX), id="det-images-missing"),
+    Case(DET_COCO, r"instances_train2017\.json has no annotations \(other than crowd regions\) on the 1 image",
+         setup=lambda tmp: (coco_folder(ONE_CATEGORY)(tmp), blank(tmp / "c" / "train2017" / "a.png")),
+         id="det-no-annotations"),
+    Case(DET_COCO, r"instances_train2017\.json lists no images", setup=coco_folder(ONE_CATEGORY | {"images": []}),
+         id="det-no-images"),
     Case("det train --data.dataset coco --data.root {tmp}/none --out_dir {tmp}/runs",
          r"none/annotations/instances_train2017\.json does not exist; --data.root takes a COCO", id="det-no-root"),
     Case("det train --dry-run --model maskrcnn_ascan_nano",
@@ -470,7 +479,7 @@ CASES += [
          id="det-eval-scenes"),
     Case("det eval {det} --data.root {tmp}/c --data.eval_split train2017",
          r"det was trained on category ids \[3, 7\], but .*instances_train2017\.json has \[1\]",
-         setup=lambda tmp: (coco_folder(ONE_CATEGORY)(tmp), blank(tmp / "c" / "train2017" / "a.png")),
+         setup=lambda tmp: (coco_folder(ONE_BOX)(tmp), blank(tmp / "c" / "train2017" / "a.png")),
          id="det-eval-other-coco"),
     Case("det eval {det} --batch_size 0", r"batch_size must be >= 1, got 0", id="det-eval-batch-0"),
     Case("det eval {clf}", r"holds a classification model, not a detection model", id="det-eval-classifier"),

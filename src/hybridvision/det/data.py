@@ -160,10 +160,30 @@ def load_split(root: str | Path, split: str, channels: int, subset: int = 0) -> 
     category_ids = sorted(coco.cats)
     image_ids = sorted(coco.imgs)
     image_ids = image_ids[:subset] if subset else image_ids
+    check_contents(root, split, coco, image_ids)
     split_ = CocoSplit(root, split, channels, coco, image_ids, category_ids)
     split_.classes = ("background", *(coco.cats[c]["name"] for c in category_ids))
     split_.dropped = count_degenerate(coco, image_ids)
     return split_
+
+
+def check_contents(root: Path, split: str, coco: Any, image_ids: Sequence[int]) -> None:
+    """A DataError when the split's images (the first ``subset``) hold nothing to learn or score: no images listed,
+    none of their files present, or not one non-crowd annotation among them (COCOeval's AP would be -1)."""
+    listed = annotation_file(root, split)
+    if not image_ids:
+        raise DataError(f"{listed} lists no images; a COCO split needs entries in its 'images' list")
+    files = [root / split / coco.imgs[i]["file_name"] for i in image_ids]
+    if not any(f.is_file() for f in files):
+        raise DataError(
+            f"{root / split} holds none of the {len(files)} image(s) {listed} lists (such as {files[0].name}); "
+            "put the images there, or give --data.root the folder that has them"
+        )
+    if not any(solid_annotations(coco, i) for i in image_ids):
+        raise DataError(
+            f"{listed} has no annotations (other than crowd regions) on the {len(files)} image(s) used; a detector "
+            "trains and is scored on boxes: annotate them, or use more images (--data.train_subset/eval_subset)"
+        )
 
 
 def solid_annotations(coco: Any, image_id: int) -> list[dict]:
