@@ -423,6 +423,7 @@ ONE_BOX = ONE_CATEGORY | {"annotations": [BOX]}
 UNDEFINED = ONE_CATEGORY | {"annotations": [BOX | {"category_id": 99}]}
 DET_COCO = "det train --data.dataset coco --data.root {tmp}/c --model ascan_test --out_dir {tmp}/runs --max_steps 1"
 OUTSIDE = r"--run_name '.*' would put the run outside --out_dir runs; give a plain name"
+FINISHED = r"already holds a finished run; nothing was written\. Choose another --run_name"
 
 CASES += [
     # det predict: a 16-bit image read as such, bad settings, a classifier as the run
@@ -490,6 +491,13 @@ CASES += [
     Case("det train --dry-run --run_name /abs/x", OUTSIDE, id="det-run-name-abs"),
     Case("diffusion train --dry-run --run_name ../../x", OUTSIDE, id="diff-run-name-up"),
     Case("demo --dry-run --train.run_name ../x", OUTSIDE, id="demo-run-name-up"),
+    # --run_name of a finished run, --resume with changed settings: the dry run refuses what the run refuses
+    Case("seg train --dry-run --out_dir {seg}/.. --run_name seg", FINISHED, id="seg-dry-run-reuse"),
+    Case("train --dry-run --out_dir {seg}/.. --run_name seg", FINISHED, id="train-dry-run-reuse"),
+    Case("diffusion train --dry-run --out_dir {diff}/.. --run_name diff", FINISHED, id="diff-dry-run-reuse"),
+    Case("det train --dry-run --out_dir {det}/.. --run_name det", FINISHED, id="det-dry-run-reuse"),
+    Case("seg train --dry-run --resume {seg} --img_size 64",
+         r"seg was started with other settings \(img_size: 32 -> 64\)", id="seg-dry-run-resume-changed"),
 ]  # fmt: skip
 
 
@@ -504,6 +512,7 @@ def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch, reque
         pytest.importorskip("onnxruntime")
     if "{det}" in case.argv:  # the detection run is made for the rows that use it (it needs the det extra)
         world = {**world, "det": request.getfixturevalue("det_run")}
+        capsys.readouterr()  # the det run's training lines, when it was made for this row
     monkeypatch.chdir(tmp_path)  # relative names in messages are the tmp folder's
     WORLD.update(world)
     monkeypatch.setattr("hybridvision.seg.predict.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick

@@ -25,6 +25,8 @@ from ..config import (
     resolve,
     split_flags,
 )
+from ..engine.config import RunConfig
+from ..engine.resume import check_folder
 from ..engine.rundir import RunDir
 from ..fileio import check_writable
 
@@ -121,6 +123,8 @@ def resolved(args: argparse.Namespace, base: Any, flags: dict[str, str]) -> Any 
         cfg = replace(base, **flatten(load_file(args.config))) if args.config else base
         cfg = replace(cfg, **flags)
     if args.dry_run:
+        if isinstance(cfg, RunConfig):
+            check_folder(cfg)  # a --run_name or --resume the run would refuse is refused here too
         print(dump_yaml(cfg), end="")
         return None
     return cfg
