@@ -359,6 +359,24 @@ CASES += [
 ]
 
 
+CASES += [
+    # plot-run --out: a folder, another format's name, a new folder; plot: files that are not bench results
+    Case("plot-run {seg} --out {tmp}", r"the figure .* is a directory; give a file name", id="plot-run-out-dir"),
+    Case("plot-run {seg} --out {tmp}/c.tiff", r"c\.tiff is written as PNG; give a file name ending in \.png",
+         id="plot-run-out-tiff"),
+    Case("plot-run {seg} --out {tmp}/out/c.png", check=written("c.png"), id="plot-run-out-png"),
+    Case("plot {tmp}/r.json --out {tmp}/p.png", r"r\.json is not JSON \(Expecting value: line 1 .*; pass a result",
+         setup=lambda tmp: (tmp / "r.json").write_text("x"), id="plot-not-json"),
+    Case("plot {tmp} --out {tmp}/p.png", r"result file .* is a directory; pass the \.json or \.csv", id="plot-dir"),
+    # summary: filters matching nothing (exit 2, as models), a bad list, --json a folder (before measuring)
+    Case("summary --family nosuch", r"no model matches pattern '\*', family 'nosuch'; families: ascan, ",
+         id="summary-family"),
+    Case("summary --pattern coatnet_0 --batch-sizes 1,x", r"batch_sizes: expected int, got 'x'", id="summary-batch"),
+    Case("summary --pattern coatnet_0 --no-speed --json {tmp}", r"--json .* is a directory; give a file name",
+         id="summary-json-dir"),
+]  # fmt: skip
+
+
 SEVEN = r"7 overlay\(s\) of the other images written"  # what the image kinds' rows write besides a broken file
 JUNK = r"j\.jpg is not an image file PIL can read; remove it .* \(nothing written\)"
 

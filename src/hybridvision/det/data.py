@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import Tensor
 
 from ..data import DataError, ImageError
 from ..data import read_image as shared_read_image
+from ..fileio import read_json
 
 Batch = tuple[list[Tensor], list[dict[str, Any]], list[str]]
 
@@ -62,10 +62,7 @@ COCO_KEYS = ("images", "annotations", "categories")  # the lists a COCO instance
 
 def coco_json(path: Path) -> dict:
     """The annotation file's JSON, checked to be COCO's instances layout before pycocotools indexes it."""
-    try:
-        data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not JSON ({e}); a COCO annotation file is a JSON object") from None
+    data = read_json(path, "a COCO annotation file is a JSON object")
     missing = [k for k in COCO_KEYS if not isinstance(data, dict) or not isinstance(data.get(k), list)]
     if missing:
         found = f"keys {sorted(data)[:6]}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
