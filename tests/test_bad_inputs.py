@@ -290,7 +290,7 @@ CASES += [
     Case("train --dry-run --budget_minutes -1", r"budget_minutes must be >= 0", id="train-budget-neg"),
     Case("train --dry-run --img_size 8", r"img_size 8 is not a positive multiple of 16.*ascan_nano", id="train-size-8"),
     Case("train --dry-run --img_size 40", r"img_size 40 .*Nearest valid sizes: 32 or 48", id="train-size-40"),
-    Case("train --dry-run --config {tmp}", r"config file '.*' does not exist", id="train-config-dir"),
+    Case("train --dry-run --config {tmp}", r"config file '.*' is a directory; give a YAML", id="train-config-dir"),
     Case("train --dry-run --config {tmp}/no.yaml", r"config file '.*no\.yaml' does not exist", id="train-config-none"),
     Case("train --dry-run --resume {tmp}/no", r"--resume .*no/config\.yaml does not exist", id="resume-none"),
     # eval: a missing run, a folder or file that is no run, a run of another task, a run from an older version
@@ -360,7 +360,8 @@ CASES += [
 
 
 CASES += [
-    # plot-run --out: a folder, another format's name, a new folder; plot: files that are not bench results
+    # plot-run --out: a folder, another format's name, a new folder; plot: files that are not bench results;
+    # export --pretrained a run folder; study configs that are folders or missing
     Case("plot-run {seg} --out {tmp}", r"the figure .* is a directory; give a file name", id="plot-run-out-dir"),
     Case("plot-run {seg} --out {tmp}/c.tiff", r"c\.tiff is written as PNG; give a file name ending in \.png",
          id="plot-run-out-tiff"),
@@ -368,6 +369,10 @@ CASES += [
     Case("plot {tmp}/r.json --out {tmp}/p.png", r"r\.json is not JSON \(Expecting value: line 1 .*; pass a result",
          setup=lambda tmp: (tmp / "r.json").write_text("x"), id="plot-not-json"),
     Case("plot {tmp} --out {tmp}/p.png", r"result file .* is a directory; pass the \.json or \.csv", id="plot-dir"),
+    Case("export ascan_test --pretrained {seg} --out {tmp}/m.onnx",
+         r"seg is a run folder; its weights are in .*seg/final", id="export-run-folder"),
+    Case("study {tmp} --dry-run", r"config file '.*' is a directory; give a YAML or JSON file", id="study-dir"),
+    Case("study {tmp}/no.yaml --dry-run", r"config file '.*no\.yaml' does not exist", id="study-missing"),
     # summary: filters matching nothing (exit 2, as models), a bad list, --json a folder (before measuring)
     Case("summary --family nosuch", r"no model matches pattern '\*', family 'nosuch'; families: ascan, ",
          id="summary-family"),

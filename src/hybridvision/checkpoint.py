@@ -40,6 +40,8 @@ class CheckpointError(RuntimeError):
 def read_state_dict(path: str | Path, *, use_ema: bool = True) -> dict[str, Tensor]:
     """Tensors of a checkpoint file or directory, unwrapped from trainer dicts (``state_dict[_ema]``, ``module.``)."""
     path = Path(path)
+    if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / "final" / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{path} is a run folder; its weights are in {path / 'final'}: pass that folder")
     if path.is_dir():
         ema = path / EMA_WEIGHTS_NAME
         path = ema if use_ema and ema.is_file() else path / WEIGHTS_NAME
