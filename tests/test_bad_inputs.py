@@ -303,6 +303,8 @@ CASES += [
     Case("diffusion train --dry-run --sample.steps 0", r"sample.steps must be >= 1, got 0", id="diff-steps-0"),
     Case("diffusion train --dry-run --eval_samples -1", r"eval_samples must be >= 0, got -1", id="diff-samples-neg"),
     Case("diffusion train --dry-run --optim.lr inf", r"optim.lr: expected a finite number", id="diff-lr-inf"),
+    Case("diffusion train --dry-run --judge_size=-1", r"judge_size must be >= 0, got -1", id="diff-judge-neg"),
+    Case("diffusion eval {diff} --judge_size=-1", r"judge_size must be >= 0, got -1", id="diff-eval-judge-neg"),
     Case("diffusion eval {tmp}/no", r"no does not exist; pass a run directory", id="diff-eval-missing"),
     Case("diffusion eval {seg}", r"seg is a segmentation run, not a diffusion run", id="diff-eval-seg-run"),
     # det train / eval / scenes

@@ -137,7 +137,7 @@ class DiffusionTrainConfig(RunConfig):
         check(self.img_size >= 8, f"img_size must be >= 8, got {self.img_size}")
         check(0 <= self.label_dropout < 1, f"label_dropout must be in [0, 1), got {self.label_dropout}")
         one_of("conditioning", self.conditioning, CONDITIONINGS)
-        at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
+        at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every", "judge_size")
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class DiffusionEvalConfig:
         one_of("prompts", self.prompts, PROMPT_SPLITS)
         one_of("text_form", self.text_form, ("", *TEXT_FORMS))
         at_least(self, 1, "n", "batch_size")
-        at_least(self, 0, "seed", "grid_per_class", "threads")
+        at_least(self, 0, "seed", "grid_per_class", "threads", "judge_size")
         parse_device(self.device)
 
 
