@@ -521,6 +521,10 @@ CASES += [
     Case("train --dry-run --out_dir {seg}/.. --run_name seg", FINISHED, id="train-dry-run-reuse"),
     Case("diffusion train --dry-run --out_dir {diff}/.. --run_name diff", FINISHED, id="diff-dry-run-reuse"),
     Case("det train --dry-run --out_dir {det}/.. --run_name det", FINISHED, id="det-dry-run-reuse"),
+    Case("demo --dry-run --train.out_dir {seg}/.. --train.run_name seg", FINISHED, id="demo-dry-run-reuse"),
+    # demo: the benchmark's settings are checked before the training, not after it
+    Case("demo --dry-run --bench_batch 0", r"bench_batch must be >= 1, got 0", id="demo-bench-batch-0"),
+    Case("demo --dry-run --bench_seconds=-1", r"bench_seconds must be > 0, got -1", id="demo-bench-seconds"),
     Case("seg train --dry-run --resume {seg} --img_size 64",
          r"seg was started with other settings \(img_size: 32 -> 64\)", id="seg-dry-run-resume-changed"),
 ]  # fmt: skip
