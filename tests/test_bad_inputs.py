@@ -388,6 +388,20 @@ SEVEN = r"7 overlay\(s\) of the other images written"  # what the image kinds' r
 JUNK = r"j\.jpg is not an image file PIL can read; remove it .* \(nothing written\)"
 
 
+def fitted(task: str) -> Callable[[Path], None]:
+    """The huge image's overlay was drawn at the image fitted into 64x64 pixels (73x55), not at 4000x3000."""
+
+    def check(tmp: Path) -> None:
+        from PIL import Image
+
+        written(f"big_{task}.png")(tmp)
+        with Image.open(tmp / "out" / f"big_{task}.png") as overlay:
+            width = overlay.width if task == "det" else overlay.width // 2  # seg: image | prediction side by side
+        assert width < 600, overlay.size  # 73 wide, scaled up to at least 256 high
+
+    return check
+
+
 def predict_rows(task: str) -> list[Case]:
     """``<task> predict`` on image files, the same for every task (one path, ``data.overlays``): every image kind,
     names that collide, broken files, a huge image, overlays of an earlier run kept unless ``--overwrite true``."""
@@ -408,7 +422,7 @@ def predict_rows(task: str) -> list[Case]:
              setup=lambda tmp: (tmp / "j.jpg").write_bytes(b"junk"), id=f"{task}-not-an-image"),
         Case(f"{task} predict {{tmp}} --run {{{task}}}", r"no images \(\.jpg", id=f"{task}-predict-empty-folder"),
         Case(f"{task} predict {{tmp}}/big.png {run}", setup=lambda tmp: huge(tmp / "big.png"),
-             check=written(f"big_{task}.png"), id=f"{task}-huge-image"),
+             check=fitted(task), id=f"{task}-huge-image"),
         Case(cmd, rf"out/b/photo_{task}\.png exists already \(and 1 more\); pass --overwrite true", setup=before,
              id=f"{task}-overlays-exist"),
         Case(f"{cmd} --overwrite true", setup=before, check=written(*kinds),
@@ -544,7 +558,7 @@ def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch, reque
         capsys.readouterr()  # the det run's training lines, when it was made for this row
     monkeypatch.chdir(tmp_path)  # relative names in messages are the tmp folder's
     WORLD.update(world)
-    monkeypatch.setattr("hybridvision.seg.predict.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
+    monkeypatch.setattr("hybridvision.data.overlays.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
     case.setup(tmp_path)
     runs = [world[k] for k in ("seg", "diff", "clf", "det") if k in world]
     before = checksums(tmp_path, *runs)
@@ -638,8 +652,9 @@ def test_overlay_names_keep_the_folders_and_never_collide():
 
 
 def test_huge_images_are_fitted_and_said(world, caplog):
+    from hybridvision.data.overlays import MAX_PIXELS, shrink
     from hybridvision.seg.config import PredictConfig
-    from hybridvision.seg.predict import MAX_PIXELS, Predictor, shrink
+    from hybridvision.seg.predict import Predictor
 
     fitted = shrink(np.zeros((3000, 4000, 1), np.uint8), MAX_PIXELS, Path("big.png"))
     assert fitted.shape == (886, 1182, 1) and "big.png: 4000x3000 is predicted at 1182x886" in caplog.text

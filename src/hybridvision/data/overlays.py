@@ -8,10 +8,14 @@ out of memory is named and skipped, the others are written, and a ``PredictError
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from ..env import memory_error
 from ..fileio import atomic_write, refuse_existing
@@ -19,6 +23,10 @@ from .idx import DataError
 from .images import ImageError, image_files
 
 OVERWRITE = "--overwrite true"  # the option that lets overlays of an earlier run be replaced
+# Images with more pixels than this (or than the task's own bound, if more) are fitted into it before prediction.
+MAX_PIXELS = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def overlay_names(files: Sequence[Path], tag: str) -> list[Path]:
@@ -49,6 +57,20 @@ def overlay_targets(paths: Sequence[str | Path], out: Path, tag: str, overwrite:
     if not overwrite:
         refuse_existing(targets, OVERWRITE)
     return files, targets
+
+
+def shrink(image: np.ndarray, limit: int, path: Path) -> np.ndarray:
+    """(H, W, C) uint8 ``image`` area-resized to at most ``limit`` pixels (aspect kept); the change is logged."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    if h * w <= limit:
+        return image
+    factor = math.sqrt(limit / (h * w))
+    size = (max(1, int(w * factor)), max(1, int(h * factor)))  # PIL's (width, height)
+    log.warning("%s: %dx%d is predicted at %dx%d (at most %d pixels)", path, w, h, *size, limit)
+    img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).resize(size, Image.BOX)
+    return np.asarray(img).reshape(size[1], size[0], -1)  # (h, w) or (h, w, C) -> (h, w, C)
 
 
 def draw_each(

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import read_image
-from ..data.overlays import draw_each, overlay_targets
+from ..data import overlays, read_image
+from ..data.overlays import draw_each, overlay_targets, shrink
 from ..engine.distributed import pick_device
 from ..fileio import check_folder
 from ..vision_ops import set_roi_align
@@ -70,11 +70,14 @@ class Drawer:
         self.device, self.cfg = pick_device(cfg.device), cfg
         self.model = model.to(self.device).eval()
         self.classes = info.get("classes") or [str(i) for i in range(model.config.num_classes)]
+        d = model.config.detector  # the network sees at most min_size x max_size pixels: nothing is lost below
+        self.max_pixels = max(overlays.MAX_PIXELS, d.min_size * d.max_size)
 
     @torch.no_grad()
     def overlay(self, path: Path):
-        """The PIL overlay of one image file (uint8 (H, W, C) as the run's channels)."""
-        image = read_image(path, self.model.config.in_chans)
+        """The PIL overlay of one image file (uint8 (H, W, C) as the run's channels), fitted into ``max_pixels``
+        first when larger (said on stderr): masks are pasted and drawn at the image's size."""
+        image = shrink(read_image(path, self.model.config.in_chans), self.max_pixels, path)
         x = torch.from_numpy(image.copy()).permute(2, 0, 1).to(self.device).float() / 255  # (H, W, C) -> (C, H, W)
         det = {k: v.cpu() for k, v in self.model([x])[0].items()}
         return overlay(image, det, self.classes, self.cfg)

@@ -7,8 +7,6 @@ side by side and scaled up to at least ``MIN_SIDE`` pixels, then a legend: one s
 from __future__ import annotations
 
 import colorsys
-import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import read_image
-from ..data.overlays import OVERWRITE, draw_each, overlay_targets
+from ..data import overlays, read_image
+from ..data.overlays import OVERWRITE, draw_each, overlay_targets, shrink
 from ..data.scenes import IGNORE
 from ..fileio import atomic_write, check_folder, refuse_existing
 from .config import PredictConfig
@@ -25,11 +23,6 @@ from .data import load_split
 from .evaluate import saved_model, saved_train_config
 from .infer import SegInput, predict
 
-log = logging.getLogger(__name__)
-
-# Images with more pixels than this (or than 4x the training crop's, if more) are fitted into it before prediction:
-# whole-image inference grows with the square of the pixel count in attention stages (4000x4000 would ask ~16 TB).
-MAX_PIXELS = 1024 * 1024
 SMALLER = "fit the images into a smaller size with --infer.scale LONG,SHORT"  # when one runs out of memory
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width
@@ -89,20 +82,6 @@ def panel(image: np.ndarray, pred: np.ndarray, classes: Sequence[str], alpha: fl
     return canvas
 
 
-def shrink(image: np.ndarray, limit: int, path: Path) -> np.ndarray:
-    """(H, W, C) uint8 ``image`` area-resized to at most ``limit`` pixels (aspect kept); the change is logged."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if h * w <= limit:
-        return image
-    factor = math.sqrt(limit / (h * w))
-    size = (max(1, int(w * factor)), max(1, int(h * factor)))  # PIL's (width, height)
-    log.warning("%s: %dx%d is predicted at %dx%d (at most %d pixels)", path, w, h, *size, limit)
-    img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).resize(size, Image.BOX)
-    return np.asarray(img).reshape(size[1], size[0], -1)  # (h, w) or (h, w, C) -> (h, w, C)
-
-
 def save_panel(img, path: Path) -> Path:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
@@ -124,7 +103,8 @@ class Predictor:
         data = self.train_cfg.data
         self.classes = list(info.get("classes") or load_split(data, train=False).classes)
         self.input = SegInput.of(self.train_cfg.img_size, data.mean, data.std)
-        self.max_pixels = max(MAX_PIXELS, 4 * self.train_cfg.img_size**2)
+        # whole-image inference grows with the square of the pixel count in attention stages (4000x4000: ~16 TB)
+        self.max_pixels = max(overlays.MAX_PIXELS, 4 * self.train_cfg.img_size**2)
 
     def overlay(self, path: Path):
         """The panel of one image file, fitted into ``max_pixels`` first when larger (said on stderr)."""
