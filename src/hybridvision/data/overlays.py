@@ -4,6 +4,7 @@
 and checks them all before any work: no overlay replaces an input, none of an earlier run is replaced unless
 ``--overwrite true``. ``draw_each`` then draws and writes each (atomically); an image that cannot be read or runs
 out of memory is named and skipped, the others are written, and a ``PredictError`` (exit 2) says which failed.
+A task's drawer fits images above ``MAX_PIXELS`` (or its own larger bound) into it first with ``shrink``.
 """
 
 from __future__ import annotations
