@@ -26,7 +26,7 @@ from ..config import (
     split_flags,
 )
 from ..engine.config import RunConfig
-from ..engine.resume import check_folder
+from ..engine.resume import check_run_folder
 from ..engine.rundir import RunDir
 from ..fileio import check_writable
 
@@ -124,7 +124,7 @@ def resolved(args: argparse.Namespace, base: Any, flags: dict[str, str]) -> Any 
         cfg = replace(cfg, **flags)
     if args.dry_run:
         if isinstance(cfg, RunConfig):
-            check_folder(cfg)  # a --run_name or --resume the run would refuse is refused here too
+            check_run_folder(cfg)  # a --run_name or --resume the run would refuse is refused here too
         print(dump_yaml(cfg), end="")
         return None
     return cfg

@@ -30,7 +30,7 @@ def named_run(cfg: RunConfig) -> RunDir | None:
     return None
 
 
-def check_folder(cfg: RunConfig) -> None:
+def check_run_folder(cfg: RunConfig) -> None:
     """The run's checks of its named folder (``check_reuse``, ``check_same_run``) without starting it: ``--dry-run``
     refuses what the run would."""
     run = named_run(cfg)
