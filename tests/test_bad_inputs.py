@@ -10,6 +10,7 @@ diffusion run and one tiny classifier, made once for the module.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,30 @@ def world(dm, tmp_path_factory) -> dict[str, Path]:
     ]
     assert main(["seg", "train", *common, *seg]) == 0
     return {"data": data, "clf": clf, "seg": root / "runs" / "seg", "diff": root / "runs" / "diff"}
+
+
+@pytest.fixture(scope="module")
+def det_run(tmp_path_factory) -> Path:
+    """A detection run of one step on a tiny COCO folder (RGB, category ids 3 and 7): the det rows' run."""
+    from hybridvision.vision_ops import import_torchvision
+
+    try:  # not find_spec: the diffusion rows' torchvision guard may hide it from find_spec in this process
+        import_torchvision()
+        import pycocotools  # noqa: F401
+    except ImportError:
+        pytest.skip("the det extra (torchvision, pycocotools) is not installed")
+    from test_det import make_coco
+
+    root = tmp_path_factory.mktemp("det")
+    coco = make_coco(root / "coco")
+    argv = ["det", "train", "--model", "ascan_test", "--data.dataset", "coco", "--data.root", str(coco)]
+    argv += ["--data.channels", "3", "--data.mean", "0.5,0.5,0.5", "--data.std", "0.25,0.25,0.25"]
+    argv += ["--detector.fpn_channels", "16", "--detector.rpn_top_n", "50,20", "--detector.box_samples", "16"]
+    argv += ["--detector.detections", "20", "--epochs", "1", "--max_steps", "1", "--batch_size", "2"]
+    argv += ["--eval_batch_size", "4", "--budget_minutes", "0", "--out_dir", str(root / "runs"), "--run_name", "det"]
+    argv += ["--progress", "false", "--tensorboard", "false", "--amp", "off", "--threads", "1"]
+    assert main(argv) == 0
+    return root / "runs" / "det"
 
 
 def save(path: Path, image) -> Path:
@@ -206,48 +231,8 @@ CASES = [
         id="classifier-seg",
     ),
     Case("diffusion eval {diff} --classifier {tmp}/none", r"no classifier at .*none .*shipped", id="classifier-none"),
-    # seg predict: every image kind, names that collide, broken files, a huge image, missing paths
-    Case(
-        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
-        setup=inputs,
-        check=written(*KINDS),
-        id="image-kinds",
-    ),
-    Case(
-        "seg predict {tmp}/in {tmp}/in/a/photo.png --run {seg} --out {tmp}/out",
-        setup=inputs,
-        check=written(*KINDS),
-        id="named-twice",
-    ),
-    Case(
-        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
-        r"in/z\.png cannot be read \(.*\); replace the file or remove it \(7 overlay\(s\) of the other images",
-        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png")),
-        check=written(*KINDS),
-        id="truncated",
-    ),
-    Case(
-        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
-        r"2 images could not be predicted \(7 overlay",
-        setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png"), (tmp / "in/j.png").write_text("")),
-        check=written(*KINDS),
-        lines=3,
-        id="two-broken",
-    ),
-    Case(
-        "seg predict {tmp}/j.jpg --run {seg} --out {tmp}/out",
-        r"j\.jpg is not an image file PIL can read; remove it .* \(nothing written\)",
-        setup=lambda tmp: (tmp / "j.jpg").write_bytes(b"junk"),
-        id="not-an-image",
-    ),
+    # seg predict: missing paths, non-finite settings, --out a file, no run
     Case("seg predict {tmp}/no.png --run {seg}", r"no\.png does not exist; pass image files", id="predict-missing"),
-    Case("seg predict {tmp} --run {seg}", r"no images \(\.jpg", id="predict-empty-folder"),
-    Case(
-        "seg predict {tmp}/big.png --run {seg} --out {tmp}/out",
-        setup=lambda tmp: huge(tmp / "big.png"),
-        check=written("big_seg.png"),
-        id="huge-image",
-    ),
     Case(
         "seg predict {tmp} --run {seg} --infer.ratios 1,inf",
         r"infer.ratios: expected a finite number, got 'inf'",
@@ -314,7 +299,7 @@ CASES += [
     Case("train --dry-run --budget_minutes -1", r"budget_minutes must be >= 0", id="train-budget-neg"),
     Case("train --dry-run --img_size 8", r"img_size 8 is not a positive multiple of 16.*ascan_nano", id="train-size-8"),
     Case("train --dry-run --img_size 40", r"img_size 40 .*Nearest valid sizes: 32 or 48", id="train-size-40"),
-    Case("train --dry-run --config {tmp}", r"config file '.*' does not exist", id="train-config-dir"),
+    Case("train --dry-run --config {tmp}", r"config file '.*' is a directory; give a YAML", id="train-config-dir"),
     Case("train --dry-run --config {tmp}/no.yaml", r"config file '.*no\.yaml' does not exist", id="train-config-none"),
     Case("train --dry-run --resume {tmp}/no", r"--resume .*no/config\.yaml does not exist", id="resume-none"),
     # eval: a missing run, a folder or file that is no run, a run of another task, a run from an older version
@@ -327,6 +312,8 @@ CASES += [
     Case("diffusion train --dry-run --sample.steps 0", r"sample.steps must be >= 1, got 0", id="diff-steps-0"),
     Case("diffusion train --dry-run --eval_samples -1", r"eval_samples must be >= 0, got -1", id="diff-samples-neg"),
     Case("diffusion train --dry-run --optim.lr inf", r"optim.lr: expected a finite number", id="diff-lr-inf"),
+    Case("diffusion train --dry-run --judge_size=-1", r"judge_size must be >= 0, got -1", id="diff-judge-neg"),
+    Case("diffusion eval {diff} --judge_size=-1", r"judge_size must be >= 0, got -1", id="diff-eval-judge-neg"),
     Case("diffusion eval {tmp}/no", r"no does not exist; pass a run directory", id="diff-eval-missing"),
     Case("diffusion eval {seg}", r"seg is a segmentation run, not a diffusion run", id="diff-eval-seg-run"),
     # det train / eval / scenes
@@ -359,20 +346,7 @@ CASES += [
         setup=overlay_of_before("tiny_det.png"),
         id="det-predict-exists",
     ),
-    # seg predict: overlays of an earlier run are kept unless --overwrite true; a run from an older version
-    Case(
-        "seg predict {tmp}/in --run {seg} --out {tmp}/out",
-        r"out/b/photo_seg\.png exists already \(and 1 more\); pass --overwrite true",
-        setup=overlay_of_before("b/photo_seg.png", "tiny_seg.png"),
-        id="seg-predict-exists",
-    ),
-    Case(
-        "seg predict {tmp}/in --run {seg} --out {tmp}/out --overwrite true",
-        setup=overlay_of_before("b/photo_seg.png", "tiny_seg.png"),
-        check=written(*KINDS),
-        replaces=("out/b/photo_seg.png", "out/tiny_seg.png"),
-        id="seg-predict-overwrite",
-    ),
+    # seg predict: scene overlays of an earlier run are kept; a run from an older version
     Case(
         "seg predict --scenes 2 --run {seg} --out {tmp}/out",
         r"out/scene_001\.png exists already; pass --overwrite true",
@@ -396,20 +370,207 @@ CASES += [
 ]
 
 
+CASES += [
+    # plot-run --out: a folder, another format's name, a new folder; plot: files that are not bench results;
+    # export --pretrained a run folder; study configs that are folders or missing
+    Case("plot-run {seg} --out {tmp}", r"the figure .* is a directory; give a file name", id="plot-run-out-dir"),
+    Case("plot-run {seg} --out {tmp}/c.tiff", r"c\.tiff is written as PNG; give a file name ending in \.png",
+         id="plot-run-out-tiff"),
+    Case("plot-run {seg} --out {tmp}/out/c.png", check=written("c.png"), id="plot-run-out-png"),
+    Case("plot {tmp}/r.json --out {tmp}/p.png", r"r\.json is not JSON \(Expecting value: line 1 .*; pass a result",
+         setup=lambda tmp: (tmp / "r.json").write_text("x"), id="plot-not-json"),
+    Case("plot {tmp} --out {tmp}/p.png", r"result file .* is a directory; pass the \.json or \.csv", id="plot-dir"),
+    Case("export ascan_test --pretrained {seg} --out {tmp}/m.onnx",
+         r"seg is a run folder; its weights are in .*seg/final", id="export-run-folder"),
+    Case("study {tmp} --dry-run", r"config file '.*' is a directory; give a YAML or JSON file", id="study-dir"),
+    Case("study {tmp}/no.yaml --dry-run", r"config file '.*no\.yaml' does not exist", id="study-missing"),
+    # summary: filters matching nothing (exit 2, as models), a bad list, --json a folder (before measuring)
+    Case("summary --family nosuch", r"no model matches pattern '\*', family 'nosuch'; families: ascan, ",
+         id="summary-family"),
+    Case("summary --pattern coatnet_0 --batch-sizes 1,x", r"batch_sizes: expected int, got 'x'", id="summary-batch"),
+    Case("summary --pattern coatnet_0 --no-speed --json {tmp}", r"--json .* is a directory; give a file name",
+         id="summary-json-dir"),
+]  # fmt: skip
+
+
+SEVEN = r"7 overlay\(s\) of the other images written"  # what the image kinds' rows write besides a broken file
+JUNK = r"j\.jpg is not an image file PIL can read; remove it .* \(nothing written\)"
+
+
+def fitted(task: str) -> Callable[[Path], None]:
+    """The huge image's overlay was drawn at the image fitted into 64x64 pixels (73x55), not at 4000x3000."""
+
+    def check(tmp: Path) -> None:
+        from PIL import Image
+
+        written(f"big_{task}.png")(tmp)
+        with Image.open(tmp / "out" / f"big_{task}.png") as overlay:
+            width = overlay.width if task == "det" else overlay.width // 2  # seg: image | prediction side by side
+        assert width < 600, overlay.size  # 73 wide, scaled up to at least 256 high
+
+    return check
+
+
+def predict_rows(task: str) -> list[Case]:
+    """``<task> predict`` on image files, the same for every task (one path, ``data.overlays``): every image kind,
+    names that collide, broken files, a huge image, overlays of an earlier run kept unless ``--overwrite true``."""
+    run, kinds = f"--run {{{task}}} --out {{tmp}}/out", tuple(k.replace("_seg.png", f"_{task}.png") for k in KINDS)
+    before = overlay_of_before(f"b/photo_{task}.png", f"tiny_{task}.png")
+    cmd = f"{task} predict {{tmp}}/in {run}"
+    return [
+        Case(cmd, setup=inputs, check=written(*kinds), id=f"{task}-image-kinds"),
+        Case(f"{task} predict {{tmp}}/in {{tmp}}/in/a/photo.png {run}", setup=inputs, check=written(*kinds),
+             id=f"{task}-named-twice"),
+        Case(cmd, rf"in/z\.png cannot be read \(.*\); replace the file or remove it \({SEVEN}",
+             setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png")), check=written(*kinds),
+             id=f"{task}-truncated"),
+        Case(cmd, r"2 images could not be predicted \(7 overlay",
+             setup=lambda tmp: (inputs(tmp), truncated(tmp / "in" / "z.png"), (tmp / "in/j.png").write_text("")),
+             check=written(*kinds), lines=3, id=f"{task}-two-broken"),
+        Case(f"{task} predict {{tmp}}/j.jpg {run}", JUNK,
+             setup=lambda tmp: (tmp / "j.jpg").write_bytes(b"junk"), id=f"{task}-not-an-image"),
+        Case(f"{task} predict {{tmp}} --run {{{task}}}", r"no images \(\.jpg", id=f"{task}-predict-empty-folder"),
+        Case(f"{task} predict {{tmp}}/big.png {run}", setup=lambda tmp: huge(tmp / "big.png"),
+             check=fitted(task), id=f"{task}-huge-image"),
+        Case(cmd, rf"out/b/photo_{task}\.png exists already \(and 1 more\); pass --overwrite true", setup=before,
+             id=f"{task}-overlays-exist"),
+        Case(f"{cmd} --overwrite true", setup=before, check=written(*kinds),
+             replaces=(f"out/b/photo_{task}.png", f"out/tiny_{task}.png"), id=f"{task}-predict-overwrite"),
+    ]  # fmt: skip
+
+
+CASES += predict_rows("seg") + predict_rows("det")
+
+
+def sixteen_bit_drawn(tmp: Path) -> None:
+    """The overlay of the 16-bit ramp (nothing drawn: --score 1) holds the ramp scaled to 8 bits, not clipped."""
+    from PIL import Image
+
+    written("sixteen_det.png")(tmp)  # one file named: its overlay is at the top of --out
+    pixels = np.asarray(Image.open(tmp / "out" / "sixteen_det.png"))  # 48x40 scaled up 7x to 336x280
+    ramp = np.round((np.arange(40 * 48).reshape(40, 48) * 30) / 257)
+    assert pixels.shape == (280, 336, 3) and np.abs(pixels[3::7, 3::7, 0] - ramp).max() <= 1
+
+
+def coco_folder(annotations: object) -> Callable[[Path], object]:
+    """``tmp/c``: a COCO folder whose training annotation file holds ``annotations`` (text, or JSON data)."""
+
+    def setup(tmp: Path) -> None:
+        (tmp / "c" / "train2017").mkdir(parents=True)
+        (tmp / "c" / "annotations").mkdir()
+        text = annotations if isinstance(annotations, str) else json.dumps(annotations)
+        (tmp / "c" / "annotations" / "instances_train2017.json").write_text(text)
+
+    return setup
+
+
+IMAGE = {"id": 1, "file_name": "a.png", "height": 8, "width": 8}
+ONE_CATEGORY = {"images": [IMAGE], "annotations": [], "categories": [{"id": 1, "name": "one"}]}
+BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "iscrowd": 0}
+ONE_BOX = ONE_CATEGORY | {"annotations": [BOX]}
+UNDEFINED = ONE_CATEGORY | {"annotations": [BOX | {"category_id": 99}]}
+DET_COCO = "det train --data.dataset coco --data.root {tmp}/c --model ascan_test --out_dir {tmp}/runs --max_steps 1"
+OUTSIDE = r"--run_name '.*' would put the run outside --out_dir runs; give a plain name"
+FINISHED = r"already holds a finished run; nothing was written\. Choose another --run_name"
+
+CASES += [
+    # det predict: a 16-bit image read as such, bad settings, a classifier as the run
+    Case("det predict {tmp}/in/a/sixteen.png --run {det} --out {tmp}/out --score 1", setup=inputs,
+         check=sixteen_bit_drawn, id="det-sixteen-bit"),
+    Case("det predict {tmp} --run {det} --alpha nan", r"alpha: expected a finite number, got 'nan'", id="det-alpha"),
+    Case("det predict {tmp} --run {det} --score 2", r"score must be in \[0, 1\], got 2", id="det-score-2"),
+    Case("det predict {tmp}/in --run {clf} --out {tmp}/out", r"holds a classification model, not a detection model",
+         setup=inputs, id="det-predict-classifier"),
+    # det train: COCO folders that are not, a detector as the backbone, negative sizes, wrong types
+    Case(DET_COCO, r"c/annotations/instances_train2017\.json is not a COCO .*\(it holds a JSON list\)",
+         setup=coco_folder([1, 2]), id="det-json-list"),
+    Case(DET_COCO, r"instances_train2017\.json is not JSON \(Expecting", setup=coco_folder('{"images": ['),
+         id="det-json-broken"),
+    Case(DET_COCO, r"lacks the list\(s\) \['images', 'annotations', 'categories'\] \(it holds keys \['foo'\]\)",
+         setup=coco_folder({"foo": 1}), id="det-json-not-coco"),
+    Case(DET_COCO, r"instances_train2017\.json defines no categories",
+         setup=coco_folder(ONE_CATEGORY | {"categories": []}), id="det-no-categories"),
+    Case(DET_COCO, r"annotations use category ids \[99\] that its 'categories' list does not define",
+         setup=coco_folder(UNDEFINED), id="det-category-undefined"),
+    Case(DET_COCO, r"c/train2017 holds none of the 1 image\(s\) .*instances_train2017\.json lists \(such as a\.png\)",
+         setup=coco_folder(ONE_BOX), id="det-images-missing"),
+    Case(DET_COCO, r"instances_train2017\.json has no annotations \(other than crowd regions\) on the 1 image",
+         setup=lambda tmp: (coco_folder(ONE_CATEGORY)(tmp), blank(tmp / "c" / "train2017" / "a.png")),
+         id="det-no-annotations"),
+    Case(DET_COCO, r"instances_train2017\.json lists no images", setup=coco_folder(ONE_CATEGORY | {"images": []}),
+         id="det-no-images"),
+    Case("det train --data.dataset coco --data.root {tmp}/none --out_dir {tmp}/runs",
+         r"none/annotations/instances_train2017\.json does not exist; --data.root takes a COCO", id="det-no-root"),
+    Case("det train --dry-run --model maskrcnn_ascan_nano",
+         r"--model maskrcnn_ascan_nano is a detection model; --model takes the backbone, .* such as ascan_nano",
+         id="det-detector-as-backbone"),
+    Case("seg train --dry-run --model upernet_ascan_nano", r"is a segmentation model; --model takes the backbone",
+         id="seg-segmentor-as-backbone"),
+    Case("det train --dry-run --model ascan_unet_test", r"is a generation model; --model takes the backbone",
+         id="det-unet-as-backbone"),
+    Case("det train --dry-run --detector.min_size=-64", r"detector.min_size and max_size need 0 < min <= max, got -64",
+         id="det-min-size-neg"),
+    Case("det train --dry-run --detector.anchor_sizes=-8,16,32,64,128", r"detector.anchor_sizes must be > 0, got \(-8,",
+         id="det-anchor-neg"),
+    Case("det train --dry-run --detector.fpn_channels abc", r"detector.fpn_channels: expected int, got 'abc'",
+         id="det-fpn-type"),
+    Case("det train --dry-run --data.channels 2", r"data.channels must be one of 1, 3, got 2", id="det-channels-2"),
+    Case("det train --dry-run --data.mean 0.5,0.5", r"data.mean and data.std need one value per channel \(1\)",
+         id="det-mean-count"),
+    # det scenes: a folder of real COCO annotations is not written into; a file is no folder
+    Case("det scenes --data.root {tmp}/c", r"c holds COCO annotations not written as scenes \(no scenes.json\)",
+         setup=coco_folder(ONE_CATEGORY), id="det-scenes-into-coco"),
+    Case("det scenes --data.root {tmp}/f.txt", r"--data.root .*f\.txt is a file; give a folder",
+         setup=lambda tmp: (tmp / "f.txt").write_text("x"), id="det-scenes-root-file"),
+    # det eval: --out refused before the work, data with other categories than the weights', other tasks' runs
+    Case("det eval {det} --out {tmp}", r"--out .* is a directory; give a file name", id="det-eval-out-dir"),
+    Case("det eval {det}/final", r"final was trained on category ids \[3, 7\], but the scenes have \[1, 2, ",
+         id="det-eval-scenes"),
+    Case("det eval {det} --data.root {tmp}/c --data.eval_split train2017",
+         r"det was trained on category ids \[3, 7\], but .*instances_train2017\.json has \[1\]",
+         setup=lambda tmp: (coco_folder(ONE_BOX)(tmp), blank(tmp / "c" / "train2017" / "a.png")),
+         id="det-eval-other-coco"),
+    Case("det eval {det} --batch_size 0", r"batch_size must be >= 1, got 0", id="det-eval-batch-0"),
+    Case("det eval {clf}", r"holds a classification model, not a detection model", id="det-eval-classifier"),
+    # --run_name: the dry run refuses what the run refuses, for every task
+    Case("train --dry-run --run_name ../x", OUTSIDE, id="train-run-name-up"),
+    Case("train --dry-run --run_name /abs/x", OUTSIDE, id="train-run-name-abs"),
+    Case("seg train --dry-run --run_name ../x", OUTSIDE, id="seg-run-name-up"),
+    Case("det train --dry-run --run_name /abs/x", OUTSIDE, id="det-run-name-abs"),
+    Case("diffusion train --dry-run --run_name ../../x", OUTSIDE, id="diff-run-name-up"),
+    Case("demo --dry-run --train.run_name ../x", OUTSIDE, id="demo-run-name-up"),
+    # --run_name of a finished run, --resume with changed settings: the dry run refuses what the run refuses
+    Case("seg train --dry-run --out_dir {seg}/.. --run_name seg", FINISHED, id="seg-dry-run-reuse"),
+    Case("train --dry-run --out_dir {seg}/.. --run_name seg", FINISHED, id="train-dry-run-reuse"),
+    Case("diffusion train --dry-run --out_dir {diff}/.. --run_name diff", FINISHED, id="diff-dry-run-reuse"),
+    Case("det train --dry-run --out_dir {det}/.. --run_name det", FINISHED, id="det-dry-run-reuse"),
+    Case("demo --dry-run --train.out_dir {seg}/.. --train.run_name seg", FINISHED, id="demo-dry-run-reuse"),
+    # demo: the benchmark's settings are checked before the training, not after it
+    Case("demo --dry-run --bench_batch 0", r"bench_batch must be >= 1, got 0", id="demo-bench-batch-0"),
+    Case("demo --dry-run --bench_seconds=-1", r"bench_seconds must be > 0, got -1", id="demo-bench-seconds"),
+    Case("seg train --dry-run --resume {seg} --img_size 64",
+         r"seg was started with other settings \(img_size: 32 -> 64\)", id="seg-dry-run-resume-changed"),
+]  # fmt: skip
+
+
 def checksums(*roots: Path) -> dict[Path, str]:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for r in roots for p in r.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch):
+def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch, request):
     if case.onnx:
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
+    if "{det}" in case.argv:  # the detection run is made for the rows that use it (it needs the det extra)
+        world = {**world, "det": request.getfixturevalue("det_run")}
+        capsys.readouterr()  # the det run's training lines, when it was made for this row
     monkeypatch.chdir(tmp_path)  # relative names in messages are the tmp folder's
     WORLD.update(world)
-    monkeypatch.setattr("hybridvision.seg.predict.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
+    monkeypatch.setattr("hybridvision.data.overlays.MAX_PIXELS", 64 * 64)  # huge images fitted into 73x55: quick
     case.setup(tmp_path)
-    before = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
+    runs = [world[k] for k in ("seg", "diff", "clf", "det") if k in world]
+    before = checksums(tmp_path, *runs)
     argv = case.argv.format(tmp=tmp_path, **{k: str(v) for k, v in world.items()}).split()
     code = main(argv)
     err = capsys.readouterr().err
@@ -421,7 +582,7 @@ def test_bad_input_table(case: Case, world, tmp_path, capsys, monkeypatch):
     else:
         assert code == 0, err
     case.check(tmp_path)
-    after = checksums(tmp_path, *(world[k] for k in ("seg", "diff", "clf")))
+    after = checksums(tmp_path, *runs)
     kept = {p: h for p, h in before.items() if p not in {tmp_path / r for r in case.replaces}}
     assert {p: after.get(p) for p in kept} == kept, "a file that existed before was changed or removed"
     for name in case.replaces:
@@ -491,17 +652,18 @@ def test_a_truncated_file_is_one_line_naming_it(tmp_path):
 
 
 def test_overlay_names_keep_the_folders_and_never_collide():
-    from hybridvision.seg.predict import overlay_names
+    from hybridvision.data.overlays import overlay_names  # seg predict's and det predict's
 
     files = [Path("in/a/photo.png"), Path("in/b/photo.png"), Path("in/photo.jpg"), Path("in/photo.png")]
-    names = [str(p) for p in overlay_names(files)]
+    names = [str(p) for p in overlay_names(files, "seg")]
     assert names == ["a/photo_seg.png", "b/photo_seg.png", "photo_jpg_seg.png", "photo_png_seg.png"]
-    assert [str(p) for p in overlay_names([Path("x/photo.png")])] == ["photo_seg.png"]
+    assert [str(p) for p in overlay_names([Path("x/photo.png")], "det")] == ["photo_det.png"]
 
 
 def test_huge_images_are_fitted_and_said(world, caplog):
+    from hybridvision.data.overlays import MAX_PIXELS, shrink
     from hybridvision.seg.config import PredictConfig
-    from hybridvision.seg.predict import MAX_PIXELS, Predictor, shrink
+    from hybridvision.seg.predict import Predictor
 
     fitted = shrink(np.zeros((3000, 4000, 1), np.uint8), MAX_PIXELS, Path("big.png"))
     assert fitted.shape == (886, 1182, 1) and "big.png: 4000x3000 is predicted at 1182x886" in caplog.text
@@ -510,6 +672,7 @@ def test_huge_images_are_fitted_and_said(world, caplog):
 
 
 def test_an_image_that_runs_out_of_memory_is_named_and_the_rest_are_written(world, tmp_path, monkeypatch):
+    from hybridvision.data.overlays import PredictError
     from hybridvision.seg import predict
     from hybridvision.seg.config import PredictConfig
 
@@ -524,9 +687,7 @@ def test_an_image_that_runs_out_of_memory_is_named_and_the_rest_are_written(worl
         return labels(self, images)
 
     monkeypatch.setattr(predict.Predictor, "labels", allocate)
-    with pytest.raises(
-        predict.PredictError, match=r"photo\.png: out of CPU memory \(16\.0 TiB .*--infer\.scale"
-    ) as err:
+    with pytest.raises(PredictError, match=r"photo\.png: out of CPU memory \(16\.0 TiB .*--infer\.scale") as err:
         predict.predict_files(world["seg"], [tmp_path / "in"], PredictConfig(out=str(tmp_path / "out")))
     assert len(err.value.written) == 6
 

@@ -34,7 +34,7 @@ def test_summary_measures(tmp_path, capsys):
         ["summary", "--pattern", "coatnet_test*", "--batch-sizes", "1", "--min-seconds", "0.05", "--json", str(out)]
     )
     # the family filter leaves test variants out, so pick a real one cheaply instead
-    assert code == 1
+    assert code == 2 and "no model matches pattern 'coatnet_test*'" in capsys.readouterr().err
     cheap = ["--batch-sizes", "1", "--min-seconds", "0.05", "--json", str(out)]
     assert main(["summary", "--pattern", "coatnet_nano_rw*", *cheap]) == 0  # coatnet_nano* also has coatnet_nano
     data = json.loads(out.read_text())

@@ -21,7 +21,6 @@ from hybridvision.det.config import DetDataConfig, DetPredictConfig, DetTrainCon
 from hybridvision.det.data import load_split
 from hybridvision.det.metrics import coco_scores, score_detections
 from hybridvision.det.model import DetectorConfig
-from hybridvision.det.predict import output_names
 from hybridvision.det.scenes import ScenesConfig, split_items, write_scenes
 
 HAS_FMNIST = Path(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file()
@@ -211,12 +210,17 @@ def test_two_steps_on_a_tiny_coco_folder_then_eval_and_predict(coco_root, tmp_pa
     assert main(["det", "eval", str(run_dir), "--batch_size", "2", "--out", str(tmp_path / "e.json")]) == 0
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["split"] == "val2017" and saved["results"]["model"]["box"]["ap"] == scores["model"]["box"]["ap"]
-    same_stem = tmp_path / "other"
-    same_stem.mkdir()
-    (same_stem / "rgb.png").write_bytes((coco_root / "train2017" / "rgb.png").read_bytes())
-    inputs = [coco_root / "train2017" / "rgb.png", same_stem / "rgb.png"]
+    inputs = [tmp_path / "in" / "rgb.png", tmp_path / "in" / "other" / "rgb.png"]  # one stem, two folders
+    for path in inputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((coco_root / "train2017" / "rgb.png").read_bytes())
+    same_stem = inputs[1].parent
     written = predict_files(run_dir, inputs, DetPredictConfig(out=str(tmp_path / "out"), score=0.0))
-    assert [p.name for p in written] == ["rgb_det.png", "rgb_det_2.png"] and all(p.is_file() for p in written)
+    assert [str(p.relative_to(tmp_path / "out")) for p in written] == [
+        "rgb_det.png",
+        "other/rgb_det.png",
+    ]  # one overlay each: their paths below the inputs' common folder
+    assert all(p.is_file() for p in written)
     capsys.readouterr()
     assert main(["det", "predict", str(same_stem), "--run", str(run_dir), "--out", str(tmp_path / "cli")]) == 0
     assert "wrote 1 overlay(s)" in capsys.readouterr().out and (tmp_path / "cli" / "rgb_det.png").is_file()
@@ -265,15 +269,6 @@ def test_registered_detectors_build_and_detect():
         (out,) = model([torch.rand(1, 64, 64)])
     assert out["boxes"].shape[1] == 4 and out["masks"].shape[1:] == (1, 64, 64)
     assert len(out["boxes"]) <= model.config.detector.detections
-
-
-def test_output_names_never_collide():
-    assert output_names([Path("a/x.png"), Path("b/x.jpg"), Path("x_det_2.png"), Path("c/x.png")]) == [
-        "x_det.png",
-        "x_det_2.png",
-        "x_det_2_det.png",
-        "x_det_3.png",
-    ]
 
 
 def test_det_train_dry_run_and_bad_values(capsys):

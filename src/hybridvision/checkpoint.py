@@ -42,6 +42,8 @@ class CheckpointError(RuntimeError):
 def read_state_dict(path: str | Path, *, use_ema: bool = True) -> dict[str, Tensor]:
     """Tensors of a checkpoint file or directory, unwrapped from trainer dicts (``state_dict[_ema]``, ``module.``)."""
     path = Path(path)
+    if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and (path / "final" / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{path} is a run folder; its weights are in {path / 'final'}: pass that folder")
     if path.is_dir():
         path = _weights_in(path, use_ema)
     if not path.is_file():

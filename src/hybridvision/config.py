@@ -247,6 +247,8 @@ def _replace(config: T, overrides: dict[str, Any], prefix: str) -> T:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict; a file that does not parse is one ConfigError line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML or JSON file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     text = path.read_text()

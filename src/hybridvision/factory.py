@@ -32,8 +32,9 @@ from .checkpoint import (
     load_pretrained,
     read_state_dict,
 )
+from .config import ConfigError
 from .fileio import save_json, save_tensors
-from .models.contract import TIMM_PREFIX, default_cfg
+from .models.contract import TIMM_PREFIX, check_img_size, default_cfg
 from .models.features import FeatureExtractor
 from .registry import get_config, get_entry, list_models
 
@@ -122,6 +123,20 @@ def task_backbone(config: Any, **options: Any) -> nn.Module:
     c = config
     contract = dict(in_chans=c.in_chans, img_size=c.img_size, drop_path_rate=c.drop_path_rate)
     return create_model(c.backbone, num_classes=0, **contract, **options, **c.backbone_kwargs)
+
+
+def check_backbone(name: str, img_size: int, **kwargs: Any) -> None:
+    """A task's ``--model`` is a registered classifier whose total stride divides ``img_size``; else one ConfigError
+    line naming the fix (a detector, segmentor or UNet given as the backbone names the classifier to give)."""
+    entry = get_entry(name)  # an unknown name fails here, with the closest names
+    if entry.task != "classification":
+        inner = name.split("_", 1)[1] if "_" in name else name
+        example = inner if inner in list_models() and get_entry(inner).task == "classification" else "ascan_nano"
+        raise ConfigError(
+            f"--model {name} is a {entry.task} model; --model takes the backbone, a classification model such as "
+            f"{example} (`hybridvision models --task classification` lists them)"
+        )
+    check_img_size(img_size, get_config(name, **kwargs).stride, name)  # the registered stride
 
 
 def backbone_settings(train: Any) -> dict[str, Any]:

@@ -52,6 +52,15 @@ def save_text(text: str, path: str | Path) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def read_json(path: str | Path, fix: str) -> Any:
+    """The JSON document in ``path``; a ValueError naming the file, where the parse failed and ``fix`` when the
+    file is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not JSON ({e}); {fix}") from None
+
+
 def save_json(data: Any, path: str | Path) -> None:
     save_text(json.dumps(data, indent=2, sort_keys=False), path)
 

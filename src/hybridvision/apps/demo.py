@@ -17,6 +17,7 @@ import torch
 from ..bench.tables import markdown
 from ..bench.timing import time_forward
 from ..classify import OptimConfig, TrainConfig
+from ..config import at_least, check
 from ..engine.report import plot_curves
 from ..engine.rundir import RunDir
 from ..env import environment
@@ -44,6 +45,10 @@ class DemoConfig:
     bench_batch: int = 64  # throughput batch (latency is always batch 1)
     bench_seconds: float = 1.0  # timed seconds per setting
     quick: bool = False  # tiny subset, one short epoch, short timings
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "bench_batch")
+        check(self.bench_seconds > 0, f"bench_seconds must be > 0, got {self.bench_seconds}")
 
 
 def quick_config(cfg: DemoConfig) -> DemoConfig:

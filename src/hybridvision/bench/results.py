@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from ..config import to_dict
 from ..env import ENV_FIELDS
-from ..fileio import atomic_write, save_json
+from ..fileio import atomic_write, read_json, save_json
 from .config import BenchConfig
 
 SCHEMA = "hybridvision.bench/1"
@@ -137,10 +136,12 @@ def write_json(document: dict[str, Any], path: str | Path) -> None:
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a bench CSV or JSON file, typed; raises ValueError for files of another kind."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"result file {str(path)!r} is a directory; pass the .json or .csv files bench wrote")
     if not path.is_file():
         raise FileNotFoundError(f"result file {str(path)!r} does not exist")
     if path.suffix == ".json":
-        data = json.loads(path.read_text())
+        data = read_json(path, "pass a result file `hybridvision bench` wrote")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ValueError(f"{path} is not a `hybridvision bench` JSON file (no schema {SCHEMA!r})")
         return [new_row(**row) for row in data["rows"]]

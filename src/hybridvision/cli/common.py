@@ -25,7 +25,10 @@ from ..config import (
     resolve,
     split_flags,
 )
+from ..engine.config import RunConfig
+from ..engine.resume import check_run_folder
 from ..engine.rundir import RunDir
+from ..fileio import check_writable
 
 # Wide enough that tables never truncate names when output goes to a file or CI log.
 console = Console(width=None if sys.stdout.isatty() else 200)
@@ -120,6 +123,8 @@ def resolved(args: argparse.Namespace, base: Any, flags: dict[str, str]) -> Any 
         cfg = replace(base, **flatten(load_file(args.config))) if args.config else base
         cfg = replace(cfg, **flags)
     if args.dry_run:
+        if isinstance(cfg, RunConfig):
+            check_run_folder(cfg)  # a --run_name or --resume the run would refuse is refused here too
         print(dump_yaml(cfg), end="")
         return None
     return cfg
@@ -162,12 +167,16 @@ def eval_command(
     args: argparse.Namespace, cls: type, command: str, example: str, defaults: Callable[[Path], Any]
 ) -> tuple[Path, Any | None]:
     """The run ``<task> eval RUN`` reads (its one word) and the evaluation config: ``defaults(run)`` (the run's own
-    data) < ``--config`` file < flags; None as the config once ``--dry-run`` has printed it."""
+    data) < ``--config`` file < flags; None as the config once ``--dry-run`` has printed it. An ``--out`` file that
+    cannot be written is refused here, before the work."""
     words, flags = command_flags(args, cls)
     if len(words) != 1:
         raise ConfigError(f"{command} takes one run directory, e.g. hybridvision {command} {example}")
     run_dir = existing_run(words[0], example)
-    return run_dir, resolved(args, defaults(run_dir), flags)
+    cfg = resolved(args, defaults(run_dir), flags)
+    if getattr(cfg, "out", ""):  # before the evaluation, not after it
+        check_writable(cfg.out, "--out")
+    return run_dir, cfg
 
 
 def predict_command(args: argparse.Namespace, cls: type, command: str, task: str) -> tuple[list[str], str, Any]:

@@ -12,6 +12,7 @@ import argparse
 
 from ..apps.demo import DemoConfig
 from ..config import dump_yaml, parse_overrides, resolve
+from ..engine.resume import check_run_folder
 from .common import add_typed_config, console
 
 ACCEPTS_OVERRIDES = True
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = resolve(DemoConfig, args.config, parse_overrides(args.overrides))
     if args.dry_run:
+        check_run_folder(cfg.train)  # a --train.run_name the run would refuse is refused here too
         print(dump_yaml(quick_config(cfg) if cfg.quick else cfg), end="")
         return 0
     report = run_demo(cfg)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, family=args.family, task=args.task)
     if not names:
-        raise ConfigError(_no_match(args))
+        raise ConfigError(no_match(args.pattern, args.family, args.task))
     rows, uncosted = [], 0
     for name in names:
         entry = get_entry(name)
@@ -42,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_match(args: argparse.Namespace) -> str:
+def no_match(pattern: str, family: str | None, task: str | None = None) -> str:
     """One line: the filters that matched nothing, and the families and tasks there are."""
-    asked = [f"{k} {v!r}" for k, v in (("pattern", args.pattern), ("family", args.family), ("task", args.task)) if v]
+    asked = [f"{k} {v!r}" for k, v in (("pattern", pattern), ("family", family), ("task", task)) if v]
     entries = [get_entry(n) for n in list_models()]
     families, tasks = sorted({e.family for e in entries}), sorted({e.task for e in entries})
     return f"no model matches {', '.join(asked)}; families: {', '.join(families)}; tasks: {', '.join(tasks)}"

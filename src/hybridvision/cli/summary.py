@@ -7,15 +7,16 @@ runs the full protocol (fresh-process repeats, percentiles, comparisons) and wri
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ..bench.config import BenchConfig
 from ..bench.runner import run_bench
+from ..config import ConfigError, replace
 from ..env import environment
-from ..fileio import save_json
+from ..fileio import check_writable, save_json
 from ..macs import model_cost
 from ..registry import list_models
 from .common import console, giga, millions, table
+from .models import no_match
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,24 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the rows and environment to this JSON file")
 
 
-def summary_config(names: list[str], batch_sizes: tuple[int, ...], img_size: int | None, min_s: float) -> BenchConfig:
-    """Short bounds, one repeat in this process: a first look, not a result file."""
+def summary_config(names: list[str], batch_sizes: str, img_size: int | None, min_s: float) -> BenchConfig:
+    """Short bounds, one repeat in this process: a first look, not a result file. ``batch_sizes`` as typed
+    ("1,16"), checked by the bench config like ``bench --batch-sizes``."""
     quick = dict(repeats=1, isolate=False, warmup_iters=2, warmup_s=0.2, iters=3, min_s=min_s, max_s=max(60.0, min_s))
-    return dataclasses.replace(BenchConfig(), models=tuple(names), batch_sizes=batch_sizes, img_size=img_size, **quick)
+    return replace(BenchConfig(), models=tuple(names), batch_sizes=batch_sizes, img_size=img_size, **quick)
 
 
 def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern, family=args.family, test=False)
     if not names:
-        console.print(f"no models in family {args.family!r} match {args.pattern!r}")
-        return 1
-    batch_sizes = () if args.no_speed else tuple(int(b) for b in args.batch_sizes.split(","))
+        raise ConfigError(no_match(args.pattern, args.family))
+    config = None if args.no_speed else summary_config(names, args.batch_sizes, args.img_size, args.min_seconds)
+    batch_sizes = config.batch_sizes if config else ()
+    if args.json:
+        check_writable(args.json, "--json")  # now, not after the measurements
     rows = [_cost_row(name, args.img_size) for name in names]
     env: dict = environment()
     peak = float("nan")
-    if batch_sizes:
+    if config:
         with console.status("measuring") as status:
-            config = summary_config(names, batch_sizes, args.img_size, args.min_seconds)
             result = run_bench(config, progress=lambda text, done, total: status.update(text))
         env, peak = result.environment, result.gemm_peak_flops or float("nan")
         _add_speed(rows, result.rows)

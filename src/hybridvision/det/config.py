@@ -12,9 +12,7 @@ from typing import Any, ClassVar
 
 from ..config import at_least, check, in_unit, one_of, parse_device
 from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
-from ..factory import backbone_settings
-from ..models.contract import check_img_size
-from ..registry import get_config, get_entry
+from ..factory import backbone_settings, check_backbone
 from ..vision_ops import ROI_ALIGN_MODES
 from .model import DetectorConfig, DetModelConfig
 from .scenes import ScenesConfig
@@ -76,8 +74,7 @@ class DetTrainConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        get_entry(self.model)  # an unknown backbone fails here, with the closest names
-        check_img_size(self.img_size, get_config(self.model).stride, self.model)  # the registered stride
+        check_backbone(self.model, self.img_size)
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         one_of("roi_align", self.roi_align, ROI_ALIGN_MODES)
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..data import DataError, ImageError
 from ..data import read_image as shared_read_image
+from ..fileio import read_json
 
 Batch = tuple[list[Tensor], list[dict[str, Any]], list[str]]
 
@@ -37,7 +38,8 @@ def annotation_file(root: str | Path, split: str) -> Path:
 
 
 def load_coco(path: Path) -> Any:
-    """pycocotools' ``COCO`` index of an annotation file (its progress prints silenced); a clear error when absent."""
+    """pycocotools' ``COCO`` index of an annotation file (its progress prints silenced); one clear line when the file
+    is absent, not JSON, or not COCO's layout (a dict with ``images``, ``annotations`` and ``categories`` lists)."""
     try:
         from pycocotools.coco import COCO
     except ImportError as e:
@@ -45,9 +47,29 @@ def load_coco(path: Path) -> Any:
             f"detection needs pycocotools: pip install -c constraints.txt 'hybridvision[det]' ({e})"
         ) from e
     if not path.is_file():
-        raise DataError(f"{path} does not exist; a COCO folder has annotations/instances_<split>.json")
+        raise DataError(
+            f"{path} does not exist; --data.root takes a COCO folder (annotations/instances_<split>.json, <split>/)"
+        )
+    coco = COCO()
+    coco.dataset = coco_json(path)
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
+        coco.createIndex()
+    return coco
+
+
+COCO_KEYS = ("images", "annotations", "categories")  # the lists a COCO instances file holds
+
+
+def coco_json(path: Path) -> dict:
+    """The annotation file's JSON, checked to be COCO's instances layout before pycocotools indexes it."""
+    data = read_json(path, "a COCO annotation file is a JSON object")
+    missing = [k for k in COCO_KEYS if not isinstance(data, dict) or not isinstance(data.get(k), list)]
+    if missing:
+        found = f"keys {sorted(data)[:6]}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise DataError(f"{path} is not a COCO instances file: it lacks the list(s) {missing} (it holds {found})")
+    if not data["categories"]:
+        raise DataError(f"{path} defines no categories; a detector needs at least one in its 'categories' list")
+    return data
 
 
 @dataclass
@@ -135,10 +157,30 @@ def load_split(root: str | Path, split: str, channels: int, subset: int = 0) -> 
     category_ids = sorted(coco.cats)
     image_ids = sorted(coco.imgs)
     image_ids = image_ids[:subset] if subset else image_ids
+    check_contents(root, split, coco, image_ids)
     split_ = CocoSplit(root, split, channels, coco, image_ids, category_ids)
     split_.classes = ("background", *(coco.cats[c]["name"] for c in category_ids))
     split_.dropped = count_degenerate(coco, image_ids)
     return split_
+
+
+def check_contents(root: Path, split: str, coco: Any, image_ids: Sequence[int]) -> None:
+    """A DataError when the split's images (the first ``subset``) hold nothing to learn or score: no images listed,
+    none of their files present, or not one non-crowd annotation among them (COCOeval's AP would be -1)."""
+    listed = annotation_file(root, split)
+    if not image_ids:
+        raise DataError(f"{listed} lists no images; a COCO split needs entries in its 'images' list")
+    files = [root / split / coco.imgs[i]["file_name"] for i in image_ids]
+    if not any(f.is_file() for f in files):
+        raise DataError(
+            f"{root / split} holds none of the {len(files)} image(s) {listed} lists (such as {files[0].name}); "
+            "put the images there, or give --data.root the folder that has them"
+        )
+    if not any(solid_annotations(coco, i) for i in image_ids):
+        raise DataError(
+            f"{listed} has no annotations (other than crowd regions) on the {len(files)} image(s) used; a detector "
+            "trains and is scored on boxes: annotate them, or use more images (--data.train_subset/eval_subset)"
+        )
 
 
 def solid_annotations(coco: Any, image_id: int) -> list[dict]:

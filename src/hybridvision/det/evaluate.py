@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import from_dict
-from ..data import DataError
+from ..data import FASHION_MNIST_CLASSES, DataError
 from ..engine.distributed import Dist, barrier, concat_across, pick_device
 from ..engine.order import eval_batches
 from ..engine.rundir import SavedModel, open_model, run_config
@@ -77,6 +77,17 @@ def load_splits(cfg: DetDataConfig, train: bool = True) -> tuple[CocoSplit | Non
     return train_split, eval_split
 
 
+def check_categories(run: str | Path, saved: SavedModel, ids: Sequence[int], where: str) -> None:
+    """A DataError when the weights were trained on other category ids than ``ids``, the evaluation data's (``where``
+    names that data with its verb: "the scenes have"): their labels would be scored as other classes."""
+    trained = saved.info.get("category_ids")
+    if trained is not None and list(trained) != list(ids):
+        raise DataError(
+            f"{run} was trained on category ids {list(trained)}, but {where} {list(ids)}; evaluate it on the "
+            "data it was trained on (--data.dataset coco --data.root FOLDER)"
+        )
+
+
 @torch.no_grad()
 def detect(
     model: nn.Module,
@@ -124,8 +135,11 @@ def evaluate_run(run: str | Path, cfg: DetEvalConfig) -> dict[str, dict[str, Any
     device = pick_device(cfg.device)
     saved = open_run(run)
     set_roi_align(cfg.roi_align)
+    if cfg.data.dataset == "fmnist_scenes":  # refused before the scenes are written
+        check_categories(run, saved, range(1, len(FASHION_MNIST_CLASSES) + 1), "the scenes have")
     prepare_data(cfg.data)
     _, split = load_splits(cfg.data, train=False)
+    check_categories(run, saved, split.category_ids, f"{split.annotation_file} has")
     kinds = {"model": ["model"], "ema": ["ema"], "both": ["model", "ema"]}[cfg.weights]
     if not saved.has_ema:
         kinds = ["model"]

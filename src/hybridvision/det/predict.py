@@ -11,34 +11,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import image_files
+from ..data import overlays, read_image
+from ..data.overlays import draw_each, overlay_targets, shrink
 from ..engine.distributed import pick_device
-from ..fileio import atomic_write, check_folder, refuse_existing
+from ..fileio import check_folder
 from ..vision_ops import set_roi_align
 from .config import DetPredictConfig
-from .data import read_image
 from .evaluate import saved_model
 
-MIN_SIDE = 256
+MIN_SIDE = 256  # overlays are scaled up (nearest) to at least this side
+SMALLER = "give smaller images, or --device cpu when the GPU ran out"  # when one runs out of memory
 
 
 def colour(label: int) -> tuple[int, int, int]:
     """A colour per class, far apart in hue (golden-ratio steps)."""
     r, g, b = colorsys.hsv_to_rgb((0.13 + 0.618034 * label) % 1.0, 0.8, 0.95)
     return round(r * 255), round(g * 255), round(b * 255)
-
-
-def output_names(files: Sequence[Path]) -> list[str]:
-    """``<stem>_det.png`` per input; inputs sharing a stem get ``<stem>_det_2.png``, ... (none overwrites another)."""
-    names, used = [], set()
-    for f in files:
-        name, n = f"{f.stem}_det.png", 1
-        while name in used:
-            n += 1
-            name = f"{f.stem}_det_{n}.png"
-        used.add(name)
-        names.append(name)
-    return names
 
 
 def overlay(image: np.ndarray, det: dict, classes: Sequence[str], cfg: DetPredictConfig):
@@ -63,26 +51,33 @@ def overlay(image: np.ndarray, det: dict, classes: Sequence[str], cfg: DetPredic
 
 
 def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: DetPredictConfig) -> list[Path]:
-    """An overlay PNG per image in ``cfg.out``; returns the files written."""
-    files = image_files(paths)  # a wrong path fails before the model loads
+    """An overlay PNG per image (``<out>/<path below the inputs' folder>/<stem>_det.png``); returns the files written.
+
+    Every check comes before the model loads (``data.overlays``); an image that cannot be read or runs out of memory
+    is skipped and named, the others are written, then ``PredictError`` says which failed.
+    """
     out = check_folder(cfg.out, "--out", "for the overlays")
-    names = output_names(files)
-    if not cfg.overwrite:
-        refuse_existing([out / n for n in names], "--overwrite true")
-    model, info = saved_model(Path(run), use_ema=cfg.weights == "ema")
-    set_roi_align(cfg.roi_align)
-    device = pick_device(cfg.device)
-    model = model.to(device).eval()
-    channels, classes = model.config.in_chans, info.get("classes") or []
-    written = []
-    for path, name in zip(files, names):
-        image = read_image(path, channels)
-        if image is None:
-            continue
-        with torch.no_grad():
-            det = {k: v.cpu() for k, v in model([image.to(device).float() / 255])[0].items()}
-        labels = classes or [str(i) for i in range(model.config.num_classes)]
-        img = overlay(image.permute(1, 2, 0).numpy(), det, labels, cfg)  # (C, H, W) -> (H, W, C)
-        atomic_write(out / name, lambda tmp, img=img: img.save(tmp, format="PNG"))
-        written.append(out / name)
-    return written
+    files, targets = overlay_targets(paths, out, "det", cfg.overwrite)
+    return draw_each(files, targets, Drawer(run, cfg).overlay, out, SMALLER)
+
+
+class Drawer:
+    """A run's detector on a device, with its classes: draws one image file's detections."""
+
+    def __init__(self, run: str | Path, cfg: DetPredictConfig) -> None:
+        model, info = saved_model(Path(run), use_ema=cfg.weights == "ema")
+        set_roi_align(cfg.roi_align)
+        self.device, self.cfg = pick_device(cfg.device), cfg
+        self.model = model.to(self.device).eval()
+        self.classes = info.get("classes") or [str(i) for i in range(model.config.num_classes)]
+        d = model.config.detector  # the network sees at most min_size x max_size pixels: nothing is lost below
+        self.max_pixels = max(overlays.MAX_PIXELS, d.min_size * d.max_size)
+
+    @torch.no_grad()
+    def overlay(self, path: Path):
+        """The PIL overlay of one image file (uint8 (H, W, C) as the run's channels), fitted into ``max_pixels``
+        first when larger (said on stderr): masks are pasted and drawn at the image's size."""
+        image = shrink(read_image(path, self.model.config.in_chans), self.max_pixels, path)
+        x = torch.from_numpy(image.copy()).permute(2, 0, 1).to(self.device).float() / 255  # (H, W, C) -> (C, H, W)
+        det = {k: v.cpu() for k, v in self.model([x])[0].items()}
+        return overlay(image, det, self.classes, self.cfg)

@@ -30,6 +30,7 @@ from .data import annotation_file
 
 CROWD_SHARE = 0.3  # an item with less of its ink visible is a crowd region
 CHUNK = 500  # scenes rendered at once
+SPLITS = ("train2017", "val2017", "test2017")  # the splits written
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ def write_scenes(root: str | Path, cfg: ScenesConfig) -> Path:
     """Write the three splits under ``root`` (a split whose annotation file exists is kept); returns ``root``."""
     root = Path(root)
     recorded = root / "scenes.json"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"--data.root {root} is a file; give a folder for the scenes' COCO files")
+    if not recorded.is_file() and any(annotation_file(root, s).is_file() for s in SPLITS):
+        raise DataError(
+            f"{root} holds COCO annotations not written as scenes (no scenes.json); pass --data.dataset coco to use "
+            "them, or choose another --data.root for the scenes"
+        )
     wanted = json.loads(json.dumps(to_dict(cfg)))  # as read back (tuples become lists)
     if recorded.is_file() and json.loads(recorded.read_text()) != wanted:
         raise DataError(f"{root} holds scenes made with other settings ({recorded}); choose another --data.root")

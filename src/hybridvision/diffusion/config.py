@@ -157,7 +157,7 @@ class DiffusionTrainConfig(RunConfig):
             self.data.dataset != "captions" or self.conditioning == "text",
             "data.dataset captions trains on captions: add --conditioning text",
         )
-        at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every")
+        at_least(self, 0, "eval_samples", "eval_seed", "val_images", "grid_every", "judge_size")
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class DiffusionEvalConfig:
         one_of("prompts", self.prompts, PROMPT_SPLITS)
         one_of("text_form", self.text_form, ("", *TEXT_FORMS))
         at_least(self, 1, "n", "batch_size")
-        at_least(self, 0, "seed", "grid_per_class", "threads")
+        at_least(self, 0, "seed", "grid_per_class", "threads", "judge_size")
         parse_device(self.device)
 
 

@@ -8,9 +8,10 @@ YAML file (``--config``) and ``--key value`` flags; the resolved config is saved
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
-from ..config import at_least, check, one_of, parse_device
+from ..config import ConfigError, at_least, check, one_of, parse_device
 
 SCHEDULES = ("cosine", "poly", "constant", "step")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
@@ -103,6 +104,17 @@ class RunConfig:
         parse_device(self.device)
         check_optim(self.optim)
         check_ema(self.ema)
+        check_run_name(self.out_dir, self.run_name)
+
+
+def check_run_name(out_dir: str | Path, name: str) -> None:
+    """A ConfigError when ``--run_name`` would leave ``out_dir`` (absolute, or through ".."): at config time, so
+    ``--dry-run`` refuses what the run would."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ConfigError(
+            f"--run_name {name!r} would put the run outside --out_dir {out_dir}; give a plain name such as "
+            "'baseline' (set --out_dir to choose the folder it goes in)"
+        )
 
 
 def check_optim(optim: OptimConfig) -> None:

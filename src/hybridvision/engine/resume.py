@@ -21,6 +21,24 @@ log = logging.getLogger(__name__)
 MODEL_KEYS = ("task", "model", "overrides", "in_chans", "classes")
 
 
+def named_run(cfg: RunConfig) -> RunDir | None:
+    """The folder ``cfg`` names for its run: ``--resume RUN``, else ``out_dir/run_name``; None when auto-numbered."""
+    if cfg.resume and cfg.resume != "auto":
+        return RunDir(cfg.resume)
+    if cfg.run_name:
+        return RunDir.named(cfg.out_dir, cfg.run_name)
+    return None
+
+
+def check_run_folder(cfg: RunConfig) -> None:
+    """The run's checks of its named folder (``check_reuse``, ``check_same_run``) without starting it: ``--dry-run``
+    refuses what the run would."""
+    run = named_run(cfg)
+    if run is not None:
+        check_reuse(cfg, run, warn=False)
+        check_same_run(cfg, run)
+
+
 def check_reuse(cfg: RunConfig, run: RunDir, warn: bool = True) -> None:
     """Raise when ``run`` exists and is not to be resumed: a folder that holds a run is never trained over.
 

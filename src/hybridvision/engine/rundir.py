@@ -37,6 +37,7 @@ from ..config import ConfigError, dump_yaml, read_yaml, resolve
 from ..factory import create_model
 from ..fileio import atomic_write, save_json, save_text
 from .checkpoint import CKPT_DIR, checkpoint_dirs, latest_good, problems
+from .config import check_run_name
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,8 @@ class RunDir:
 
     @classmethod
     def named(cls, out_dir: str | Path, name: str) -> RunDir:
-        """``out_dir/name``; a name that would leave ``out_dir`` (absolute, or through "..") is a ConfigError."""
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ConfigError(
-                f"--run_name {name!r} would put the run outside --out_dir {out_dir}; give a plain name such as "
-                "'baseline' (set --out_dir to choose the folder it goes in)"
-            )
+        """``out_dir/name``; a name that would leave ``out_dir`` is a ConfigError (``config.check_run_name``)."""
+        check_run_name(out_dir, name)
         return cls(Path(out_dir) / name)
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ from .logs import RunLogger
 from .loop import Context, train_one_epoch
 from .optim import build_optimizer
 from .order import steps_per_epoch
-from .resume import check_model, check_reuse, check_same_run, resume_point
+from .resume import check_model, check_reuse, check_same_run, named_run, resume_point
 from .rundir import RunDir, RunResult
 from .schedule import Schedule
 from .signals import Interrupted, stop_on_signals
@@ -38,10 +38,8 @@ log = logging.getLogger(__name__)
 def run_dir_for(task: Task, job: dist.Dist) -> RunDir:
     """``out_dir/run_name``, or the next free ``out_dir/NNN-name`` (chosen on rank 0, shared with the rest)."""
     cfg = task.cfg
-    if cfg.resume and cfg.resume != "auto":
-        return RunDir(cfg.resume)
-    if cfg.run_name:
-        return RunDir.named(cfg.out_dir, cfg.run_name)
+    if (named := named_run(cfg)) is not None:
+        return named
     root = RunDir(cfg.out_dir).path
     name = [None]
     if job.is_main:

@@ -15,9 +15,7 @@ from ..config import at_least, check, in_unit, one_of, parse_device
 from ..data import FASHION_MNIST_DIR
 from ..data.scenes import SceneConfig
 from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
-from ..factory import backbone_settings
-from ..models.contract import check_img_size
-from ..registry import get_config, get_entry
+from ..factory import backbone_settings, check_backbone
 from .model import HeadConfig, SegModelConfig
 
 DATASETS = ("fmnist_scenes", "ade20k")
@@ -181,8 +179,7 @@ class SegTrainConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        get_entry(self.model)  # an unknown backbone fails here, with the closest names
-        check_img_size(self.img_size, get_config(self.model, **self.model_kwargs).stride, self.model)
+        check_backbone(self.model, self.img_size, **self.model_kwargs)
         check(0 <= self.drop_rate < 1, f"drop_rate must be in [0, 1), got {self.drop_rate}")
         check(0 <= self.drop_path_rate < 1, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         check(self.aux_weight >= 0, f"aux_weight must be >= 0, got {self.aux_weight}")

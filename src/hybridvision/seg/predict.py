@@ -7,10 +7,6 @@ side by side and scaled up to at least ``MIN_SIDE`` pixels, then a legend: one s
 from __future__ import annotations
 
 import colorsys
-import logging
-import math
-import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,21 +14,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import DataError, ImageError, image_files, read_image
+from ..data import overlays, read_image
+from ..data.overlays import OVERWRITE, draw_each, overlay_targets, shrink
 from ..data.scenes import IGNORE
-from ..env import memory_error
 from ..fileio import atomic_write, check_folder, refuse_existing
 from .config import PredictConfig, ink_threshold
 from .data import load_split
 from .evaluate import saved_model, saved_train_config
 from .infer import SegInput, labels, predict
 
-log = logging.getLogger(__name__)
-
-# Images with more pixels than this (or than 4x the training crop's, if more) are fitted into it before prediction:
-# whole-image inference grows with the square of the pixel count in attention stages (4000x4000 would ask ~16 TB).
-MAX_PIXELS = 1024 * 1024
-OVERWRITE = "--overwrite true"  # the option that lets overlays of an earlier run be replaced
+SMALLER = "fit the images into a smaller size with --infer.scale LONG,SHORT"  # when one runs out of memory
 MIN_SIDE = 256  # panels are scaled up (nearest) to at least this side, so small scenes stay readable
 LEGEND_ROW, LEGEND_WIDTH = 18, 210  # pixels per legend line, legend column width
 
@@ -91,39 +82,9 @@ def panel(image: np.ndarray, pred: np.ndarray, classes: Sequence[str], alpha: fl
     return canvas
 
 
-def shrink(image: np.ndarray, limit: int, path: Path) -> np.ndarray:
-    """(H, W, C) uint8 ``image`` area-resized to at most ``limit`` pixels (aspect kept); the change is logged."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    if h * w <= limit:
-        return image
-    factor = math.sqrt(limit / (h * w))
-    size = (max(1, int(w * factor)), max(1, int(h * factor)))  # PIL's (width, height)
-    log.warning("%s: %dx%d is predicted at %dx%d (at most %d pixels)", path, w, h, *size, limit)
-    img = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).resize(size, Image.BOX)
-    return np.asarray(img).reshape(size[1], size[0], -1)  # (h, w) or (h, w, C) -> (h, w, C)
-
-
 def save_panel(img, path: Path) -> Path:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
     return path
-
-
-def overlay_names(files: Sequence[Path]) -> list[Path]:
-    """A distinct relative output path per input: its path below the inputs' common folder, ``<stem>_seg.png``.
-
-    Inputs that would still share a name (``photo.jpg`` and ``photo.png`` in one folder) keep their suffix in it
-    (``photo_jpg_seg.png``, ``photo_png_seg.png``).
-    """
-    absolute = [Path(os.path.abspath(f)) for f in files]
-    root = Path(os.path.commonpath([f.parent for f in absolute]))
-    plain = [f.parent.relative_to(root) / f"{f.stem}_seg.png" for f in absolute]
-    clash = {name for name, count in Counter(plain).items() if count > 1}
-    return [
-        name.with_name(f"{f.stem}_{f.suffix.lstrip('.').lower()}_seg.png") if name in clash else name
-        for f, name in zip(absolute, plain)
-    ]
 
 
 class Predictor:
@@ -142,7 +103,8 @@ class Predictor:
         data = self.train_cfg.data
         self.classes = list(info.get("classes") or load_split(data, train=False).classes)
         self.input = SegInput.of(self.train_cfg.img_size, data.mean, data.std)
-        self.max_pixels = max(MAX_PIXELS, 4 * self.train_cfg.img_size**2)
+        # whole-image inference grows with the square of the pixel count in attention stages (4000x4000: ~16 TB)
+        self.max_pixels = max(overlays.MAX_PIXELS, 4 * self.train_cfg.img_size**2)
         self.ink = ink_threshold(data, cfg.infer)  # the region vote's ink threshold (None: no vote)
 
     def overlay(self, path: Path):
@@ -163,53 +125,16 @@ def predict_files(run: str | Path, paths: Sequence[str | Path], cfg: PredictConf
     """An overlay PNG per image (``<out>/<path below the inputs' folder>/<stem>_seg.png``); returns the files written.
 
     An image that cannot be read or predicted is skipped and named; the others are written, then ``PredictError``
-    says which failed. Images above ``Predictor.max_pixels`` are fitted into it first (``shrink``).
+    says which failed (``data.overlays``). Images above ``Predictor.max_pixels`` are fitted into it first.
     """
     out = out_folder(cfg)
-    files = image_files(paths, skip=out)
-    targets = [out / name for name in overlay_names(files)]
-    inputs = {Path(os.path.abspath(f)) for f in files}
-    if overwritten := [t for t in targets if Path(os.path.abspath(t)) in inputs]:
-        raise FileExistsError(f"the overlay {overwritten[0]} would replace an input image; choose another --out")
-    if not cfg.overwrite:
-        refuse_existing(targets, OVERWRITE)
-    p = Predictor(run, cfg)
-    written, failed = [], []
-    for path, target in zip(files, targets):
-        try:
-            written.append(save_panel(p.overlay(path), target))
-        except (ImageError, MemoryError, RuntimeError) as e:
-            failed.append(_failure(path, e))
-    if failed:
-        raise PredictError(failed, written, out)
-    return written
+    files, targets = overlay_targets(paths, out, "seg", cfg.overwrite)
+    return draw_each(files, targets, Predictor(run, cfg).overlay, out, SMALLER)
 
 
 def out_folder(cfg: PredictConfig) -> Path:
     """``cfg.out``, checked before any work: a folder, or a path where one can be made."""
     return check_folder(cfg.out, "--out", "for the overlays")
-
-
-class PredictError(DataError):
-    """Some images could not be predicted; the message names each, and what was written."""
-
-    def __init__(self, failed: list[str], written: list[Path], out: Path) -> None:
-        done = f"{len(written)} overlay(s) of the other images written to {out}" if written else "nothing written"
-        if len(failed) == 1:
-            super().__init__(f"{failed[0]} ({done})")
-        else:
-            super().__init__(f"{len(failed)} images could not be predicted ({done}):\n" + "\n".join(failed))
-        self.failed, self.written = failed, written
-
-
-def _failure(path: Path, error: Exception) -> str:
-    """One line for an image that failed: unreadable, or out of memory (what to change)."""
-    if isinstance(error, ImageError):
-        return str(error)
-    what = memory_error(error)
-    if not what:
-        raise error
-    return f"{path}: {what}; fit the images into a smaller size with --infer.scale LONG,SHORT"
 
 
 def predict_scenes(run: str | Path, cfg: PredictConfig) -> list[Path]:
