@@ -33,6 +33,7 @@ TASKS = {  # task folder -> what it holds, and the command that trains one of it
         "Class-conditional and text-to-image diffusion runs, evaluations and analyses.",
         "hybridvision diffusion train",
     ),
+    "deploy": ("Exported models against fp32: int8 accuracy on held-out images.", "hybridvision export"),
     "study": ("Design studies: tables, plots and every run's record.", "hybridvision study"),
     "speed": ("Speed measurements: inference and training throughput, latency, profiles.", "hybridvision bench"),
 }
