@@ -11,7 +11,7 @@ and each mode's per-round ratio to the first mode; ``--profile N`` adds each mod
 N more training steps.
 
     python benchmarks/det_step.py                              # eager vs grid, batch 4, 3 rounds
-    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 --out /tmp/det_step.json
+    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 --out results/speed/det_fmnist_step.json
 """
 
 from __future__ import annotations
