@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import tempfile
@@ -44,6 +45,7 @@ def write_executorch(
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    model = _contiguous(model)
     with torch.no_grad(), _quiet():
         if calib is None:
             program = torch.export.export(model.eval(), (example,), dynamic_shapes=batch_dims(dynamic_batch))
@@ -51,6 +53,13 @@ def write_executorch(
             program = quantize_pt2e(model, example, calib, dynamic_batch, quantizer=xnnpack_quantizer())
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(lowered.buffer))
+
+
+def _contiguous(model: nn.Module) -> nn.Module:
+    """``model``, or a copy in NCHW: XNNPACK's layout pass rejects channels_last weights (``bench`` runs NHWC)."""
+    if not any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
 
 def xnnpack_quantizer():
