@@ -3,7 +3,7 @@
 # (PyTorch eager fp32, onnxruntime fp32/int8, OpenVINO fp32/int8, ExecuTorch-XNNPACK fp32/int8, PT2E int8 in
 # torch), batch-1 latency and batch-16 throughput, interleaved in one run per model, 2 threads for every runtime,
 # every file checked against fp32 PyTorch before it is timed. Run it on a quiet machine (nothing else using the
-# CPU); it writes results/deploy/table_<model>.json and prints each model's table (~50 min on 2 cores), then the
+# CPU); it writes results/deploy/table_<model>.json and prints each model's table (about an hour on 2 cores), then the
 # side-by-side table, results/deploy/deploy_table.md and results/deploy/deploy_table.json (benchmarks/deploy_table.py).
 # Target: int8 at least 1.5x faster than onnxruntime fp32 at batch 1 for ascan_t and efficientmod_s.
 #
@@ -20,9 +20,8 @@ MODELS="${MODELS:-ascan_t efficientmod_s coatnet_0_rw_224 ascan_nano coatnet_nan
 # 1 s and timing at least 10 iterations and 1 s (at most 10 s) per batch size.
 read -r -a EXTRA <<< "${EXTRA:---repeats 2 --warmup_iters 5 --warmup_s 1 --iters 10 --min_s 1 --max_s 10}"
 mkdir -p "$OUT_DIR"
-# RUNTIMES=all adds ExecuTorch, whose programs fail at batch sizes above the one they were exported for here
-# (docs/deploy.md); the default times every other backend.
-RUNTIMES="${RUNTIMES:-torch:int8,onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:int8}"
+# Every installed backend in fp32 and int8 (RUNTIMES="onnxruntime:int8,openvino:int8" for fewer).
+RUNTIMES="${RUNTIMES:-all}"
 failed=()
 for model in $MODELS; do
   "$PY" -m hybridvision bench "$model" --runtimes "$RUNTIMES" --batch_sizes 1,16 --threads 2 --roofline false \

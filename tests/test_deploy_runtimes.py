@@ -79,8 +79,12 @@ def test_executorch_xnnpack(precision, tmp_path):
     assert outcome.path.stat().st_size > 0 and read_artifact(outcome.path)[0].runtime == "executorch"
     if precision == "int8":
         assert outcome.score.sqnr_db >= 15.0
+        assert load_runner(outcome.path, 1)(np.zeros((17, 3, 32, 32), np.float32)).shape[0] == 17
         return
     assert outcome.max_abs_diff <= 1e-4
+    x = torch.randn(17, 3, 32, 32)  # past the 15 images a batch-2 example once left the program room for
+    with torch.no_grad():
+        np.testing.assert_allclose(load_runner(outcome.path, 1)(x.numpy()), model(x).numpy(), atol=1e-4, rtol=1e-4)
     image = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image)
     scope = _run_snippet("executorch", outcome.path, image)

@@ -51,8 +51,32 @@ def write_executorch(
             program = torch.export.export(model.eval(), (example,), dynamic_shapes=batch_dims(dynamic_batch))
         else:
             program = quantize_pt2e(model, example, calib, dynamic_batch, quantizer=xnnpack_quantizer())
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        lowered = edge.to_executorch(_planned_for(dict(program.range_constraints)))
     atomic_write(out, lambda tmp: Path(tmp).write_bytes(lowered.buffer))
+
+
+def _planned_for(ranges: dict):
+    """ExecuTorch's lowering config, planning memory for the shapes' exported ranges (the whole free batch).
+
+    While lowering, torch's fake convolution asks which kernel a batch would use (a batch of 16 or more picks
+    another one) and narrows the batch's range to what the example batch implied: 1..15 for an example of 2.
+    ExecuTorch then plans the input for 15 images and refuses 16. The XNNPACK kernels take any batch, so the
+    ranges ``torch.export`` recorded are put back before the memory plan is made.
+    """
+    from executorch.exir import ExecutorchBackendConfig
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    class ExportedRanges(ConstraintBasedSymShapeEvalPass):
+        def call(self, graph_module):
+            for node in graph_module.graph.nodes:
+                value = node.meta.get("val")
+                for dim in getattr(value, "shape", ()) if node.op == "placeholder" else ():
+                    if isinstance(dim, torch.SymInt) and dim.node.expr in ranges:
+                        dim.node.shape_env.var_to_range[dim.node.expr] = ranges[dim.node.expr]
+            return super().call(graph_module)
+
+    return ExecutorchBackendConfig(sym_shape_eval_pass=ExportedRanges())
 
 
 def _contiguous(model: nn.Module) -> nn.Module:
