@@ -14,6 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
+from hybridvision.bench.tables import num
+
+RATIO = "{:.2f}x"
 REFERENCE = ("onnxruntime", "fp32")
 TORCH = {"fp32": "torch fp32 (eager)", "int8": "torch int8 (PT2E, compiled)"}
 ORDER = list(TORCH.values()) + ["onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino int8"]
@@ -66,14 +69,6 @@ def summarize(doc: dict) -> dict:
     }
 
 
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _f(value: float | None, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
-
-
 def markdown(summaries: list[dict], cpu: str) -> str:
     lines = [
         "| model | backend | b1 p50 (ms) | b1 vs ORT fp32 | b16 (img/s) | b16 vs ORT fp32 |",
@@ -82,9 +77,9 @@ def markdown(summaries: list[dict], cpu: str) -> str:
     for s in summaries:
         for label, b in s["backends"].items():
             lines.append(
-                f"| `{s['model']}` ({s['img_size']}px) | {label} | {_f(b['b1_p50_ms'], '{:.2f}')} | "
-                f"{_x(b['b1_speedup_vs_ort_fp32'])} | {_f(b['b16_img_s'], '{:.1f}')} | "
-                f"{_x(b['b16_speedup_vs_ort_fp32'])} |"
+                f"| `{s['model']}` ({s['img_size']}px) | {label} | {num(b['b1_p50_ms'], '{:.2f}')} | "
+                f"{num(b['b1_speedup_vs_ort_fp32'], RATIO)} | {num(b['b16_img_s'])} | "
+                f"{num(b['b16_speedup_vs_ort_fp32'], RATIO)} |"
             )
     note = f"\n2 threads for every runtime; {cpu}. Ratios above 1 are faster than onnxruntime fp32 in the same run.\n"
     return "\n".join(lines) + "\n" + note
@@ -101,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = [json.loads(f.read_text()) for f in files]
     summaries = [summarize(d) for d in docs]
     env = docs[0].get("environment", {})
-    cpu = env.get("cpu") or env.get("cpu_model") or env.get("device_name") or "this CPU"
+    cpu = env.get("cpu") or "this CPU"
     out = {"sources": [str(f) for f in files], "environment": env, "models": {s["model"]: s for s in summaries}}
     (folder / "deploy_table.json").write_text(json.dumps(out, indent=2) + "\n")
     (folder / "deploy_table.md").write_text(markdown(summaries, cpu))

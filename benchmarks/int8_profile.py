@@ -32,7 +32,6 @@ from hybridvision.export.scoring import Tolerance
 from hybridvision.fileio import save_json
 
 THREADS = 2
-RANDOM_WEIGHTS = Tolerance(max_top1_drop_pp=100.0, min_agreement=0.0, min_sqnr_db=15.0)  # as bench: SQNR only
 
 
 def export_pair(name: str, folder: Path) -> dict[str, Path]:
@@ -45,19 +44,14 @@ def export_pair(name: str, folder: Path) -> dict[str, Path]:
     files = {}
     for precision in ("fp32", "int8"):
         calib = "fashion-mnist" if precision == "int8" else None
-        request = ExportRequest("onnx", precision, 1, False, calib, 64, 64, True, RANDOM_WEIGHTS, THREADS)
+        request = ExportRequest("onnx", precision, 1, False, calib, 64, 64, True, Tolerance.sqnr_only(), THREADS)
         files[precision] = export_artifact(model, folder / f"{precision}.onnx", spec, labels, name, request).path
     return files
 
 
 def profile(path: Path, iters: int) -> tuple[dict[str, float], float]:
     """(milliseconds per run per operator kind from the profiler, wall milliseconds per run without it)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = THREADS
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = _session(path)
     inp = session.get_inputs()[0]
     x = {inp.name: np.random.default_rng(0).standard_normal([1, *inp.shape[1:]], dtype=np.float32)}
     for _ in range(10):
@@ -66,9 +60,7 @@ def profile(path: Path, iters: int) -> tuple[dict[str, float], float]:
     for _ in range(iters):
         session.run(None, x)
     wall_ms = (time.perf_counter() - start) / iters * 1e3
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(path.with_suffix(""))
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = _session(path, profile=True)
     for _ in range(10):
         session.run(None, x)
     kinds: dict[str, float] = defaultdict(float)
@@ -78,6 +70,19 @@ def profile(path: Path, iters: int) -> tuple[dict[str, float], float]:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
             kinds[event["args"]["op_name"]] += event["dur"] / 1e3  # microseconds -> ms
     return {k: v / runs for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}, wall_ms
+
+
+def _session(path: Path, profile: bool = False):
+    """An onnxruntime CPU session on ``THREADS`` threads; ``profile``: tracing every kernel beside ``path``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.log_severity_level = 3
+    if profile:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(path.with_suffix(""))
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def compare(name: str, iters: int) -> dict:

@@ -47,7 +47,7 @@ def plan_runtime(
         calib_count=config.calib_count,
         check_count=config.calib_count,
         check=True,
-        tolerance=Tolerance(max_top1_drop_pp=100.0, min_agreement=0.0, min_sqnr_db=config.int8_min_sqnr_db),
+        tolerance=Tolerance.sqnr_only(config.int8_min_sqnr_db),
         threads=config.threads,
         seed=config.seed,
     )

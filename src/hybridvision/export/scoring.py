@@ -24,6 +24,11 @@ class Tolerance:
     min_agreement: float = 0.97  # share of top-1 predictions equal to fp32's, always applied
     min_sqnr_db: float = 15.0  # output SQNR against fp32, always applied
 
+    @classmethod
+    def sqnr_only(cls, min_sqnr_db: float = 15.0) -> Tolerance:
+        """Limits for random weights, whose top-1 means nothing: the SQNR alone."""
+        return cls(max_top1_drop_pp=100.0, min_agreement=0.0, min_sqnr_db=min_sqnr_db)
+
     def text(self) -> str:
         return (
             f"top-1 drop <= {self.max_top1_drop_pp:g} pp (with labels), agreement >= {self.min_agreement:.0%}, "
