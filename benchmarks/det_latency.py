@@ -12,8 +12,8 @@ mask head does, so every row records its detections. Eval mode, inference mode, 
 (no resize needed), timed interleaved in one process (round after round, order reversed every other round) with
 the bench package's timing loop; rows hold the median p50 over rounds and the spread of the rounds' p50s. The
 record names which nms and RoIAlign kernels ran (``hybridvision.vision_ops.kernels()``): where torchvision's C
-extension cannot load, nms is ours (pure torch) and RoIAlign is torchvision's Python fallback, run eagerly as
-``det eval`` and ``det predict`` do by default.
+extension cannot load, nms is ours (pure torch) and RoIAlign is ``--roi_align``: ours (``grid``, the default of
+``det train``, ``det eval`` and ``det predict``) or torchvision's Python fallback (``eager``, ``compiled``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import hybridvision as hv
 from hybridvision.bench.interleave import inference, interleaved
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
-from hybridvision.vision_ops import import_torchvision, kernels, set_roi_align
+from hybridvision.vision_ops import ROI_ALIGN_MODES, import_torchvision, kernels, set_roi_align
 
 MODELS = ("maskrcnn_efficientmod_s", "maskrcnn_ascan_t", "maskrcnn_coatnet_0")
 OUT = "results/speed/det-cpu-fp32-800x1333.json"
@@ -40,14 +40,17 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated registered detectors")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--runs", default="", help="comma-separated trained detection runs (instead of --models)")
+    p.add_argument(
+        "--runs", default="", help="comma-separated trained detection runs or saved weights folders (instead of --models)"
+    )
     p.add_argument("--size", default="800,1333", help="the image's H,W")
     p.add_argument("--channels", type=int, default=3, help="the image's channels")
+    p.add_argument("--roi_align", default="grid", choices=ROI_ALIGN_MODES, help="RoIAlign without the extension")
     p.add_argument("--out", default=OUT)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     import_torchvision()
-    set_roi_align("eager")
+    set_roi_align(args.roi_align)
     torch.manual_seed(0)
     h, w = (int(v) for v in args.size.split(","))
     image = _image(args, h, w)
@@ -107,7 +110,7 @@ def _image(args: argparse.Namespace, h: int, w: int) -> torch.Tensor:
 
 
 def _runs(runs: str) -> dict[str, torch.nn.Module]:
-    """Trained detection runs by detector name (their EMA weights where kept, as det eval's default)."""
+    """Trained detection runs or saved folders by detector name (EMA weights where kept, as det eval's default)."""
     from hybridvision.det.evaluate import saved_model
 
     out = {}

@@ -3,15 +3,18 @@
 # using the CPU):
 #  1. the three 60-minute recipes (configs/det/fmnist_scenes_<model>_60min.yaml), each trained from scratch with
 #     its settings chosen on val2017, exported to results/det/det_fmnist_<model>/ (summary.json with the validation
-#     scores, curves.png, config.yaml, logs), then scored ONCE on test2017: results/det/det_fmnist_<model>/test.json
-#     ("split": "test", "model", "box_ap", "mask_ap", "total_train_s"); an existing test.json is never rescored;
-#  2. their batch-1 latency on one 64x64 test scene (benchmarks/det_latency.py --runs): results/speed/det_fmnist_speed.json;
+#     scores, curves.png, config.yaml, logs), then scored ONCE on test2017 with the weights (raw or EMA) that scored
+#     the higher val2017 box AP: results/det/det_fmnist_<model>/test.json ("split": "test", "model", "box_ap",
+#     "mask_ap", "total_train_s") and those weights in .../weights/; an existing test.json is never rescored;
+#  2. the batch-1 latency of those committed weights on one 64x64 test scene, all in one run
+#     (benchmarks/det_latency.py --runs): results/speed/det_fmnist_speed.json;
 #  3. one table (params, GMACs, test box/mask AP, training img/s and minutes, latency): results/det/det_fmnist_table.md.
 #
 #   benchmarks/run_det_results.sh                           # ~3 h 15 min on 2 cores
 #   SMOKE=1 OUT_DIR=/tmp/det benchmarks/run_det_results.sh  # a smoke test of this script (tiny settings, minutes)
 # A run cut off (a session's end, SIGTERM) continues from its newest checkpoint when the script is started again:
-# runs/ keeps the checkpoints; results committed for a run that is not on this machine are kept, not retrained.
+# runs/ keeps the checkpoints; results committed for a run that is not on this machine are kept, not retrained, and
+# their committed weights are timed with the others.
 # Extra arguments go to every `hybridvision det train` (e.g. --threads 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,35 +35,41 @@ DET_DIR="$OUT_DIR/det" SPEED_DIR="$OUT_DIR/speed"
 mkdir -p "$DET_DIR" "$SPEED_DIR"
 
 # 1. Train, export, score the test split once.
-results=() runs=()
+results=()
 for model in $MODELS; do
   name="det_fmnist_${model}"
   recipe="configs/det/fmnist_scenes_${model}_60min.yaml"
-  results+=("$DET_DIR/$name") runs+=("$RUNS_DIR/$name")
+  results+=("$DET_DIR/$name")
   if [ ! -d "$RUNS_DIR/$name" ] && [ -f "$DET_DIR/$name/test.json" ]; then
     echo "kept $DET_DIR/$name (its run is not in $RUNS_DIR; delete $DET_DIR/$name to retrain)"
     continue
   fi
-  "$PY" -m hybridvision det train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false \
-    --resume auto "${TRAIN_EXTRA[@]}" "$@"
+  if [ -f "$RUNS_DIR/$name/summary.json" ] && [ -d "$RUNS_DIR/$name/final" ]; then
+    echo "$RUNS_DIR/$name finished: exported and scored, not trained again"
+  else
+    "$PY" -m hybridvision det train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false \
+      --resume auto "${TRAIN_EXTRA[@]}" "$@"
+  fi
   "$PY" - "$RUNS_DIR/$name" "$DET_DIR/$name" "$recipe" <<'PYEOF'
 import sys
 from pathlib import Path
-from hybridvision.det.report import TEST_FILE, export_run, score_test
+from hybridvision.det.report import TEST_FILE, chosen_weights, export_run, score_test
 run, out, recipe = sys.argv[1:4]
 s = export_run(run, out, recipe=recipe)
-print(f"{out}: val box AP {s['box_ap']:.2f}%, mask AP {s['mask_ap']:.2f}%, {s['train_s']:.0f} s training")
+print(f"{out}: val box AP {s['box_ap']:.2f}% (EMA {s.get('ema_box_ap', float('nan')):.2f}%), "
+      f"mask AP {s['mask_ap']:.2f}%, {s['train_s']:.0f} s training")
 if (Path(out) / TEST_FILE).exists():
     print(f"{out}/{TEST_FILE} exists: the test split was scored already, not again")
 else:
-    t = score_test(run, out)
-    print(f"{out}: TEST box AP {t['box_ap']:.2f}%, mask AP {t['mask_ap']:.2f}%")
+    weights = chosen_weights(s)  # chosen on val2017
+    t = score_test(run, out, weights=weights)
+    print(f"{out}: TEST ({weights} weights) box AP {t['box_ap']:.2f}%, mask AP {t['mask_ap']:.2f}%")
 PYEOF
 done
 
-# 2. Latency of the trained detectors on one test scene (what the mask head sees depends on the weights).
+# 2. Latency of the committed detectors on one test scene (what the mask head sees depends on the weights).
 present=()
-for run in "${runs[@]}"; do [ -d "$run" ] && present+=("$run"); done
+for out in "${results[@]}"; do [ -d "$out/weights" ] && present+=("$out/weights"); done
 if [ "${#present[@]}" -gt 0 ]; then
   "$PY" benchmarks/det_latency.py --runs "$(IFS=,; echo "${present[*]}")" --size 64,64 --channels 1 \
     "${LATENCY_EXTRA[@]}" --out "$SPEED_DIR/det_fmnist_speed.json"

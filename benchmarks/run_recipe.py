@@ -13,22 +13,12 @@ finished run is exported again, not retrained).
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
-from hybridvision.checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME
 from hybridvision.classify import TrainConfig, train
 from hybridvision.config import parse_overrides, resolve
-from hybridvision.engine.report import export_record
-
-
-def export_weights(final: Path, out: Path) -> None:
-    """The run's final EMA weights (its raw weights when it kept no EMA) as a save_pretrained folder at ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    ema = final / EMA_WEIGHTS_NAME
-    shutil.copyfile(ema if ema.is_file() else final / WEIGHTS_NAME, out / WEIGHTS_NAME)
-    shutil.copyfile(final / CONFIG_NAME, out / CONFIG_NAME)
+from hybridvision.engine.report import export_record, export_weights
 
 
 def main(recipe: str, *flags: str) -> Path:

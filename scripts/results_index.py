@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TASKS = {  # task folder -> what it holds, and the command that trains one of its runs
     "classify": ("Classification recipes on Fashion-MNIST.", "hybridvision train"),
     "seg": ("Segmentation runs (UperNet on Fashion-MNIST scenes) and their analyses.", "hybridvision seg train"),
-    "det": ("Detection runs.", "hybridvision det train"),
+    "det": (
+        "Detection and instance segmentation runs (Mask R-CNN on Fashion-MNIST scenes as COCO), with the weights each"
+        " test score was made with.",
+        "hybridvision det train",
+    ),
     "diffusion": (
         "Class-conditional and text-to-image diffusion runs, evaluations and analyses.",
         "hybridvision diffusion train",

@@ -224,11 +224,16 @@ def test_two_steps_on_a_tiny_coco_folder_then_eval_and_predict(coco_root, tmp_pa
     capsys.readouterr()
     assert main(["det", "predict", str(same_stem), "--run", str(run_dir), "--out", str(tmp_path / "cli")]) == 0
     assert "wrote 1 overlay(s)" in capsys.readouterr().out and (tmp_path / "cli" / "rgb_det.png").is_file()
-    _report_scores_the_test_split_once(run_dir, tmp_path / "results", scores)
+    _report_scores_the_test_split_once(run_dir, tmp_path / "results", scores, cfg.data)
 
 
-def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dict) -> None:
-    """The committed record: test2017 scored once (same images as val2017 here, so the same AP), the table."""
+def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dict, data) -> None:
+    """The committed record: test2017 scored once (same images as val2017 here, so the same AP), with the weights
+    it scored in a folder that reproduces the number on its own; the table."""
+    from dataclasses import replace
+
+    from hybridvision.det.config import DetEvalConfig
+    from hybridvision.det.evaluate import evaluate_run
     from hybridvision.det.report import export_run, results_table, score_test
 
     export_run(
@@ -238,10 +243,21 @@ def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dic
     assert test["split"] == "test" and test["coco_split"] == "test2017" and test["model"] == "ascan_test"
     assert test["box_ap"] == val_scores["model"]["box"]["ap"] and test["mask_ap"] == val_scores["model"]["mask"]["ap"]
     assert test["total_train_s"] > 0 and json.loads((out / "test.json").read_text())["box_ap"] == test["box_ap"]
+    again = evaluate_run(out / "weights", DetEvalConfig(data=replace(data, eval_split="test2017"), batch_size=2))
+    assert again["model"]["box"]["ap"] == test["box_ap"] and again["model"]["mask"]["ap"] == test["mask_ap"]
     with pytest.raises(FileExistsError, match="scored once per recipe; delete it to score again"):
         score_test(run_dir, out)
     table = results_table([out])
     assert "| maskrcnn_ascan_test | " in table and f"| {test['box_ap']:.2f} | {test['mask_ap']:.2f} |" in table
+
+
+def test_the_reported_weights_are_chosen_on_validation():
+    from hybridvision.det.report import chosen_weights
+
+    assert chosen_weights({"box_ap": 40.0, "ema_box_ap": 41.5}) == "ema"
+    assert chosen_weights({"box_ap": 40.0, "ema_box_ap": 40.0}) == "model"  # a tie keeps the raw weights
+    assert chosen_weights({"box_ap": 40.0, "ema_box_ap": 12.0}) == "model"
+    assert chosen_weights({"box_ap": 40.0}) == "model"  # a run that kept no EMA
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Commit-ready results of detection runs (``benchmarks/run_det_results.sh``): a folder per run with its summary,
-curves, config and logs, the test split scored once (``test.json``), and one table of the families side by side.
+curves, config and logs, the test split scored once (``test.json``) with the weights it scored (``weights/``, a
+folder ``det eval`` and ``det predict`` read), and one table of the families side by side.
 
 The test split is scored once per final recipe: ``score_test`` refuses to write over an existing ``test.json``,
 so a second scoring (after changing a setting, say) is a deliberate act (delete the file), not an accident.
@@ -14,13 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.report import export_record
+from ..engine.report import export_record, export_weights
 from ..engine.rundir import RunDir
 from ..env import environment
 from ..fileio import save_json
 from .evaluate import eval_defaults, evaluate_run
 
 TEST_FILE = "test.json"
+WEIGHTS_DIR = "weights"  # beside test.json: the weights it scored, as a save_pretrained folder
 TEST_SPLIT = "test2017"  # the scenes' test split: scenes of the Fashion-MNIST test items
 STATS = ("ap", "ap50", "ap75", "aps", "apm", "apl", "ar100")
 
@@ -31,9 +33,15 @@ def export_run(run_dir: str | Path, out: str | Path, recipe: str = "") -> dict[s
     return export_record(run_dir, out, recipe=recipe, label=label)
 
 
+def chosen_weights(summary: dict[str, Any]) -> str:
+    """The weights a run reports: its EMA ("ema") where that scored a higher validation box AP, else "model"."""
+    return "ema" if summary.get("ema_box_ap", -math.inf) > summary.get("box_ap", -math.inf) else "model"
+
+
 def score_test(run_dir: str | Path, out: str | Path, weights: str = "model") -> dict[str, Any]:
     """Score ``weights`` of a finished run on the test split, once: ``out/test.json`` with ``split``, ``model``,
-    ``box_ap``, ``mask_ap`` (%), ``total_train_s`` and COCO's full statistics. Refuses an existing file."""
+    ``box_ap``, ``mask_ap`` (%), ``total_train_s`` and COCO's full statistics, and those weights in ``out/weights``.
+    Refuses an existing file."""
     run_dir, path = Path(run_dir), Path(out) / TEST_FILE
     if path.exists():
         raise FileExistsError(f"{path} exists: the test split is scored once per recipe; delete it to score again")
@@ -57,8 +65,10 @@ def score_test(run_dir: str | Path, out: str | Path, weights: str = "model") -> 
         "per_class": {kind: scores[kind].get("per_class", {}) for kind in ("box", "mask")},
         "detections": scores["detections"],
         "run": str(run_dir),
+        "weights_dir": WEIGHTS_DIR,
         "environment": environment(),
     }
+    export_weights(RunDir(run_dir).weights_dir(), Path(out) / WEIGHTS_DIR, ema=weights == "ema")
     save_json(record, path)
     return record
 

@@ -1,12 +1,15 @@
 """Curves of runs (training loss and the task's evaluation metric, model and EMA, against epochs, as one PNG) and
-a finished run's commit-ready export: its config, logs, curves and summary with the recipe it followed."""
+a finished run's commit-ready export: its config, logs, curves and summary with the recipe it followed, and the
+weights it reports as a ``save_pretrained`` folder."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import CONFIG_NAME, EMA_WEIGHTS_NAME, WEIGHTS_NAME
 from ..figures import pyplot, save_png
 from ..fileio import save_json
 from .logs import read_csv
@@ -83,3 +86,14 @@ def export_record(
     summary = {"recipe": str(recipe), "target_note": recipe_note(recipe), **summary, **(extra or {})}
     save_json(summary, out / RunDir.SUMMARY)
     return summary
+
+
+def export_weights(weights_dir: str | Path, out: str | Path, *, ema: bool = True) -> Path:
+    """``weights_dir``'s EMA weights (``ema`` and kept; else its raw ones) and model description as a
+    ``save_pretrained`` folder at ``out``, which ``create_model(pretrained=...)`` and the tasks' eval read."""
+    src, out = Path(weights_dir), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = src / EMA_WEIGHTS_NAME if ema and (src / EMA_WEIGHTS_NAME).is_file() else src / WEIGHTS_NAME
+    shutil.copyfile(chosen, out / WEIGHTS_NAME)
+    shutil.copyfile(src / CONFIG_NAME, out / CONFIG_NAME)
+    return out
