@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument(
-        "--runs", default="", help="comma-separated trained detection runs or saved weights folders (instead of --models)"
+        "--runs", default="", help="comma-separated detection runs or saved weights folders (instead of --models)"
     )
     p.add_argument("--size", default="800,1333", help="the image's H,W")
     p.add_argument("--channels", type=int, default=3, help="the image's channels")
