@@ -1,17 +1,20 @@
 """Time of a training step and of inference of the scenes detector with each RoIAlign, interleaved in one process.
 
-Where torchvision's C extension cannot load, ``hybridvision.vision_ops`` supplies RoIAlign: ``grid`` (ours, by
-``grid_sample``, the default) or torchvision's Python fallback (``eager``; ``compiled`` takes seconds to compile
-every new shape family, so it is left out unless named). This builds the default detector (``det train``'s
-config: Mask R-CNN on ascan_nano, 64x64 grey scenes), takes one fixed batch of training scenes, and times, mode
-after mode in every round (order reversed every other round), a training step (forward with the targets and
-backward; no optimizer step, so every step does the same work) and inference on the same images (eval mode).
+Where torchvision's C extension cannot load, ``hybridvision.vision_ops`` supplies RoIAlign: ``grid`` (ours, the
+default: matmuls on maps of up to ``MATMUL_MAX_PIXELS`` pixels, which the scenes' maps all are, ``grid_sample`` on
+larger ones), ``grid_sample`` (ours with ``grid_sample`` on every map) or torchvision's Python fallback (``eager``;
+``compiled`` takes seconds to compile every new shape family, so it is left out unless named). This builds the
+default detector (``det train``'s config: Mask R-CNN on ascan_nano, 64x64 grey scenes), takes one fixed batch of
+training scenes, and times, mode after mode in every round (order reversed every other round), a training step
+(forward with the targets and backward; no optimizer step, so every step does the same work) and inference on
+the same images (eval mode).
 Weights are random (seeded): with a trained model more RoIs reach the mask head. Prints the medians over rounds
 and each mode's per-round ratio to the first mode; ``--profile N`` adds each mode's self CPU time by operator over
 N more training steps.
 
     python benchmarks/det_step.py                              # eager vs grid, batch 4, 3 rounds
-    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 --out results/speed/det_fmnist_step.json
+    python benchmarks/det_step.py --modes grid_sample,grid --batch 16 --profile 2 \
+        --out results/speed/det_fmnist_step.json
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from hybridvision import vision_ops
 from hybridvision.bench.interleave import interleaved
 from hybridvision.data.scenes import SceneConfig
 from hybridvision.det.config import DetTrainConfig, detection_model
@@ -34,6 +38,8 @@ from hybridvision.det.scenes import ScenesConfig, write_scenes
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.vision_ops import import_torchvision, kernels, set_roi_align
+
+MATMUL_MAX_PIXELS = vision_ops.MATMUL_MAX_PIXELS
 
 
 def scenes_batch(root: str, batch: int) -> tuple[list[torch.Tensor], list[dict]]:
@@ -45,6 +51,12 @@ def scenes_batch(root: str, batch: int) -> tuple[list[torch.Tensor], list[dict]]
         write_scenes(root, ScenesConfig(scenes=small))
     images, targets, _ = next(load_split(root, "train2017", 1).batches([list(range(batch))]))
     return [x.float() / 255 for x in images], targets
+
+
+def use_roi_align(mode: str) -> None:
+    """``set_roi_align(mode)``; ``grid_sample``: ours with ``grid_sample`` on maps of any size."""
+    set_roi_align("grid" if mode == "grid_sample" else mode)
+    vision_ops.MATMUL_MAX_PIXELS = 0 if mode == "grid_sample" else MATMUL_MAX_PIXELS
 
 
 def train_step(model: DetModel, images: list, targets: list, clock: dict[str, list[float]]) -> Callable[[], None]:
@@ -108,7 +120,7 @@ def main() -> None:
     for mode in modes:
         candidates[f"{mode} train"] = train_step(model, images, targets, clocks[mode])
         candidates[f"{mode} predict"] = predict(model, images)
-        before[f"{mode} train"] = before[f"{mode} predict"] = lambda m=mode: set_roi_align(m)
+        before[f"{mode} train"] = before[f"{mode} predict"] = lambda m=mode: use_roi_align(m)
     for name, run in candidates.items():  # one untimed call each (first-call costs), then one timed per round
         before[name]()
         run()
@@ -133,7 +145,7 @@ def main() -> None:
             f"{row['predict_ms']:8.1f} ms (x{row[f'predict_speedup_vs_{modes[0]}']})"
         )
     for row in rows if args.profile else ():
-        set_roi_align(row["roi_align"])
+        use_roi_align(row["roi_align"])
         row["profile"] = profile(candidates[f"{row['roi_align']} train"], args.profile)
         print(row["roi_align"], ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in row["profile"][:8]))
     if args.out:

@@ -20,6 +20,14 @@ tv = vision_ops.import_torchvision()
 needs_completion = pytest.mark.skipif(not vision_ops.completed(), reason="torchvision's own kernels run here")
 
 
+@pytest.fixture(params=["matmul", "grid_sample"])
+def kernel(request, monkeypatch):
+    """Each of ``roi_align_grid``'s two ways, on these small maps: matmuls (its way on maps of up to
+    ``MATMUL_MAX_PIXELS``) and ``grid_sample`` (on larger ones)."""
+    monkeypatch.setattr(vision_ops, "MATMUL_MAX_PIXELS", 10**9 if request.param == "matmul" else 0)
+    return request.param
+
+
 def reference_roi_align(x, rois, scale, out_h, out_w, ratio, aligned):
     """RoIAlign written out bin by bin and sample by sample in float64, the rules of torchvision's C++ kernel: a
     sample more than a pixel outside the map is 0, a nearer one reads the clamped edge."""
@@ -89,7 +97,7 @@ def pooled(mode, x, rois, **kwargs):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("ratio", [0, 2])
-def test_grid_matches_torchvisions_python_roi_align(dtype, aligned, ratio):
+def test_grid_matches_torchvisions_python_roi_align(dtype, aligned, ratio, kernel):
     """Three images, RoIs partly outside the maps (by up to a pixel, where both read the edge), tiny RoIs,
     non-square bins and a spatial scale: values and input gradients agree."""
     gen = torch.Generator().manual_seed(int(aligned) * 2 + ratio)
@@ -109,7 +117,7 @@ def test_grid_matches_torchvisions_python_roi_align(dtype, aligned, ratio):
 @needs_completion
 @pytest.mark.parametrize("aligned", [False, True])
 @pytest.mark.parametrize("ratio", [0, 1, 3])
-def test_grid_matches_a_slow_reference_far_outside_the_maps_too(aligned, ratio):
+def test_grid_matches_a_slow_reference_far_outside_the_maps_too(aligned, ratio, kernel):
     """RoIs reaching several pixels past the maps: samples more than a pixel outside count as 0 (torchvision's C++
     kernel; its Python fallback reads the edge there instead)."""
     gen = torch.Generator().manual_seed(10 + ratio)
@@ -123,7 +131,7 @@ def test_grid_matches_a_slow_reference_far_outside_the_maps_too(aligned, ratio):
 
 
 @needs_completion
-def test_grid_edge_cases():
+def test_grid_edge_cases(kernel):
     x = torch.randn(2, 3, 5, 5, generator=torch.Generator().manual_seed(1))
     none = vision_ops.roi_align_grid(x, torch.zeros(0, 5), 1.0, 2, 2, 2, False)
     assert none.shape == (0, 3, 2, 2)

@@ -10,11 +10,11 @@ again. torchvision then reports no extension (``extension._has_ops()`` is False)
 So, and only then, ``torchvision::nms`` gets a kernel written here in torch, with torchvision's documented
 semantics, and ``torchvision.ops.nms`` (the name ``batched_nms`` and the detection models call) is pointed at the
 operator without the assertion; and the Python RoIAlign that ``ops.roi_align`` (so ``MultiScaleRoIAlign``, the
-heads and the mask targets) runs becomes ``roi_align_grid``: every RoI's samples read at once by
-``grid_sample``, with the C++ kernel's semantics. torchvision's own Python RoIAlign stays selectable
-(``set_roi_align``): it gathers every sample's four corners into tensors of RoIs x channels x bins x samples,
-whose backward dominated a detection training step here. A torchvision whose extension loads is returned
-untouched: its own kernels run.
+heads and the mask targets) runs becomes ``roi_align_grid``: every RoI's samples read at once, by matmuls with
+each axis's bilinear weights on small maps and by ``grid_sample`` on large ones, with the C++ kernel's semantics.
+torchvision's own Python RoIAlign stays selectable (``set_roi_align``): it gathers every sample's four corners
+into tensors of RoIs x channels x bins x samples, whose backward dominated a detection training step here. A
+torchvision whose extension loads is returned untouched: its own kernels run.
 
 A broken torchvision that ``diffusion._diffusers`` hid from diffusers (``sys.modules["torchvision"] = None``)
 is imported here all the same, completed: what diffusers decided on its own import stays valid.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from functools import partial
 from types import ModuleType
 
 import torch
@@ -38,6 +39,9 @@ SCHEMAS = (
 )
 ROI_ALIGN_MODES = ("grid", "compiled", "eager")
 BLOCK = 1024  # boxes whose IoU rows are computed at once (memory: BLOCK x N booleans)
+# RoIAlign on maps of at most this many pixels runs as two small matmuls per image (``_pool_matmul``), on larger
+# maps (COCO's finest levels) by ``grid_sample`` (``_pool``), whose cost does not grow with the map
+MATMUL_MAX_PIXELS = 1024
 
 _state: dict[str, object] = {}  # "library": the schema library (kept alive); "completed": True once nms is ours
 
@@ -188,8 +192,10 @@ def roi_align_grid(
     sampling_ratio: int,
     aligned: bool,
 ) -> Tensor:
-    """RoIAlign (average) by bilinear ``grid_sample``: (N, C, H, W) maps, (K, 5) RoIs (image index, x1, y1, x2, y2)
-    -> (K, C, pooled_height, pooled_width); torchvision's ``_roi_align`` signature and its C++ kernel's semantics.
+    """RoIAlign (average): (N, C, H, W) maps, (K, 5) RoIs (image index, x1, y1, x2, y2) -> (K, C, pooled_height,
+    pooled_width); torchvision's ``_roi_align`` signature and its C++ kernel's semantics. Maps of at most
+    ``MATMUL_MAX_PIXELS`` pixels are pooled by matmuls with each axis's bilinear weights, larger ones by bilinear
+    ``grid_sample``.
 
     Every bin averages a grid of samples, ``sampling_ratio`` per side, or ``ceil(roi side / bins)`` per side when
     ``sampling_ratio <= 0`` (RoIs with the same grid are pooled together, one call per grid). ``spatial_scale``
@@ -201,8 +207,6 @@ def roi_align_grid(
     """
     n, c, h, w = input.shape
     dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
-    padded = nn.functional.pad(input.to(dtype), (0, 0, 0, 1))  # a zero row under each map: (N, C, H + 1, W)
-    tall = padded.transpose(0, 1).reshape(1, c, n * (h + 1), w)  # the maps stacked: (1, C, N * (H + 1), W)
     rois = rois.detach().to(dtype)
     offset = 0.5 if aligned else 0.0
     start = rois[:, 1:3] * spatial_scale - offset  # (K, 2): x, y in map pixels
@@ -211,8 +215,13 @@ def roi_align_grid(
         size = size.clamp(min=1.0)
     bin_size = size / torch.tensor([pooled_width, pooled_height], dtype=dtype, device=rois.device)  # (K, 2)
     pooled = (pooled_height, pooled_width)
+    if h * w <= MATMUL_MAX_PIXELS:
+        pool = partial(_pool_matmul, input.to(dtype))
+    else:
+        padded = nn.functional.pad(input.to(dtype), (0, 0, 0, 1))  # a zero row under each map: (N, C, H + 1, W)
+        pool = partial(_pool, padded.transpose(0, 1).reshape(1, c, n * (h + 1), w), (h, w))  # (1, C, N*(H+1), W)
     if sampling_ratio > 0 and len(rois):
-        return _pool(tall, (h, w), (rois[:, 0].long(), start, bin_size), pooled, [sampling_ratio] * 2).to(input.dtype)
+        return pool((rois[:, 0].long(), start, bin_size), pooled, [sampling_ratio] * 2).to(input.dtype)
     grids = torch.ceil(bin_size).long()  # (K, 2): samples per bin along x, y
     out = input.new_zeros((rois.shape[0], c, *pooled), dtype=dtype)
     for grid in grids.unique(dim=0).tolist():
@@ -220,7 +229,7 @@ def roi_align_grid(
             continue
         picked = (grids == grids.new_tensor(grid)).all(1).nonzero().flatten()
         where = (rois[picked, 0].long(), start[picked], bin_size[picked])
-        out = out.index_copy(0, picked, _pool(tall, (h, w), where, pooled, grid))
+        out = out.index_copy(0, picked, pool(where, pooled, grid))
     return out.to(input.dtype)
 
 
@@ -244,6 +253,38 @@ def _pool(
     )  # (1, C, K * PH * gy, PW * gx)
     means = nn.functional.avg_pool2d(sampled, (gy, gx))  # (1, C, K * PH, PW): each bin's samples averaged
     return means.view(-1, k, ph, pw).transpose(0, 1)  # (1, C, K * PH, PW) -> (K, C, PH, PW)
+
+
+def _pool_matmul(maps: Tensor, where: tuple[Tensor, Tensor, Tensor], pooled: tuple[int, int], grid: list) -> Tensor:
+    """``_pool`` as ``Wy @ map @ Wx^T`` per RoI, from the maps (N, C, H, W) themselves: a bilinear sample's weight
+    on pixel (i, j) is wy[i] * wx[j], so a bin's mean over its grid of samples is the product of each axis's mean
+    weights. Forward and backward are matmuls, two per image, over the RoIs of that image."""
+    _, _, h, w = maps.shape
+    (ph, pw), (gx, gy) = pooled, grid
+    image, start, bin_size = where
+    wy = _axis_weights(_samples(start[:, 1], bin_size[:, 1], ph, gy, h), ph, h)  # (K, PH, H)
+    wx = _axis_weights(_samples(start[:, 0], bin_size[:, 0], pw, gx, w), pw, w)  # (K, PW, W)
+    order = torch.argsort(image, stable=True)  # the RoIs image by image
+    counts = torch.bincount(image, minlength=maps.shape[0]).tolist()
+    parts = []
+    for n, picked in enumerate(order.split(counts)):
+        if len(picked):
+            cols = torch.einsum("chw,kpw->kchp", maps[n], wx[picked])  # (K_n, C, H, PW)
+            parts.append(torch.einsum("kqh,kchp->kcqp", wy[picked], cols))  # (K_n, C, PH, PW)
+    return torch.cat(parts).index_select(0, torch.argsort(order))  # back to the RoIs' order
+
+
+def _axis_weights(pos: Tensor, bins: int, extent: int) -> Tensor:
+    """(K, bins * per_bin) sample coordinates from ``_samples`` -> (K, bins, extent): each bin's mean bilinear
+    weight on each pixel of the axis (a sample at -2, outside the map, weighs nothing)."""
+    k = pos.shape[0]
+    low = pos.clamp(min=0).floor()
+    frac = pos.clamp(min=0) - low
+    inside = (pos >= 0).to(pos.dtype)
+    weights = pos.new_zeros((k, pos.shape[1], extent))
+    weights.scatter_add_(2, low.long()[..., None], ((1 - frac) * inside)[..., None])
+    weights.scatter_add_(2, (low + 1).clamp(max=extent - 1).long()[..., None], (frac * inside)[..., None])
+    return weights.view(k, bins, -1, extent).mean(2)  # (K, bins * per_bin, E) -> (K, bins, per_bin, E) -> mean
 
 
 def _samples(start: Tensor, bin_size: Tensor, bins: int, per_bin: int, extent: int) -> Tensor:
