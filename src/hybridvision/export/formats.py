@@ -87,13 +87,21 @@ def _contiguous(model: nn.Module) -> nn.Module:
 
 
 def xnnpack_quantizer():
-    """XNNPACK's PT2E quantizer: symmetric per-channel int8 weights, static int8 activations."""
+    """XNNPACK's PT2E quantizer: symmetric per-channel int8 weights, static int8 activations.
+
+    Squeeze-excitation stays in float: quantized, it makes XNNPACK's int8 runtime refuse the program when it sets
+    the shapes (``xnn_status_invalid_parameter``, ``execute()`` error 0x1) on every AsCAN and CoAtNet model, and
+    its two small linear layers on the pooled channels cost next to nothing.
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    from ..models.blocks.conv import SqueezeExcite
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    return quantizer.set_module_type(SqueezeExcite, None)
 
 
 def write_program(program, out: str | Path) -> None:
