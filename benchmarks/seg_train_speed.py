@@ -3,10 +3,14 @@
 The recipes are time-boxed, so the mIoU each backbone reaches in 30 minutes depends on how many scenes it trains
 on. Runs made in different sessions saw hosts of different speeds; this times one optimizer step (the recipe's
 augmentation, forward, backward, AdamW) of every recipe's model on the same batch, round-robin in one process, so
-the ratios hold whatever the host's load. ``--bf16`` adds each model under bf16 autocast.
+the ratios hold whatever the host's load. ``--bf16`` adds each model under bf16 autocast; ``--infer`` adds its
+inference (eval mode, fp32, random pixels) at batch 1 and at the training batch; ``--recipes`` times recipe files
+of any head instead of the three models' 30-minute recipes.
 
     python benchmarks/seg_train_speed.py                 # -> results/speed/seg_fmnist_train_speed.json
     python benchmarks/seg_train_speed.py --bf16 --extra '--head.refine 16'
+    python benchmarks/seg_train_speed.py --infer --out results/speed/seg_fmnist_heads_speed.json \
+        --recipes configs/seg/fmnist_scenes_ascan_nano_30min.yaml,configs/seg/fmnist_scenes_ascan_nano_30min_fpn.yaml
     python benchmarks/seg_train_speed.py --models ascan_nano --bf16 --batch 32 --extra '--head.refine 16' \
         --profile 10 --out results/speed/seg_fmnist_train_profile.json   # where a step's time goes, by operator kind
 
@@ -37,11 +41,32 @@ from hybridvision.seg.config import SegTrainConfig
 from hybridvision.seg.task import Segmentation
 
 
-def train_step(recipe: str, extra: list[str], bf16: bool, batch: int) -> Callable[[], None]:
-    """One optimizer step of ``recipe``'s model on a fixed batch of its training scenes, as a closure."""
+def recipe_task(recipe: str, extra: list[str], batch: int) -> tuple[SegTrainConfig, Segmentation]:
+    """``recipe``'s config (with ``extra`` and ``batch``) and its task, set up on this process."""
     cfg = resolve(SegTrainConfig, recipe, parse_overrides([*extra, "--batch_size", str(batch)]))
     task = Segmentation(cfg)
     task.setup(Runtime(Dist(), contextlib.nullcontext))
+    return cfg, task
+
+
+def infer_step(recipe: str, extra: list[str], batch: int) -> Callable[[], None]:
+    """Inference of ``recipe``'s model (eval mode, fp32) on ``batch`` images of its size, as a closure."""
+    cfg, task = recipe_task(recipe, extra, batch)
+    model = task.build_model().eval()
+    x = torch.randn(batch, cfg.data.channels, cfg.img_size, cfg.img_size)  # (B, C, H, W)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return step
+
+
+def train_step(recipe: str, extra: list[str], bf16: bool, batch: int) -> Callable[[], None]:
+    """One optimizer step of ``recipe``'s model on a fixed batch of its training scenes, as a closure."""
+    cfg, task = recipe_task(recipe, extra, batch)
     model = task.build_model().train()
     optimizer = build_optimizer(model, cfg.optim, torch.device("cpu"))
     data = next(task.batches([list(range(batch))]))
@@ -97,6 +122,8 @@ def profile_step(step: Callable[[], None], steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="ascan_nano,coatnet_nano,efficientmod_nano")
+    ap.add_argument("--recipes", default="", help="comma-separated recipe files instead of --models (rows: stems)")
+    ap.add_argument("--infer", action="store_true", help="also time inference (eval, fp32) at batch 1 and --batch")
     ap.add_argument("--extra", default="", help="flags added to every recipe, e.g. '--head.refine 16'")
     ap.add_argument("--bf16", action="store_true", help="also time each model under bf16 autocast")
     ap.add_argument("--batch", type=int, default=16, help="the recipes' batch")
@@ -108,26 +135,39 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     extra = shlex.split(args.extra)
-    candidates = {}
-    for model in args.models.split(","):
-        recipe = f"configs/seg/fmnist_scenes_{model}_30min.yaml"
+    candidates, batches = {}, {}
+    for label, recipe in recipes(args).items():
         for bf16 in (False, True) if args.bf16 else (False,):
-            candidates[f"{model}{' bf16' if bf16 else ''}"] = train_step(recipe, extra, bf16, args.batch)
+            candidates[f"{label}{' bf16' if bf16 else ''}"] = train_step(recipe, extra, bf16, args.batch)
+        for batch in (1, args.batch) if args.infer else ():
+            candidates[f"{label} infer b{batch}"] = infer_step(recipe, extra, batch)
+            batches[f"{label} infer b{batch}"] = batch
     timings = interleaved(candidates, args.batch, rounds=args.rounds, min_s=args.min_s)
     first = next(iter(candidates))
     base = statistics.median(t.p50_ms for t in timings[first])
     rows = []
     for name, runs in timings.items():
         p50 = statistics.median(t.p50_ms for t in runs)
-        rows.append({"model": name, "step_ms": round(p50, 1), "img_s": round(1000 * args.batch / p50, 1)})
-        rows[-1]["speed_vs_" + first.replace(" ", "_")] = round(base / p50, 3)
-        print(f"{name:24s} {p50:8.1f} ms/step  {rows[-1]['img_s']:6.1f} img/s  x{base / p50:.2f}")
+        batch = batches.get(name, args.batch)
+        rows.append({"model": name, "step_ms": round(p50, 1), "img_s": round(1000 * batch / p50, 1)})
+        if name not in batches:
+            rows[-1]["speed_vs_" + first.replace(" ", "_")] = round(base / p50, 3)
+        print(f"{name:32s} {p50:8.1f} ms/call  {rows[-1]['img_s']:7.1f} img/s")
     for row in rows if args.profile else ():
+        if row["model"] in batches:
+            continue
         row["profile"] = profile_step(candidates[row["model"]], args.profile)
         kinds = ", ".join(f"{k['kind']} {100 * k['share']:.0f}%" for k in row["profile"]["by_kind"][:6])
         print(f"{row['model']}: {kinds}")
     meta = {"batch": args.batch, "rounds": args.rounds, "extra": args.extra, "threads": args.threads}
     save_json({"rows": rows, **meta, "environment": environment()}, Path(args.out))
+
+
+def recipes(args: argparse.Namespace) -> dict[str, str]:
+    """Row label -> recipe file: ``--recipes`` by stem, else each of ``--models``' 30-minute recipe."""
+    if args.recipes:
+        return {Path(r).stem: r for r in args.recipes.split(",")}
+    return {m: f"configs/seg/fmnist_scenes_{m}_30min.yaml" for m in args.models.split(",")}
 
 
 if __name__ == "__main__":
