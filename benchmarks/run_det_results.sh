@@ -44,7 +44,8 @@ for model in $MODELS; do
     echo "kept $DET_DIR/$name (its run is not in $RUNS_DIR; delete $DET_DIR/$name to retrain)"
     continue
   fi
-  if [ -f "$RUNS_DIR/$name/summary.json" ] && [ -d "$RUNS_DIR/$name/final" ]; then
+  if "$PY" -c 'import sys; from hybridvision.engine.rundir import RunDir; sys.exit(not RunDir(sys.argv[1]).is_finished())' \
+    "$RUNS_DIR/$name"; then
     echo "$RUNS_DIR/$name finished: exported and scored, not trained again"
   else
     "$PY" -m hybridvision det train --config "$recipe" --out_dir "$RUNS_DIR" --run_name "$name" --progress false \

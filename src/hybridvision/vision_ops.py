@@ -278,8 +278,9 @@ def _axis_weights(pos: Tensor, bins: int, extent: int) -> Tensor:
     """(K, bins * per_bin) sample coordinates from ``_samples`` -> (K, bins, extent): each bin's mean bilinear
     weight on each pixel of the axis (a sample at -2, outside the map, weighs nothing)."""
     k = pos.shape[0]
-    low = pos.clamp(min=0).floor()
-    frac = pos.clamp(min=0) - low
+    pos_in = pos.clamp(min=0)  # outside samples (-2) read pixel 0 with weight 0 below
+    low = pos_in.floor()
+    frac = pos_in - low
     inside = (pos >= 0).to(pos.dtype)
     weights = pos.new_zeros((k, pos.shape[1], extent))
     weights.scatter_add_(2, low.long()[..., None], ((1 - frac) * inside)[..., None])
