@@ -17,6 +17,7 @@ from pathlib import Path
 from hybridvision.bench.tables import num
 
 RATIO = "{:.2f}x"
+NOISY = 1.25  # repeats whose batch-1 medians differ by more than this factor are marked: the median of two is unsure
 REFERENCE = ("onnxruntime", "fp32")
 TORCH = {"fp32": "torch fp32 (eager)", "int8": "torch int8 (PT2E, compiled)"}
 ORDER = list(TORCH.values()) + ["onnxruntime fp32", "onnxruntime int8", "openvino fp32", "openvino int8"]
@@ -48,10 +49,12 @@ def summarize(doc: dict) -> dict:
     for label in sorted(rows, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER)):
         b1, b16 = rows[label].get(1, {}), rows[label].get(16, {})
         ms, tp = b1.get("latency_p50_ms"), b16.get("throughput_img_s")
+        low, high = b1.get("latency_p50_min_ms"), b1.get("latency_p50_max_ms")
         backends[label] = {
             "b1_p50_ms": ms,
-            "b1_p50_min_ms": b1.get("latency_p50_min_ms"),
-            "b1_p50_max_ms": b1.get("latency_p50_max_ms"),
+            "b1_p50_min_ms": low,
+            "b1_p50_max_ms": high,
+            "b1_noisy": bool(low and high and high / low > NOISY),
             "b16_img_s": tp,
             "b1_speedup_vs_ort_fp32": ref_ms / ms if ref_ms and ms else None,
             "b16_speedup_vs_ort_fp32": tp / ref_tp if ref_tp and tp else None,
@@ -71,17 +74,23 @@ def summarize(doc: dict) -> dict:
 
 def markdown(summaries: list[dict], cpu: str) -> str:
     lines = [
-        "| model | backend | b1 p50 (ms) | b1 vs ORT fp32 | b16 (img/s) | b16 vs ORT fp32 |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| model | backend | b1 p50 (ms) | b1 repeats (ms) | b1 vs ORT fp32 | b16 (img/s) | b16 vs ORT fp32 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in summaries:
         for label, b in s["backends"].items():
+            repeats = f"{num(b['b1_p50_min_ms'], '{:.1f}')}-{num(b['b1_p50_max_ms'], '{:.1f}')}"
             lines.append(
                 f"| `{s['model']}` ({s['img_size']}px) | {label} | {num(b['b1_p50_ms'], '{:.2f}')} | "
-                f"{num(b['b1_speedup_vs_ort_fp32'], RATIO)} | {num(b['b16_img_s'])} | "
+                f"{repeats}{' (!)' if b['b1_noisy'] else ''} | {num(b['b1_speedup_vs_ort_fp32'], RATIO)} | "
+                f"{num(b['b16_img_s'])} | "
                 f"{num(b['b16_speedup_vs_ort_fp32'], RATIO)} |"
             )
-    note = f"\n2 threads for every runtime; {cpu}. Ratios above 1 are faster than onnxruntime fp32 in the same run.\n"
+    note = (
+        f"\n2 threads for every runtime; {cpu}. Ratios above 1 are faster than onnxruntime fp32 in the same run. "
+        f"b1 p50 is the median of the repeats' medians; (!): the repeats differ by more than {NOISY}x, so that "
+        "cell and the ratios built on it are unsure.\n"
+    )
     return "\n".join(lines) + "\n" + note
 
 
@@ -97,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     summaries = [summarize(d) for d in docs]
     env = docs[0].get("environment", {})
     cpu = env.get("cpu") or "this CPU"
-    out = {"sources": [str(f) for f in files], "environment": env, "models": {s["model"]: s for s in summaries}}
+    out = {"sources": [str(f) for f in files], "environment": env, "noisy_factor": NOISY}
+    out["models"] = {s["model"]: s for s in summaries}
     (folder / "deploy_table.json").write_text(json.dumps(out, indent=2) + "\n")
     (folder / "deploy_table.md").write_text(markdown(summaries, cpu))
     print((folder / "deploy_table.md").read_text())
