@@ -3,23 +3,29 @@
 Where torchvision's C extension cannot load, ``hybridvision.vision_ops`` supplies RoIAlign: ``grid`` (ours, the
 default: matmuls on maps of up to ``MATMUL_MAX_PIXELS`` pixels, which the scenes' maps all are, ``grid_sample`` on
 larger ones), ``grid_sample`` (ours with ``grid_sample`` on every map) or torchvision's Python fallback (``eager``;
-``compiled`` takes seconds to compile every new shape family, so it is left out unless named). This builds the
+``compiled`` takes seconds to compile every new shape family, so it is left out unless named); ``MODE:bf16`` runs
+MODE under bf16 autocast, as ``det train --amp bf16`` does. This builds the
 default detector (``det train``'s config: Mask R-CNN on ascan_nano, 64x64 grey scenes), takes one fixed batch of
 training scenes, and times, mode after mode in every round (order reversed every other round), a training step
 (forward with the targets and backward; no optimizer step, so every step does the same work) and inference on
 the same images (eval mode).
-Weights are random (seeded): with a trained model more RoIs reach the mask head. Prints the medians over rounds
-and each mode's per-round ratio to the first mode; ``--profile N`` adds each mode's self CPU time by operator over
-N more training steps.
+Weights are random (seeded) unless ``--weights`` names a trained detector (a run's weights folder): a trained RPN
+proposes boxes on the items, so more RoIs are positive and reach the mask head, as in a real run. Prints the
+medians over rounds and each mode's per-round ratio to the first mode, and the time to read one batch of
+training scenes (decode and masks, as ``det train`` reads them); ``--profile N`` adds each mode's self CPU time by
+operator over N more training steps.
 
     python benchmarks/det_step.py                              # eager vs grid, batch 4, 3 rounds
     python benchmarks/det_step.py --modes grid_sample,grid --batch 16 --profile 2 \
         --out results/speed/det_fmnist_step.json
+    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 \
+        --weights results/det/det_fmnist_ascan_nano/weights --out results/speed/det_fmnist_step_trained.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -33,7 +39,7 @@ from hybridvision.bench.interleave import interleaved
 from hybridvision.data.scenes import SceneConfig
 from hybridvision.det.config import DetTrainConfig, detection_model
 from hybridvision.det.data import annotation_file, load_split
-from hybridvision.det.model import DetModel
+from hybridvision.det.model import DetModel, load_weights
 from hybridvision.det.scenes import ScenesConfig, write_scenes
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
@@ -53,20 +59,42 @@ def scenes_batch(root: str, batch: int) -> tuple[list[torch.Tensor], list[dict]]
     return [x.float() / 255 for x in images], targets
 
 
+def read_time(root: str, batch: int, rounds: int) -> float:
+    """Median seconds to read ``batch`` random training scenes (image decode, targets, masks), as training does."""
+    split = load_split(root, "train2017", 1)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(rounds):
+        idx = torch.randint(len(split), (batch,), generator=gen).tolist()
+        start = time.perf_counter()
+        next(split.batches([idx]))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def use_roi_align(mode: str) -> None:
-    """``set_roi_align(mode)``; ``grid_sample``: ours with ``grid_sample`` on maps of any size."""
+    """``set_roi_align(mode)``; ``grid_sample``: ours with ``grid_sample`` on maps of any size (a ``:bf16`` tail,
+    which ``autocast`` reads, is ignored here)."""
+    mode = mode.split(":")[0]
     set_roi_align("grid" if mode == "grid_sample" else mode)
     vision_ops.MATMUL_MAX_PIXELS = 0 if mode == "grid_sample" else MATMUL_MAX_PIXELS
 
 
-def train_step(model: DetModel, images: list, targets: list, clock: dict[str, list[float]]) -> Callable[[], None]:
+def autocast(mode: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a mode named ``<roi_align>:bf16`` (what ``det train --amp bf16`` runs), else nothing."""
+    bf16 = mode.endswith(":bf16")
+    return torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def train_step(model: DetModel, images: list, targets: list, clock: dict, mode: str) -> Callable[[], None]:
     """Forward with the targets and backward, the two timed apart into ``clock``."""
 
     def step() -> None:
         model.train()
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
-        loss = sum(model(images, targets).values())
+        with autocast(mode):
+            loss = sum(model(images, targets).values())
         middle = time.perf_counter()
         loss.backward()
         clock["forward"].append(middle - start)
@@ -75,10 +103,10 @@ def train_step(model: DetModel, images: list, targets: list, clock: dict[str, li
     return step
 
 
-def predict(model: DetModel, images: list) -> Callable[[], object]:
+def predict(model: DetModel, images: list, mode: str) -> Callable[[], object]:
     def run() -> object:
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(mode):
             return model(images)
 
     return run
@@ -100,12 +128,15 @@ def profile(step: Callable[[], None], steps: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--modes", default="eager,grid", help="RoIAlign modes, the first the baseline")
+    ap.add_argument(
+        "--modes", default="eager,grid", help="RoIAlign modes (grid:bf16 for bf16 autocast), the first the baseline"
+    )
     ap.add_argument("--batch", type=int, default=4, help="scenes per step")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--root", default=DetTrainConfig().data.root, help="a scenes COCO folder (else a few are made)")
     ap.add_argument("--profile", type=int, default=0, help="also profile this many training steps per mode")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default="", help="a trained detector's weights (default: random, seeded)")
     ap.add_argument("--out", default="", help="JSON file for the numbers (none: print only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -114,12 +145,14 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = DetTrainConfig()
     model = DetModel(detection_model(cfg, 11))
+    if args.weights:
+        load_weights(model, args.weights)
     images, targets = scenes_batch(args.root, args.batch)
     clocks = {m: {"forward": [], "backward": []} for m in modes}
     candidates, before = {}, {}
     for mode in modes:
-        candidates[f"{mode} train"] = train_step(model, images, targets, clocks[mode])
-        candidates[f"{mode} predict"] = predict(model, images)
+        candidates[f"{mode} train"] = train_step(model, images, targets, clocks[mode], mode)
+        candidates[f"{mode} predict"] = predict(model, images, mode)
         before[f"{mode} train"] = before[f"{mode} predict"] = lambda m=mode: use_roi_align(m)
     for name, run in candidates.items():  # one untimed call each (first-call costs), then one timed per round
         before[name]()
@@ -144,12 +177,15 @@ def main() -> None:
             f"{row['train_backward_ms']:.0f}; x{row[f'train_speedup_vs_{modes[0]}']})   predict "
             f"{row['predict_ms']:8.1f} ms (x{row[f'predict_speedup_vs_{modes[0]}']})"
         )
+    read_s = read_time(args.root, args.batch, args.rounds) if annotation_file(args.root, "train2017").is_file() else 0
+    print(f"reading a batch of {args.batch} training scenes: {1000 * read_s:.1f} ms")
     for row in rows if args.profile else ():
         use_roi_align(row["roi_align"])
         row["profile"] = profile(candidates[f"{row['roi_align']} train"], args.profile)
         print(row["roi_align"], ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in row["profile"][:8]))
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "threads": args.threads, "nms": kernels()["nms"]}
+        meta |= {"weights": args.weights or "random (seeded)", "read_batch_ms": round(1000 * read_s, 1)}
         save_json({"rows": rows, **meta, "environment": environment("cpu")}, Path(args.out))
         print(f"wrote {args.out}")
 

@@ -12,6 +12,9 @@
 #
 #   benchmarks/run_det_results.sh                           # ~3 h 15 min on 2 cores
 #   SMOKE=1 OUT_DIR=/tmp/det benchmarks/run_det_results.sh  # a smoke test of this script (tiny settings, minutes)
+#   MODELS=ascan_nano_bf16 benchmarks/run_det_results.sh     # another recipe: configs/det/fmnist_scenes_<NAME>_60min.yaml
+# MODELS names recipes: each NAME trains configs/det/fmnist_scenes_<NAME>_60min.yaml into results/det/det_fmnist_<NAME>/
+# (a family's name, or a variant of its recipe such as ascan_nano_bf16).
 # A run cut off (a session's end, SIGTERM) continues from its newest checkpoint when the script is started again:
 # runs/ keeps the checkpoints; results committed for a run that is not on this machine are kept, not retrained, and
 # their committed weights are timed with the others.

@@ -59,6 +59,7 @@ def score_test(run_dir: str | Path, out: str | Path, weights: str = "model") -> 
         "mask_ap": scores["mask"]["ap"],
         "total_train_s": summary["train_s"],
         "train_img_s": summary.get("train_img_s"),
+        "precision": summary.get("precision", ""),  # what it trained in (fp32, or bf16 autocast)
         "params": summary.get("params"),
         "box": {k: scores["box"][k] for k in STATS},
         "mask": {k: scores["mask"][k] for k in STATS},
@@ -77,18 +78,29 @@ def _num(value: Any, fmt: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
+def _precision(folder: Path, test: dict[str, Any]) -> str:
+    """What a result trained in: its test record's ``precision``, else its summary's (records from before)."""
+    if test.get("precision"):
+        return test["precision"]
+    summary = folder / "summary.json"
+    return json.loads(summary.read_text()).get("precision", "-") if summary.is_file() else "-"
+
+
 def results_table(result_dirs: Sequence[str | Path], latency_json: str | Path | None = None) -> str:
-    """Markdown: params, MACs, test box and mask AP, training img/s and time, and batch-1 latency per detector."""
+    """Markdown: training precision, params, MACs, test box and mask AP, training img/s and time, and batch-1 latency
+    per result (a detector's latency is its architecture's: measured in fp32, whatever it trained in)."""
     latency = {}
     if latency_json and Path(latency_json).is_file():
         latency = {r["model"]: r for r in json.loads(Path(latency_json).read_text())["rows"]}
-    cols = ["detector", "params", "GMACs", "box AP %", "mask AP %", "box AP50 %", "train img/s", "train min"]
+    cols = ["detector", "trained in", "params", "GMACs", "box AP %", "mask AP %", "box AP50 %", "train img/s"]
+    cols.append("train min")
     lines = ["| " + " | ".join([*cols, "latency b1 ms"]) + " |", "|---" * (len(cols) + 1) + "|"]
     for folder in map(Path, result_dirs):
         test = json.loads((folder / TEST_FILE).read_text())
         row = latency.get(test["detector"], {})
         cells = [
             test["detector"],
+            _precision(folder, test),
             f"{test['params'] / 1e6:.2f}M" if test.get("params") else "-",
             _num(row.get("gmacs"), ".2f"),
             f"{test['box_ap']:.2f}",
