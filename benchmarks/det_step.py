@@ -18,7 +18,7 @@ operator over N more training steps.
     python benchmarks/det_step.py                              # eager vs grid, batch 4, 3 rounds
     python benchmarks/det_step.py --modes grid_sample,grid --batch 16 --profile 2 \
         --out results/speed/det_fmnist_step.json
-    python benchmarks/det_step.py --modes grid --batch 16 --profile 2 \
+    python benchmarks/det_step.py --modes grid,grid:bf16 --batch 16 --rounds 5 --profile 2 \
         --weights results/det/det_fmnist_ascan_nano/weights --out results/speed/det_fmnist_step_trained.json
 """
 

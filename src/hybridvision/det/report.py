@@ -92,8 +92,17 @@ def results_table(result_dirs: Sequence[str | Path], latency_json: str | Path | 
     latency = {}
     if latency_json and Path(latency_json).is_file():
         latency = {r["model"]: r for r in json.loads(Path(latency_json).read_text())["rows"]}
-    cols = ["detector", "trained in", "params", "GMACs", "box AP %", "mask AP %", "box AP50 %", "train img/s"]
-    cols.append("train min")
+    cols = [
+        "detector",
+        "trained in",
+        "params",
+        "GMACs",
+        "box AP %",
+        "mask AP %",
+        "box AP50 %",
+        "train img/s",
+        "train min",
+    ]
     lines = ["| " + " | ".join([*cols, "latency b1 ms"]) + " |", "|---" * (len(cols) + 1) + "|"]
     for folder in map(Path, result_dirs):
         test = json.loads((folder / TEST_FILE).read_text())
