@@ -206,7 +206,9 @@ def test_two_steps_on_a_tiny_coco_folder_then_eval_and_predict(coco_root, tmp_pa
     model = info["overrides"]  # all inference needs: the detector's full config
     assert model["detector"]["anchor_sizes"] == [8, 16, 32, 64, 128] and model["std"] == [0.25] * 3
     scores = evaluate_run(run_dir, DetEvalConfig(data=cfg.data, batch_size=2))
-    assert set(scores["model"]) == {"box", "mask", "detections"} and "per_class" in scores["model"]["mask"]
+    assert set(scores["model"]) == {"box", "mask", "detections", "precision"} and "per_class" in scores["model"]["mask"]
+    assert scores["model"]["precision"] == "fp32"
+    _a_run_is_evaluated_in_its_training_precision(run_dir, tmp_path)
     assert main(["det", "eval", str(run_dir), "--batch_size", "2", "--out", str(tmp_path / "e.json")]) == 0
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["split"] == "val2017" and saved["results"]["model"]["box"]["ap"] == scores["model"]["box"]["ap"]
@@ -225,6 +227,30 @@ def test_two_steps_on_a_tiny_coco_folder_then_eval_and_predict(coco_root, tmp_pa
     assert main(["det", "predict", str(same_stem), "--run", str(run_dir), "--out", str(tmp_path / "cli")]) == 0
     assert "wrote 1 overlay(s)" in capsys.readouterr().out and (tmp_path / "cli" / "rgb_det.png").is_file()
     _report_scores_the_test_split_once(run_dir, tmp_path / "results", scores, cfg.data)
+
+
+def _a_run_is_evaluated_in_its_training_precision(run_dir: Path, tmp_path: Path) -> None:
+    """A run trained in bf16 autocast (its config says so) is evaluated in it unless --amp says otherwise, as its
+    validation scores were while it trained; a weights folder alone is evaluated in fp32."""
+    import shutil
+
+    from hybridvision.cli.main import main
+    from hybridvision.det.evaluate import eval_defaults
+
+    assert eval_defaults(run_dir).amp == "off" and eval_defaults(tmp_path / "no_run").amp == "off"
+    bf16_run = tmp_path / "bf16_run"
+    shutil.copytree(run_dir, bf16_run)
+    config = bf16_run / "config.yaml"
+    assert "amp: 'off'" in config.read_text() or "amp: off" in config.read_text()
+    config.write_text(config.read_text().replace("amp: 'off'", "amp: bf16").replace("amp: off", "amp: bf16"))
+    assert eval_defaults(bf16_run).amp == "bf16"
+    for flags, precision in (([], "bf16"), (["--amp", "off"], "fp32")):
+        out = tmp_path / f"{precision}.json"
+        assert (
+            main(["det", "eval", str(bf16_run), "--weights", "model", "--batch_size", "2", "--out", str(out), *flags])
+            == 0
+        )
+        assert json.loads(out.read_text())["results"]["model"]["precision"] == precision
 
 
 def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dict, data) -> None:
@@ -249,7 +275,8 @@ def _report_scores_the_test_split_once(run_dir: Path, out: Path, val_scores: dic
         score_test(run_dir, out)
     table = results_table([out])
     assert test["precision"] in ("fp32", "bf16")  # what the run trained in (amp "auto": bf16 only with AMX)
-    assert f"| maskrcnn_ascan_test | {test['precision']} | " in table
+    assert test["scored_in"] == "fp32"  # the run's own precision (amp "off")
+    assert f"| maskrcnn_ascan_test | {test['precision']} | fp32 | " in table
     assert f"| {test['box_ap']:.2f} | {test['mask_ap']:.2f} |" in table
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..config import at_least, check, in_unit, one_of, parse_device
-from ..engine.config import RESUMABLE, EmaConfig, OptimConfig, RunConfig
+from ..engine.config import AMP_MODES, RESUMABLE, EmaConfig, OptimConfig, RunConfig
 from ..factory import backbone_settings, check_backbone
 from ..vision_ops import ROI_ALIGN_MODES
 from .model import DetectorConfig, DetModelConfig
@@ -99,12 +99,16 @@ class DetEvalConfig:
     weights: str = "both"  # "model", "ema" or "both"
     batch_size: int = 32
     device: str = "auto"
+    # autocast while detecting: "off" (fp32), "bf16", "fp16" or "auto" (as training's); for a run, its own training
+    # precision by default, so its logged validation scores are reproduced (a weights folder alone: "off")
+    amp: str = "off"
     out: str = ""  # JSON file for the numbers (default: RUN/det_eval_<split>.json)
     data: DetDataConfig = field(default_factory=DetDataConfig)
     roi_align: str = "grid"  # without torchvision's extension: ours ("grid"), or its Python "eager" / "compiled"
 
     def __post_init__(self) -> None:
         one_of("weights", self.weights, WEIGHTS)
+        one_of("amp", self.amp, AMP_MODES)
         at_least(self, 1, "batch_size")
         parse_device(self.device)
         one_of("roi_align", self.roi_align, ROI_ALIGN_MODES)

@@ -8,7 +8,6 @@ training task. ``detect`` is also what the task evaluates with during training.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from ..data import FASHION_MNIST_CLASSES, DataError
 from ..engine.distributed import Dist, barrier, concat_across, pick_device
 from ..engine.order import eval_batches
 from ..engine.rundir import SavedModel, open_model, run_config
+from ..engine.session import autocast_for, precision_name, resolve_amp
 from ..vision_ops import set_roi_align
 from .config import DetDataConfig, DetEvalConfig, DetTrainConfig
 from .data import CocoSplit, load_split
@@ -33,11 +33,12 @@ TASK = "detection"  # what model.json records of a detection run
 
 
 def eval_defaults(run: Path) -> DetEvalConfig:
-    """DetEvalConfig whose data, batch and RoIAlign mode come from the run's own config when it has one."""
+    """DetEvalConfig whose data, batch, RoIAlign mode and precision come from the run's own config when it has one
+    (a run trained in bf16 autocast is evaluated in it, as its validation scores were while it trained)."""
     saved = run_config(run, DetTrainConfig, TASK)
     if saved is None:
         return DetEvalConfig()
-    return DetEvalConfig(data=saved.data, batch_size=saved.eval_batch_size, roi_align=saved.roi_align)
+    return DetEvalConfig(data=saved.data, batch_size=saved.eval_batch_size, roi_align=saved.roi_align, amp=saved.amp)
 
 
 def _build(info: dict[str, Any], folder: Path, use_ema: bool) -> DetModel:
@@ -131,8 +132,10 @@ def to_results(output: dict[str, Tensor], image_id: int, category_ids: Sequence[
 
 
 def evaluate_run(run: str | Path, cfg: DetEvalConfig) -> dict[str, dict[str, Any]]:
-    """{"model": {"box": {...}, "mask": {...}}, "ema": ...}: COCO AP/AR (%) and per-class AP on the eval split."""
+    """{"model": {"box": {...}, "mask": {...}, "precision": ...}, "ema": ...}: COCO AP/AR (%) and per-class AP on
+    the eval split, and the precision the detector ran in ("fp32", "bf16")."""
     device = pick_device(cfg.device)
+    amp = resolve_amp(cfg.amp, device)
     saved = open_run(run)
     set_roi_align(cfg.roi_align)
     if cfg.data.dataset == "fmnist_scenes":  # refused before the scenes are written
@@ -146,6 +149,6 @@ def evaluate_run(run: str | Path, cfg: DetEvalConfig) -> dict[str, dict[str, Any
     out = {}
     for kind in kinds:
         model = saved.load(use_ema=kind == "ema", build=_build).to(device)
-        found = detect(model, split, cfg.batch_size, Dist(device=device), contextlib.nullcontext)
-        out[kind] = {**score_detections(split, found), "detections": len(found)}
+        found = detect(model, split, cfg.batch_size, Dist(device=device), autocast_for(amp, device))
+        out[kind] = {**score_detections(split, found), "detections": len(found), "precision": precision_name(amp)}
     return out

@@ -60,6 +60,7 @@ def score_test(run_dir: str | Path, out: str | Path, weights: str = "model") -> 
         "total_train_s": summary["train_s"],
         "train_img_s": summary.get("train_img_s"),
         "precision": summary.get("precision", ""),  # what it trained in (fp32, or bf16 autocast)
+        "scored_in": scores["precision"],  # what it ran in here: the run's own precision (det eval --amp)
         "params": summary.get("params"),
         "box": {k: scores["box"][k] for k in STATS},
         "mask": {k: scores["mask"][k] for k in STATS},
@@ -87,14 +88,16 @@ def _precision(folder: Path, test: dict[str, Any]) -> str:
 
 
 def results_table(result_dirs: Sequence[str | Path], latency_json: str | Path | None = None) -> str:
-    """Markdown: training precision, params, MACs, test box and mask AP, training img/s and time, and batch-1 latency
-    per result (a detector's latency is its architecture's: measured in fp32, whatever it trained in)."""
+    """Markdown: training and scoring precision, params, MACs, test box and mask AP, training img/s and time, and
+    batch-1 latency per result (a detector's latency is its architecture's: measured in fp32, whatever it trained
+    in)."""
     latency = {}
     if latency_json and Path(latency_json).is_file():
         latency = {r["model"]: r for r in json.loads(Path(latency_json).read_text())["rows"]}
     cols = [
         "detector",
         "trained in",
+        "scored in",
         "params",
         "GMACs",
         "box AP %",
@@ -110,6 +113,7 @@ def results_table(result_dirs: Sequence[str | Path], latency_json: str | Path | 
         cells = [
             test["detector"],
             _precision(folder, test),
+            test.get("scored_in", "fp32"),  # records from before scored_in was written were all scored in fp32
             f"{test['params'] / 1e6:.2f}M" if test.get("params") else "-",
             _num(row.get("gmacs"), ".2f"),
             f"{test['box_ap']:.2f}",

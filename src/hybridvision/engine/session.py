@@ -10,6 +10,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import torch
 import torch.distributed as torch_dist
@@ -71,6 +73,11 @@ def precision_name(amp: torch.dtype | None) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
 
 
+def autocast_for(amp: torch.dtype | None, device: torch.device) -> Callable[[], AbstractContextManager]:
+    """() -> the autocast context for ``amp`` on ``device`` (a no-op for fp32)."""
+    return (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+
+
 # ---- Building the pieces
 
 
@@ -83,8 +90,7 @@ def place_model(model: nn.Module, job: dist.Dist, channels_last: bool) -> nn.Mod
 def make_context(task: Task, job: dist.Dist, resume: TrainState | None, run: RunDir | None = None) -> Context:
     cfg = task.cfg
     amp = resolve_amp(cfg.amp, job.device)
-    autocast = (lambda: torch.autocast(job.device.type, dtype=amp)) if amp else contextlib.nullcontext
-    task.setup(Runtime(job, autocast, run.path if run is not None else None))
+    task.setup(Runtime(job, autocast_for(amp, job.device), run.path if run is not None else None))
     sharded = job.active and cfg.distributed == "fsdp"
     if sharded and cfg.ema.decay > 0:
         raise ValueError("EMA keeps a full copy of the weights, which FSDP avoids; add --ema.decay 0 with fsdp")
