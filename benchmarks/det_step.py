@@ -4,11 +4,12 @@ Where torchvision's C extension cannot load, ``hybridvision.vision_ops`` supplie
 default: matmuls on maps of up to ``MATMUL_MAX_PIXELS`` pixels, which the scenes' maps all are, ``grid_sample`` on
 larger ones), ``grid_sample`` (ours with ``grid_sample`` on every map) or torchvision's Python fallback (``eager``;
 ``compiled`` takes seconds to compile every new shape family, so it is left out unless named); ``MODE:bf16`` runs
-MODE under bf16 autocast, as ``det train --amp bf16`` does. This builds the
+MODE under bf16 autocast, as ``det train --amp bf16`` does, and ``MODE:roisN`` samples N RoIs per image for the
+heads' loss (``--detector.box_samples N``; default the config's). This builds the
 default detector (``det train``'s config: Mask R-CNN on ascan_nano, 64x64 grey scenes), takes one fixed batch of
 training scenes, and times, mode after mode in every round (order reversed every other round), a training step
 (forward with the targets and backward; no optimizer step, so every step does the same work) and inference on
-the same images (eval mode).
+the same images (eval mode), and the backbone with its FPN alone (forward and backward), so its share of a step shows.
 Weights are random (seeded) unless ``--weights`` names a trained detector (a run's weights folder): a trained RPN
 proposes boxes on the items, so more RoIs are positive and reach the mask head, as in a real run. Prints the
 medians over rounds and each mode's per-round ratio to the first mode, and the time to read one batch of
@@ -20,6 +21,8 @@ operator over N more training steps.
         --out results/speed/det_fmnist_step.json
     python benchmarks/det_step.py --modes grid,grid:bf16 --batch 16 --rounds 5 --profile 2 \
         --weights results/det/det_fmnist_ascan_nano/weights --out results/speed/det_fmnist_step_trained.json
+    python benchmarks/det_step.py --modes grid:bf16,grid:bf16:rois64,grid:bf16:rois32 --batch 16 --rounds 5 \
+        --weights results/det/det_fmnist_ascan_nano_bf16_rois32/weights --out results/speed/det_fmnist_step_rois.json
 """
 
 from __future__ import annotations
@@ -72,17 +75,19 @@ def read_time(root: str, batch: int, rounds: int) -> float:
     return statistics.median(times)
 
 
-def use_roi_align(mode: str) -> None:
-    """``set_roi_align(mode)``; ``grid_sample``: ours with ``grid_sample`` on maps of any size (a ``:bf16`` tail,
-    which ``autocast`` reads, is ignored here)."""
-    mode = mode.split(":")[0]
-    set_roi_align("grid" if mode == "grid_sample" else mode)
-    vision_ops.MATMUL_MAX_PIXELS = 0 if mode == "grid_sample" else MATMUL_MAX_PIXELS
+def use_mode(model: DetModel, mode: str) -> None:
+    """``set_roi_align`` for the mode's first word (``grid_sample``: ours with ``grid_sample`` on maps of any size)
+    and the RoIs sampled per image its ``:roisN`` tail asks for (else the config's); ``:bf16`` is ``autocast``'s."""
+    roi_align, *tail = mode.split(":")
+    set_roi_align("grid" if roi_align == "grid_sample" else roi_align)
+    vision_ops.MATMUL_MAX_PIXELS = 0 if roi_align == "grid_sample" else MATMUL_MAX_PIXELS
+    rois = [int(t[len("rois") :]) for t in tail if t.startswith("rois")]
+    model.detector.roi_heads.fg_bg_sampler.batch_size_per_image = rois[0] if rois else model.config.detector.box_samples
 
 
 def autocast(mode: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast for a mode named ``<roi_align>:bf16`` (what ``det train --amp bf16`` runs), else nothing."""
-    bf16 = mode.endswith(":bf16")
+    """bf16 autocast for a mode with a ``:bf16`` tail (what ``det train --amp bf16`` runs), else nothing."""
+    bf16 = "bf16" in mode.split(":")[1:]
     return torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
@@ -99,6 +104,20 @@ def train_step(model: DetModel, images: list, targets: list, clock: dict, mode: 
         loss.backward()
         clock["forward"].append(middle - start)
         clock["backward"].append(time.perf_counter() - middle)
+
+    return step
+
+
+def backbone_step(model: DetModel, images: list, mode: str) -> Callable[[], None]:
+    """The backbone and its FPN alone on the detector's own input batch: forward, and backward from every level."""
+    batch = model.detector.transform(images)[0].tensors  # (B, C, H, W), normalised and padded
+
+    def step() -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        with autocast(mode):
+            levels = model.detector.backbone(batch)
+        sum(level.float().mean() for level in levels.values()).backward()
 
     return step
 
@@ -153,14 +172,16 @@ def main() -> None:
     for mode in modes:
         candidates[f"{mode} train"] = train_step(model, images, targets, clocks[mode], mode)
         candidates[f"{mode} predict"] = predict(model, images, mode)
-        before[f"{mode} train"] = before[f"{mode} predict"] = lambda m=mode: use_roi_align(m)
+        candidates[f"{mode} backbone"] = backbone_step(model, images, mode)
+        for what in ("train", "predict", "backbone"):
+            before[f"{mode} {what}"] = lambda m=mode: use_mode(model, m)
     for name, run in candidates.items():  # one untimed call each (first-call costs), then one timed per round
         before[name]()
         run()
     timings = interleaved(
         candidates, args.batch, rounds=args.rounds, min_s=0.0, min_iters=1, warmup_iters=0, warmup_s=0.0, before=before
     )
-    rows = []
+    rows, baseline = [], modes[0].replace(":", "_")  # a JSON key: grid:bf16 -> grid_bf16
     for mode in modes:
         row = {"roi_align": mode}
         for what in ("train", "predict"):
@@ -168,19 +189,23 @@ def main() -> None:
             base = [t.p50_ms for t in timings[f"{modes[0]} {what}"]]
             row[f"{what}_ms"] = round(statistics.median(runs), 1)
             row[f"{what}_ms_min"], row[f"{what}_ms_max"] = round(min(runs), 1), round(max(runs), 1)
-            row[f"{what}_speedup_vs_{modes[0]}"] = round(statistics.median(b / r for b, r in zip(base, runs)), 2)
+            row[f"{what}_speedup_vs_{baseline}"] = round(statistics.median(b / r for b, r in zip(base, runs)), 2)
         for part in ("forward", "backward"):  # the untimed first step included
             row[f"train_{part}_ms"] = round(1000 * statistics.median(clocks[mode][part]), 1)
+        backbone = [t.p50_ms for t in timings[f"{mode} backbone"]]
+        row["backbone_train_ms"] = round(statistics.median(backbone), 1)  # forward and backward, FPN included
+        row["backbone_share"] = round(row["backbone_train_ms"] / row["train_ms"], 3)
         rows.append(row)
         print(
             f"{mode:9s} train {row['train_ms']:9.1f} ms (forward {row['train_forward_ms']:.0f}, backward "
-            f"{row['train_backward_ms']:.0f}; x{row[f'train_speedup_vs_{modes[0]}']})   predict "
-            f"{row['predict_ms']:8.1f} ms (x{row[f'predict_speedup_vs_{modes[0]}']})"
+            f"{row['train_backward_ms']:.0f}; x{row[f'train_speedup_vs_{baseline}']})   predict "
+            f"{row['predict_ms']:8.1f} ms (x{row[f'predict_speedup_vs_{baseline}']})   backbone+FPN "
+            f"{row['backbone_train_ms']:.0f} ms ({100 * row['backbone_share']:.0f}% of a step)"
         )
     read_s = read_time(args.root, args.batch, args.rounds) if annotation_file(args.root, "train2017").is_file() else 0
     print(f"reading a batch of {args.batch} training scenes: {1000 * read_s:.1f} ms")
     for row in rows if args.profile else ():
-        use_roi_align(row["roi_align"])
+        use_mode(model, row["roi_align"])
         row["profile"] = profile(candidates[f"{row['roi_align']} train"], args.profile)
         print(row["roi_align"], ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in row["profile"][:8]))
     if args.out:
