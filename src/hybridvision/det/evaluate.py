@@ -20,8 +20,8 @@ from ..config import from_dict
 from ..data import FASHION_MNIST_CLASSES, DataError
 from ..engine.distributed import Dist, barrier, concat_across, pick_device
 from ..engine.order import eval_batches
+from ..engine.precision import autocast_for, precision_name, resolve_amp
 from ..engine.rundir import SavedModel, open_model, run_config
-from ..engine.session import autocast_for, precision_name, resolve_amp
 from ..vision_ops import set_roi_align
 from .config import DetDataConfig, DetEvalConfig, DetTrainConfig
 from .data import CocoSplit, load_split

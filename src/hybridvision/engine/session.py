@@ -6,12 +6,9 @@ optimizer, EMA and schedule it brings) loads only when a run trains, never when 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 import torch
 import torch.distributed as torch_dist
@@ -25,6 +22,7 @@ from .logs import RunLogger
 from .loop import Context, train_one_epoch
 from .optim import build_optimizer
 from .order import steps_per_epoch
+from .precision import autocast_for, precision_name, resolve_amp
 from .resume import check_model, check_reuse, check_same_run, named_run, resume_point
 from .rundir import RunDir, RunResult
 from .schedule import Schedule
@@ -34,7 +32,7 @@ from .task import Runtime, Task
 log = logging.getLogger(__name__)
 
 
-# ---- Run directory and precision
+# ---- Run directory
 
 
 def run_dir_for(task: Task, job: dist.Dist) -> RunDir:
@@ -50,32 +48,6 @@ def run_dir_for(task: Task, job: dist.Dist) -> RunDir:
     if job.active:
         torch_dist.broadcast_object_list(name, src=0)
     return RunDir(root / name[0])
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast dtype, or None. "auto": bf16 where the hardware runs it fast, else fp32.
-
-    CUDA: when the GPU supports bf16. CPU: with AMX tiles (Xeon Sapphire Rapids and later), where bf16 training
-    runs clearly faster than fp32. Without AMX fp32 stays: CPUs without bf16 instructions emulate bf16 matmuls,
-    many times slower than fp32, and on CPUs with avx512_bf16 but no AMX the gain is too small to change the
-    numerics of every default run without an accuracy comparison (ask for it with ``amp: bf16``; measured:
-    results/speed/cpu-train-speed.json).
-    """
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return torch.bfloat16 if device.type == "cpu" and amx() else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
-
-
-def precision_name(amp: torch.dtype | None) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "fp32")
-
-
-def autocast_for(amp: torch.dtype | None, device: torch.device) -> Callable[[], AbstractContextManager]:
-    """() -> the autocast context for ``amp`` on ``device`` (a no-op for fp32)."""
-    return (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
 
 
 # ---- Building the pieces
