@@ -44,6 +44,7 @@ from hybridvision.det.config import DetTrainConfig, detection_model
 from hybridvision.det.data import annotation_file, load_split
 from hybridvision.det.model import DetModel, load_weights
 from hybridvision.det.scenes import ScenesConfig, write_scenes
+from hybridvision.engine.precision import autocast_for
 from hybridvision.env import environment
 from hybridvision.fileio import save_json
 from hybridvision.vision_ops import import_torchvision, kernels, set_roi_align
@@ -75,20 +76,25 @@ def read_time(root: str, batch: int, rounds: int) -> float:
     return statistics.median(times)
 
 
-def use_mode(model: DetModel, mode: str) -> None:
-    """``set_roi_align`` for the mode's first word (``grid_sample``: ours with ``grid_sample`` on maps of any size)
-    and the RoIs sampled per image its ``:roisN`` tail asks for (else the config's); ``:bf16`` is ``autocast``'s."""
+def parse_mode(mode: str) -> tuple[str, bool, int | None]:
+    """``ROI_ALIGN[:bf16][:roisN]`` -> (the RoIAlign mode, bf16 autocast or not, RoIs sampled per image or None)."""
     roi_align, *tail = mode.split(":")
+    rois = [int(t[len("rois") :]) for t in tail if t.startswith("rois")]
+    return roi_align, "bf16" in tail, rois[0] if rois else None
+
+
+def use_mode(model: DetModel, mode: str) -> None:
+    """``set_roi_align`` for the mode's RoIAlign (``grid_sample``: ours with ``grid_sample`` on maps of any size)
+    and the RoIs sampled per image its ``:roisN`` tail asks for (else the config's); ``:bf16`` is ``autocast``'s."""
+    roi_align, _, rois = parse_mode(mode)
     set_roi_align("grid" if roi_align == "grid_sample" else roi_align)
     vision_ops.MATMUL_MAX_PIXELS = 0 if roi_align == "grid_sample" else MATMUL_MAX_PIXELS
-    rois = [int(t[len("rois") :]) for t in tail if t.startswith("rois")]
-    model.detector.roi_heads.fg_bg_sampler.batch_size_per_image = rois[0] if rois else model.config.detector.box_samples
+    model.detector.roi_heads.fg_bg_sampler.batch_size_per_image = rois or model.config.detector.box_samples
 
 
 def autocast(mode: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for a mode with a ``:bf16`` tail (what ``det train --amp bf16`` runs), else nothing."""
-    bf16 = "bf16" in mode.split(":")[1:]
-    return torch.autocast("cpu", torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return autocast_for(torch.bfloat16 if parse_mode(mode)[1] else None, torch.device("cpu"))()
 
 
 def train_step(model: DetModel, images: list, targets: list, clock: dict, mode: str) -> Callable[[], None]:
